@@ -1,0 +1,106 @@
+"""Hardware-aware NAS for session-level traffic classification.
+
+Edit the parameters below and run `python B01_NAS.py`; any parameter can also
+be overridden on the command line: `python B01_NAS.py n_generations=5 seed=7`.
+Each run writes logs/<timestamp>_<run_name>/: nas_log.txt (for people),
+children.csv (one row per evaluated network), parameters.json and models/.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # silence TensorFlow's C++ start-up chatter (CUDA probing on CPU machines)
+
+# data
+images_path = "data/demo_sessions.idx3"  # IDX3 sessions, relative to this folder or absolute
+labels_path = "data/demo_labels.idx1"  # IDX1 labels of the same sessions
+num_classes = None  # number of classes (None = max label + 1)
+test_size = 0.1  # fraction of sessions held out as the test split (only reported, never used to choose)
+num_folds = 5  # stratified folds of the training split
+
+# search
+n_generations = 3  # generations after the initial parent
+n_child = 4  # children per generation
+n_mutations = 1  # mutations applied to make each child
+max_depth_father = 3  # most blocks in a random initial parent (smart_start = False)
+max_depth = 6  # most blocks in any network
+smart_start = True  # True: start from a small hand-crafted network; False: from a random valid one
+is_random_walk = False  # True: the best child always becomes the parent; False: the parent competes with its children
+max_attempts = 200  # mutation attempts per child before the thresholds are declared impossible
+
+# search space
+filters_choices = [4, 8, 16, 32, 64]  # Conv1D filters
+kernel_size_choices = [3, 5, 7, 9]  # Conv1D kernel sizes
+stride_choices = [1, 2]  # Conv1D strides
+pool_size_choices = [2, 3, 4]  # pooling window (= pooling stride)
+activation_choices = ["relu", "relu6", "tanh"]  # activations (all run int8 on TensorFlow Lite Micro)
+head_choices = ["gap", "flatten"]  # heads: GlobalAveragePooling1D or Flatten, then Dense(num_classes)
+dropout_min = 0.05  # dropout rate of the first block
+dropout_max = 0.3  # dropout rate of the last block (rates in between grow with depth)
+
+# hardware thresholds (None = no limit)
+check_hw = True  # False: train children whatever their figures
+params_thr = 20_000  # parameters
+flops_thr = 2_000_000  # FLOPs of one inference (keras-flops' count)
+flash_thr = 32_000  # bytes of flash for the int8 model
+ram_thr = 16_000  # bytes of activation RAM for the int8 model
+max_tens_thr = 16_000  # elements of the largest activation tensor
+
+# training
+is_train = True  # full training (use_full_training = True); False = evaluate untrained (dry run)
+is_train_proxy = True  # proxy training (use_full_training = False); False = evaluate untrained (dry run)
+use_full_training = False  # True: train on every fold; False: proxy, on the first num_selected_folds folds
+num_selected_folds = 2  # folds trained per child in proxy training
+epochs = 15  # most epochs per fold
+batch_size = 64  # samples per step
+patience = 5  # epochs without a better validation loss before early stopping (the learning rate halves after patience // 2)
+learning_rate = 1e-3  # Adam's initial step size
+verbose = 0  # Keras fit output: 0 silent, 1 progress bar, 2 one line per epoch
+
+# output
+run_name = "nas"  # the run folder is logs/<timestamp>_<run_name>
+partial_save_steps = 1  # save the parent and the best model every this many generations
+seed = 0  # seeds the split, the folds, the search and training
+# -----------------------------------------------------------------------------
+parameters = {name: value for name, value in list(globals().items())
+              if not name.startswith("_") and isinstance(value, (bool, int, float, str, list, type(None)))}
+
+import library_config  # noqa: E402  (the parameters above stay the first thing a reader sees)
+import library_load_and_split_data as data_lib  # noqa: E402
+from library_nas import NAS  # noqa: E402
+
+try:
+    parameters.update(library_config.parse_overrides(sys.argv[1:], parameters))
+except library_config.ParameterError as error:
+    sys.exit(f"B01_NAS.py: {error}")
+project_dir = os.path.dirname(os.path.abspath(__file__))
+run_dir = library_config.make_run_dir(os.path.join(project_dir, "logs"), parameters["run_name"])
+library_config.write_parameters(run_dir, parameters)
+print(f"Run folder: {run_dir}")
+
+# load and split: a stratified test split, then stratified folds of the rest
+X_train, X_test, y_train, y_test = data_lib.load_and_preprocess_data(
+    parameters["num_classes"], parameters["test_size"], encode_labels=False,
+    images_path=os.path.join(project_dir, parameters["images_path"]),
+    labels_path=os.path.join(project_dir, parameters["labels_path"]), seed=parameters["seed"])
+folds = data_lib.fold_index(X_train, y_train, parameters["num_folds"], seed=parameters["seed"])
+n_classes = parameters["num_classes"] or int(max(y_train.max(), y_test.max())) + 1
+data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, n_classes),
+                            X_test, data_lib.one_hot(y_test, n_classes))
+print(f"Data: {len(X_train)} training / {len(X_test)} test sessions of length {data.input_shape[0]}, "
+      f"{n_classes} classes, {len(folds)} folds")
+
+# search
+search_parameters = {name: value for name, value in parameters.items()
+                     if name not in ("images_path", "labels_path", "num_classes", "test_size",
+                                     "num_folds", "run_name")}
+nas = NAS(run_dir, data, **search_parameters)
+best = nas.run_NAS(folds)
+
+# report
+n_params, max_tens, flops, flash_size, ram_size = best.hw_measures()
+print(f"\nBest network: {best.architecture_text()}")
+print(f"  params {n_params}, FLOPs {flops}, flash {flash_size} B, RAM {ram_size} B")
+print(f"  validation accuracy {best.val_score:.4f}, test accuracy {best.test_metrics['accuracy']:.4f}")
+print(f"  NAS log: {nas.log_path}")
+if best.trained:
+    print(f"  model:   {os.path.join(nas.models_dir, 'best_model.keras')}")

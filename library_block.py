@@ -1,0 +1,193 @@
+"""One Conv1D block: its settings, shape arithmetic, hardware cost and Keras layers.
+
+A block is Conv1D -> BatchNormalization (not in the first block) -> activation
+-> optional max/average pooling -> dropout. Its cost is computed here from its
+settings and input shape alone, without TensorFlow, so the search can reject
+a candidate before any Keras model exists.
+"""
+import json
+import math
+
+import keras
+
+# Activations whose TFLite int8 kernels exist in TensorFlow Lite Micro.
+ACTIVATIONS = ("relu", "relu6", "tanh")
+POOLINGS = ("none", "max", "avg")
+PADDINGS = ("same", "valid")
+
+
+class Block:
+    """A Conv1D block placed at `block_index` on an input of (input_size, input_channels).
+
+    Settings: filters, kernel_size, stride, padding ('same'/'valid'), activation,
+    pooling ('none'/'max'/'avg'), pool_size, dropout_rate.
+    `layer_weights` maps a layer name to its trained weight arrays (None if untrained).
+    """
+
+    def __init__(self, filters, kernel_size, stride=1, padding="same", activation="relu",
+                 pooling="max", pool_size=2, dropout_rate=0.1,
+                 input_size=None, input_channels=1, block_index=0, layer_weights=None):
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if min(filters, kernel_size, stride, pool_size) < 1:
+            raise ValueError("filters, kernel_size, stride and pool_size must be >= 1")
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.stride = int(stride)
+        self.padding = padding
+        self.activation = activation
+        self.pooling = pooling
+        self.pool_size = int(pool_size)
+        self.dropout_rate = float(dropout_rate)
+        self.input_size = input_size
+        self.input_channels = int(input_channels)
+        self.block_index = int(block_index)
+        self.layer_weights = layer_weights
+        self.adjustments = []
+        self.conv_output_size = None
+        self.output_size = None
+        if input_size is not None:
+            self.calculate_output_size()
+
+    # ----- settings ---------------------------------------------------------
+    SETTING_NAMES = ("filters", "kernel_size", "stride", "padding", "activation",
+                     "pooling", "pool_size", "dropout_rate")
+
+    def settings(self):
+        """The block's searchable settings as a plain dict."""
+        return {name: getattr(self, name) for name in self.SETTING_NAMES}
+
+    def copy(self, **changes):
+        """A new block with the same settings, place and weights, `changes` applied."""
+        arguments = dict(self.settings(), input_size=self.input_size,
+                         input_channels=self.input_channels, block_index=self.block_index,
+                         layer_weights=self.layer_weights)
+        arguments.update(changes)
+        return Block(**arguments)
+
+    @property
+    def has_batchnorm(self):
+        # The first block sees raw bytes scaled to [0, 1]; normalising them again buys nothing.
+        return self.block_index > 0
+
+    @property
+    def output_channels(self):
+        return self.filters
+
+    def short_name(self):
+        """Compact text such as 'C16k5s2same+BN-relu-max2-d0.10'."""
+        pooling = "" if self.pooling == "none" else f"-{self.pooling}{self.pool_size}"
+        batchnorm = "+BN" if self.has_batchnorm else ""
+        return (f"C{self.filters}k{self.kernel_size}s{self.stride}{self.padding}{batchnorm}"
+                f"-{self.activation}{pooling}-d{self.dropout_rate:.2f}")
+
+    # ----- shape arithmetic -------------------------------------------------
+    def calculate_output_size(self):
+        """Output length of the block on its input, adjusting invalid settings.
+
+        Follows Keras' arithmetic: Conv1D 'same' gives ceil(L / stride), 'valid'
+        floor((L - kernel) / stride) + 1; pooling is 'valid' with stride =
+        pool_size, giving floor(L / pool_size). Adjustments keep every length >= 1:
+        a 'valid' kernel longer than the input shrinks to the input length; a pool
+        longer than the conv output shrinks to it, or is dropped when that is 1.
+        Each adjustment is listed in self.adjustments. Returns the output length.
+        """
+        if self.input_size is None or self.input_size < 1:
+            raise ValueError(f"block {self.block_index}: input_size must be >= 1, got {self.input_size}")
+        length = self.input_size
+        if self.padding == "valid" and self.kernel_size > length:
+            self.adjustments.append(f"kernel_size {self.kernel_size} -> {length} (input length {length})")
+            self.kernel_size = length
+        if self.padding == "same":
+            conv_length = math.ceil(length / self.stride)
+        else:
+            conv_length = (length - self.kernel_size) // self.stride + 1
+        if self.pooling != "none" and self.pool_size > conv_length:
+            if conv_length >= 2:
+                self.adjustments.append(f"pool_size {self.pool_size} -> {conv_length}")
+                self.pool_size = conv_length
+            else:
+                self.adjustments.append(f"pooling {self.pooling} dropped (conv output length 1)")
+                self.pooling = "none"
+        if self.pooling == "none" or self.pool_size == 1:
+            output_length = conv_length
+        else:
+            output_length = conv_length // self.pool_size
+        self.conv_output_size = conv_length
+        self.output_size = output_length
+        return output_length
+
+    # ----- hardware cost ----------------------------------------------------
+    def n_params(self):
+        """Parameters as Keras counts them: conv weights and bias, BN's four vectors."""
+        conv = self.kernel_size * self.input_channels * self.filters + self.filters
+        batchnorm = 4 * self.filters if self.has_batchnorm else 0
+        return conv + batchnorm
+
+    def flops(self):
+        """Inference FLOPs with keras-flops' convention (TensorFlow's profiler registry).
+
+        Conv multiply-adds count 2 per weight and output, the bias add 1 per
+        output; Keras' inference BatchNormalization is 6 per channel (rsqrt 2,
+        add, two muls, sub) plus a mul and an add per element; pooling counts
+        pool_size per output element; activations and dropout count 0.
+        """
+        conv_outputs = self.conv_output_size * self.filters
+        total = 2 * self.kernel_size * self.input_channels * conv_outputs + conv_outputs
+        if self.has_batchnorm:
+            total += 2 * conv_outputs + 6 * self.filters
+        if self.pooling != "none":
+            total += self.pool_size * self.output_size * self.filters
+        return total
+
+    def tensor_sizes(self):
+        """Element counts of the block's activation tensors, in order: conv output, block output."""
+        return [self.conv_output_size * self.filters, self.output_size * self.filters]
+
+    def max_tensor_size(self):
+        """Largest activation tensor the block produces, in elements."""
+        return max(self.tensor_sizes())
+
+    # ----- records ----------------------------------------------------------
+    def to_dict(self):
+        return dict(self.settings(), block_index=self.block_index, input_size=self.input_size,
+                    input_channels=self.input_channels, output_size=self.output_size)
+
+    def dump(self):
+        """The block's configuration and cost as readable JSON text (for the NAS log)."""
+        record = dict(self.to_dict(), n_params=self.n_params(), flops=self.flops(),
+                      trained=self.layer_weights is not None)
+        if self.adjustments:
+            record["adjustments"] = self.adjustments
+        return json.dumps(record, indent=2)
+
+    # ----- Keras ------------------------------------------------------------
+    def layer_names(self):
+        prefix = f"b{self.block_index}"
+        return {"conv": f"{prefix}_conv", "batchnorm": f"{prefix}_bn", "activation": f"{prefix}_act",
+                "pooling": f"{prefix}_pool", "dropout": f"{prefix}_drop"}
+
+    def create_layer(self, input_shape=None):
+        """Keras layers of the block, in order.
+
+        input_shape: (length, channels); when given, a keras.Input comes first
+        so the list can start a Sequential model.
+        """
+        names = self.layer_names()
+        layers = [] if input_shape is None else [keras.Input(shape=tuple(input_shape))]
+        layers.append(keras.layers.Conv1D(self.filters, self.kernel_size, strides=self.stride,
+                                          padding=self.padding, name=names["conv"]))
+        if self.has_batchnorm:
+            layers.append(keras.layers.BatchNormalization(momentum=0.9, name=names["batchnorm"]))
+        layers.append(keras.layers.Activation(self.activation, name=names["activation"]))
+        if self.pooling == "max":
+            layers.append(keras.layers.MaxPooling1D(self.pool_size, name=names["pooling"]))
+        elif self.pooling == "avg":
+            layers.append(keras.layers.AveragePooling1D(self.pool_size, name=names["pooling"]))
+        if self.dropout_rate > 0:
+            layers.append(keras.layers.Dropout(self.dropout_rate, name=names["dropout"]))
+        return layers

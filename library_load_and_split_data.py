@@ -1,0 +1,180 @@
+"""IDX session files: reading, normalisation, the stratified test split and K folds.
+
+The IDX format is MNIST's: a big-endian header (uint32 magic, uint32 count and,
+for images, uint32 rows and cols) followed by uint8 payload. Each sample of an
+`.idx3` file becomes one 1-D sequence of rows x cols bytes for the Conv1D search.
+"""
+import os
+import struct
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_IMAGES_PATH = os.path.join(PROJECT_DIR, "data", "demo_sessions.idx3")
+DEFAULT_LABELS_PATH = os.path.join(PROJECT_DIR, "data", "demo_labels.idx1")
+
+IDX3_MAGIC = 2051  # uint8 images, 3 dimensions (count, rows, cols)
+IDX1_MAGIC = 2049  # uint8 labels, 1 dimension (count)
+
+
+class DataFileError(ValueError):
+    """A data file is missing or malformed; the message names the file."""
+
+
+def _read_idx(filename, expected_magic, n_dims):
+    """Reads an uint8 IDX file with `n_dims` dimensions and checks its header."""
+    if not os.path.isfile(filename):
+        raise DataFileError(f"{filename}: no such file")
+    with open(filename, "rb") as f:
+        raw = f.read()
+    header_bytes = 4 * (1 + n_dims)
+    if len(raw) == 0:
+        raise DataFileError(f"{filename}: the file is empty")
+    if len(raw) < header_bytes:
+        raise DataFileError(
+            f"{filename}: {len(raw)} bytes is shorter than the {header_bytes}-byte IDX header")
+    magic, *dims = struct.unpack(f">{1 + n_dims}I", raw[:header_bytes])
+    if magic != expected_magic:
+        raise DataFileError(
+            f"{filename}: magic number {magic}, expected {expected_magic} "
+            f"(uint8 IDX with {n_dims} dimension{'s' if n_dims > 1 else ''})")
+    payload_bytes = int(np.prod(dims, dtype=np.int64))
+    if len(raw) - header_bytes != payload_bytes:
+        raise DataFileError(
+            f"{filename}: header says {' x '.join(map(str, dims))} = {payload_bytes} payload bytes, "
+            f"the file holds {len(raw) - header_bytes} (truncated or trailing bytes)")
+    if dims[0] == 0:
+        raise DataFileError(f"{filename}: the header declares 0 samples")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_bytes).reshape(dims)
+
+
+def read_idx3(filename):
+    """Reads an IDX3 image file.
+
+    Returns a uint8 array (count, rows, cols). Raises DataFileError naming the
+    file when it is missing, empty, has another magic number or a size that
+    does not match its header.
+    """
+    return _read_idx(filename, IDX3_MAGIC, 3)
+
+
+def read_idx1(filename):
+    """Reads an IDX1 label file. Returns a uint8 array (count,); errors as read_idx3."""
+    return _read_idx(filename, IDX1_MAGIC, 1)
+
+
+def preprocess_data(X, y, num_classes=None, encode_labels=False):
+    """Scales bytes to float32 in [0, 1] and shapes samples for Conv1D.
+
+    X: uint8 (N, rows, cols) or (N, L). y: integer labels (N,).
+    num_classes: needed for one-hot; None takes max(y) + 1.
+    Returns (X float32 (N, L, 1), y) with y one-hot float32 (N, num_classes)
+    when encode_labels, else the integer labels unchanged.
+    """
+    X = np.asarray(X)
+    X = (X.reshape(len(X), -1, 1).astype(np.float32) / 255.0)  # (batch, length, channels)
+    if encode_labels:
+        y = one_hot(y, num_classes)
+    return X, y
+
+
+def one_hot(y, num_classes=None):
+    """Integer labels (N,) -> float32 one-hot (N, num_classes)."""
+    y = np.asarray(y, dtype=np.int64)
+    if num_classes is None:
+        num_classes = int(y.max()) + 1
+    return np.eye(num_classes, dtype=np.float32)[y]
+
+
+def _check_dataset(images, labels, images_path, labels_path, num_classes, test_size):
+    if len(images) != len(labels):
+        raise DataFileError(
+            f"{images_path} holds {len(images)} samples but {labels_path} holds {len(labels)} labels")
+    if num_classes is not None and labels.max() >= num_classes:
+        bad = np.unique(labels[labels >= num_classes]).tolist()
+        raise DataFileError(
+            f"{labels_path}: labels {bad} are >= num_classes={num_classes}")
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size must be in (0, 1), got {test_size}")
+    classes, counts = np.unique(labels, return_counts=True)
+    n_test = int(np.ceil(test_size * len(labels)))
+    if n_test < len(classes) or len(labels) - n_test < len(classes):
+        raise DataFileError(
+            f"{labels_path}: test_size={test_size} of {len(labels)} samples cannot hold "
+            f"each of the {len(classes)} classes on both sides of the split")
+    rare = classes[counts < 2]
+    if len(rare):
+        raise DataFileError(
+            f"{labels_path}: classes {rare.tolist()} have fewer than 2 samples; a stratified "
+            f"test split needs at least 2 per class")
+
+
+def load_and_preprocess_data(num_classes=None, test_size=0.1, encode_labels=False,
+                             images_path=DEFAULT_IMAGES_PATH, labels_path=DEFAULT_LABELS_PATH,
+                             seed=0):
+    """Loads an IDX3/IDX1 pair and splits off a stratified test set.
+
+    num_classes: None derives it from the labels; otherwise every label must be below it.
+    test_size: fraction of samples held out for testing, in (0, 1).
+    seed: seed of the split, so the test set is the same on every run.
+    Returns X_train, X_test (float32 (N, L, 1) in [0, 1]) and y_train, y_test
+    (integer labels, or one-hot when encode_labels).
+    Raises DataFileError naming the file for missing or malformed data.
+    """
+    images = read_idx3(images_path)
+    labels = read_idx1(labels_path)
+    _check_dataset(images, labels, images_path, labels_path, num_classes, test_size)
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1
+    X_train, X_test, y_train, y_test = train_test_split(
+        images, labels, test_size=test_size, stratify=labels, random_state=seed)
+    X_train, y_train = preprocess_data(X_train, y_train, num_classes, encode_labels)
+    X_test, y_test = preprocess_data(X_test, y_test, num_classes, encode_labels)
+    return X_train, X_test, y_train, y_test
+
+
+def fold_index(X, y, num_splits=2, seed=0):
+    """Stratified K folds of (X, y) with integer labels y.
+
+    Returns a list of num_splits (train_indices, validation_indices) pairs.
+    Raises ValueError when a class has fewer samples than num_splits.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError("fold_index takes integer labels; one-hot encode after making the folds")
+    if num_splits < 2:
+        raise ValueError(f"num_splits must be at least 2, got {num_splits}")
+    classes, counts = np.unique(y, return_counts=True)
+    if counts.min() < num_splits:
+        raise ValueError(
+            f"class {classes[counts.argmin()]} has {counts.min()} training samples, "
+            f"fewer than the {num_splits} folds need")
+    splitter = StratifiedKFold(n_splits=num_splits, shuffle=True, random_state=seed)
+    return [(train_idx, val_idx) for train_idx, val_idx in splitter.split(np.zeros(len(y)), y)]
+
+
+def get_fold_split(X, Y, folds, i_fold):
+    """Returns X_train, X_val, Y_train, Y_val of fold i_fold of `folds`."""
+    train_idx, val_idx = folds[i_fold]
+    return X[train_idx], X[val_idx], Y[train_idx], Y[val_idx]
+
+
+class SessionData(NamedTuple):
+    """The data a search works on: training split (folds are made on it) and test split.
+
+    X_*: float32 (N, length, 1); Y_*: one-hot float32 (N, num_classes).
+    """
+    X_train: np.ndarray
+    Y_train: np.ndarray
+    X_test: np.ndarray
+    Y_test: np.ndarray
+
+    @property
+    def input_shape(self):
+        return tuple(self.X_train.shape[1:])  # (length, channels)
+
+    @property
+    def num_classes(self):
+        return int(self.Y_train.shape[1])

@@ -1,0 +1,414 @@
+"""The search: mutation, hardware-constraint checks, training of each generation, selection, records.
+
+The loop is the specification's: one parent, `n_child` mutated children per
+generation, each checked against the hardware thresholds before any training,
+then proxy- (or fully) trained; the best child becomes the next parent (random
+walk) or competes with it. Every evaluated child is written to children.csv as
+it finishes; the NAS log is for people.
+"""
+import csv
+import gc
+import json
+import os
+import random
+import time
+
+import keras
+
+from library_block import ACTIVATIONS, Block
+from library_net import HEADS, Net, TrainingFailed
+
+# Each threshold parameter and the position of its figure in Net.hw_measures().
+HW_THRESHOLDS = {"params_thr": 0, "max_tens_thr": 1, "flops_thr": 2, "flash_thr": 3, "ram_thr": 4}
+HW_FIGURE_NAMES = ("n_params", "max_tens", "flops", "flash_size", "ram_size")
+
+RECORD_FIELDS = ("child_id", "generation", "status", "depth", "head", "n_params", "max_tens",
+                 "flops", "flops_keras_flops", "flash_size", "ram_size", "val_accuracy", "val_f1",
+                 "test_accuracy", "test_f1", "train_seconds", "reason", "architecture_text",
+                 "architecture")
+
+# A small hand-crafted parent (smart_start): three conv/pool stages that shorten the
+# sequence 8x, then a Flatten head. On the demo data it reaches ~0.97 test accuracy.
+SMART_START_HEAD = "flatten"
+SMART_START_BLOCKS = (
+    dict(filters=16, kernel_size=5, stride=2, padding="same", activation="relu", pooling="max", pool_size=2),
+    dict(filters=32, kernel_size=3, stride=1, padding="same", activation="relu", pooling="max", pool_size=2),
+    dict(filters=32, kernel_size=3, stride=1, padding="same", activation="relu", pooling="max", pool_size=2),
+)
+
+
+class ConstraintError(RuntimeError):
+    """No candidate meeting the hardware thresholds was found within the attempts allowed."""
+
+
+class NAS:
+    """Hardware-aware evolutionary search over lists of Conv1D blocks.
+
+    Takes the parameters of B01_NAS.py as keyword arguments of the same names
+    (see README for each one's meaning and unit), plus run_dir, the folder the
+    run writes to, and preloaded_data, a SessionData.
+    """
+
+    def __init__(self, run_dir, preloaded_data, *,
+                 is_train=True, is_train_proxy=True, use_full_training=False, num_selected_folds=2,
+                 max_depth_father=3, max_depth=6, check_hw=True,
+                 params_thr=None, flops_thr=None, flash_thr=None, ram_thr=None, max_tens_thr=None,
+                 n_generations=3, n_child=4, n_mutations=1, partial_save_steps=1,
+                 smart_start=True, is_random_walk=False, max_attempts=200,
+                 filters_choices=(4, 8, 16, 32, 64), kernel_size_choices=(3, 5, 7, 9),
+                 stride_choices=(1, 2), pool_size_choices=(2, 3, 4), activation_choices=ACTIVATIONS,
+                 head_choices=HEADS, dropout_min=0.05, dropout_max=0.3,
+                 epochs=15, batch_size=64, patience=5, learning_rate=1e-3, seed=0, verbose=0):
+        self.run_dir = run_dir
+        self.models_dir = os.path.join(run_dir, "models")
+        os.makedirs(self.models_dir, exist_ok=True)
+        self.log_path = os.path.join(run_dir, "nas_log.txt")
+        self.records_path = os.path.join(run_dir, "children.csv")
+        self.preloaded_data = preloaded_data
+        self.is_train, self.is_train_proxy = is_train, is_train_proxy
+        self.use_full_training, self.num_selected_folds = use_full_training, num_selected_folds
+        self.max_depth_father, self.max_depth = max_depth_father, max_depth
+        self.check_hw = check_hw
+        self.thresholds = {"params_thr": params_thr, "max_tens_thr": max_tens_thr,
+                           "flops_thr": flops_thr, "flash_thr": flash_thr, "ram_thr": ram_thr}
+        self.n_generations, self.n_child, self.n_mutations = n_generations, n_child, n_mutations
+        self.partial_save_steps = partial_save_steps
+        self.smart_start, self.is_random_walk = smart_start, is_random_walk
+        self.max_attempts = max_attempts
+        self.search_space = {"filters": list(filters_choices), "kernel_size": list(kernel_size_choices),
+                             "stride": list(stride_choices), "padding": ["same", "valid"],
+                             "activation": list(activation_choices),
+                             "pooling": ["none", "max", "avg"], "pool_size": list(pool_size_choices)}
+        self.head_choices = list(head_choices)
+        self.dropout_min, self.dropout_max = dropout_min, dropout_max
+        self.train_settings = {"epochs": epochs, "batch_size": batch_size, "patience": patience,
+                               "learning_rate": learning_rate, "seed": seed, "verbose": verbose}
+        self.seed = seed
+        # The search's own random stream: mutations do not depend on what training draws.
+        self.rng = random.Random(seed)
+        self.i_gen = 0
+        self.n_evaluated = 0
+        self.absolute_best = None
+        self.start_time = None
+
+    # ----- the loop --------------------------------------------------------
+    def run_NAS(self, folds):
+        """Runs the search for n_generations on the training folds; returns the absolute best Net."""
+        self.start_time = time.perf_counter()
+        self.log_message(f"NAS run in {self.run_dir}")
+        self.log_message(f"Data: {len(self.preloaded_data.X_train)} training and "
+                         f"{len(self.preloaded_data.X_test)} test samples of length "
+                         f"{self.preloaded_data.input_shape[0]}, {self.preloaded_data.num_classes} classes, "
+                         f"{len(folds)} folds.")
+        self.log_message("Thresholds: " + ", ".join(
+            f"{name} = {value if value is not None else 'none'}" for name, value in self.thresholds.items())
+            + ("" if self.check_hw else " (not checked: check_hw is False)"))
+        parent = self.initial_parent()
+        self.log_message("\n== Generation 0: the initial parent ==")
+        self.train_generation([parent], folds)
+        if parent.val_score is None:
+            raise RuntimeError(f"the initial parent could not be evaluated; see {self.records_path}")
+        self.absolute_best = parent
+        self.save_partial(parent, parent, 0, parent.val_score, parent.val_score)
+        for self.i_gen in range(1, self.n_generations + 1):
+            parent = self.one_nas_step(parent, folds)
+        self.log_summary()
+        return self.absolute_best
+
+    def one_nas_step(self, parent, folds):
+        """One generation: make children, train them, select the next parent. Returns it."""
+        self.log_message(f"\n== Generation {self.i_gen} of {self.n_generations} ==")
+        child_set = self.new_generation(parent, self.preloaded_data)
+        gen_per, test_metrics_list = self.train_generation(child_set, folds)
+        best_child, gen_best_score = self.best_child_selection(child_set, gen_per, test_metrics_list)
+        if best_child is None:
+            self.log_message("Every child failed; the parent stays.")
+            return parent
+        if self.is_random_walk or gen_best_score > parent.val_score:
+            reason = "random walk" if self.is_random_walk else f"beats the parent's {parent.val_score:.4f}"
+            self.log_message(f"Selection: {best_child.child_id} ({gen_best_score:.4f}) becomes the parent ({reason}).")
+            next_parent = best_child
+        else:
+            self.log_message(f"Selection: the parent {parent.child_id} ({parent.val_score:.4f}) "
+                             f"stays; the best child scored {gen_best_score:.4f}.")
+            next_parent = parent
+        improved = gen_best_score > self.absolute_best.val_score
+        if improved:
+            self.absolute_best = best_child
+        if improved or self.i_gen % self.partial_save_steps == 0:
+            self.save_partial(next_parent, self.absolute_best, self.i_gen, gen_best_score,
+                              self.absolute_best.val_score)
+        return next_parent
+
+    def train_generation(self, child_set, folds):
+        """Trains (or dry-runs) each child and records it as it finishes.
+
+        Returns (validation scores, test metrics), one each per child; a failed
+        child has None for both and is recorded with the reason.
+        """
+        gen_per, test_metrics_list = [], []
+        for child in child_set:
+            self.n_evaluated += 1
+            child.child_id = f"g{self.i_gen:03d}_c{self.n_evaluated:04d}"
+            child.train_settings["seed"] = self.seed * 100_003 + self.n_evaluated
+            keras.backend.clear_session()  # keep memory flat over a long run
+            gc.collect()
+            status, reason, flops_keras_flops = "ok", "", None
+            try:
+                if self.use_full_training:
+                    child.train_routine(self.is_train, folds)
+                else:
+                    child.proxy_train_routine(self.is_train_proxy, folds, self.num_selected_folds)
+                if not child.trained:
+                    status = "dry_run"
+                flops_keras_flops = child.keras_flops()
+            except TrainingFailed as error:
+                status, reason = "failed", str(error)
+                child.val_score = child.test_metrics = None
+            gen_per.append(child.val_score)
+            test_metrics_list.append(child.test_metrics)
+            self._record_child(child, status, reason, flops_keras_flops)
+        return gen_per, test_metrics_list
+
+    def best_child_selection(self, child_set, gen_per, test_metrics_list):
+        """The child with the highest validation score (test metrics are not looked at).
+
+        Returns (best child, its score), or (None, None) when every child failed.
+        """
+        scored = [(score, index) for index, score in enumerate(gen_per) if score is not None]
+        if not scored:
+            return None, None
+        best_score, best_index = max(scored, key=lambda pair: (pair[0], -pair[1]))
+        return child_set[best_index], best_score
+
+    # ----- making children ---------------------------------------------------
+    def initial_parent(self):
+        """The smart-start parent when it is on and meets the thresholds, else a random valid one."""
+        if self.smart_start:
+            blocks = [Block(**settings, dropout_rate=0.0) for settings in SMART_START_BLOCKS]
+            parent = self._new_net(blocks, SMART_START_HEAD)
+            violations = self.hw_violations(parent)
+            if not violations:
+                self.log_message("Initial parent: the smart-start network.")
+                return parent
+            self.log_message("The smart-start network breaks " + ", ".join(violations)
+                             + "; starting from a random valid network instead.")
+        best_violation = {}
+        for _ in range(self.max_attempts):
+            depth = self.rng.randint(1, self.max_depth_father)
+            blocks = []
+            length = self.preloaded_data.input_shape[0]
+            for block_index in range(depth):
+                block = self.generate_random_block(length, block_index, depth)
+                blocks.append(block)
+                length = block.output_size
+            parent = self._new_net(blocks, self.rng.choice(self.head_choices))
+            if not self._track_violations(parent, best_violation):
+                self.log_message("Initial parent: a random network.")
+                return parent
+        raise self._constraint_error(best_violation, "a random initial parent")
+
+    def new_generation(self, parent, preloaded_data):
+        """n_child children of `parent`, each meeting the thresholds (with check_hw)."""
+        return [self.mutate_network_and_control(parent, preloaded_data) for _ in range(self.n_child)]
+
+    def mutate_network_and_control(self, parent, preloaded_data):
+        """A mutant of parent that meets every threshold; checked without building Keras models.
+
+        Raises ConstraintError after max_attempts tries, naming each threshold that
+        was broken and the smallest value seen for it.
+        """
+        best_violation = {}
+        for _ in range(self.max_attempts):
+            child = parent
+            for _ in range(self.n_mutations):
+                child = self.mutate_network(child, preloaded_data)
+            if not self._track_violations(child, best_violation):
+                return child
+        raise self._constraint_error(best_violation, f"a child of {parent.architecture_text()}")
+
+    def mutate_network(self, parent, preloaded_data):
+        """One mutation of parent: add, remove or change a block, or switch the head. Returns a new Net."""
+        blocks = [block.copy(layer_weights=None) for block in parent.block_list]
+        actions = ["change"]
+        if len(blocks) < self.max_depth:
+            actions.append("add")
+        if len(blocks) > 1:
+            actions.append("remove")
+        if len(self.head_choices) > 1:
+            actions.append("switch_head")
+        action = self.rng.choice(actions)
+        head = parent.head
+        if action == "add":
+            blocks = self.add_block(blocks)
+        elif action == "remove":
+            blocks = self.remove_block(blocks)
+        elif action == "change":
+            blocks = self.change_block(blocks)
+        else:
+            head = self.rng.choice([choice for choice in self.head_choices if choice != parent.head])
+        child = self._new_net(blocks, head, preloaded_data)
+        # Chained mutations (n_mutations > 1) of a not yet evaluated mutant read "add+change".
+        chained = parent.child_id is None and parent.mutation
+        child.mutation = f"{parent.mutation}+{action}" if chained else action
+        return child
+
+    def generate_random_block(self, input_size, block_index, current_architecture_depth):
+        """A block with random settings from the search space, placed at block_index."""
+        settings = {name: self.rng.choice(choices) for name, choices in self.search_space.items()}
+        block = Block(**settings, dropout_rate=self._dropout_rate(block_index, current_architecture_depth),
+                      input_size=input_size, input_channels=1, block_index=block_index)
+        return block
+
+    def remove_block(self, parent_blocks):
+        index = self.rng.randrange(len(parent_blocks))
+        return parent_blocks[:index] + parent_blocks[index + 1:]
+
+    def change_block(self, parent_blocks):
+        """Redraws one setting of one block."""
+        index = self.rng.randrange(len(parent_blocks))
+        setting = self.rng.choice(sorted(self.search_space))
+        choices = [c for c in self.search_space[setting] if c != getattr(parent_blocks[index], setting)]
+        if not choices:
+            return list(parent_blocks)
+        changed = parent_blocks[index].copy(**{setting: self.rng.choice(choices)})
+        return parent_blocks[:index] + [changed] + parent_blocks[index + 1:]
+
+    def add_block(self, parent_blocks):
+        index = self.rng.randint(0, len(parent_blocks))
+        new_block = self.generate_random_block(None, index, len(parent_blocks) + 1)
+        return parent_blocks[:index] + [new_block] + parent_blocks[index:]
+
+    def _dropout_rate(self, block_index, depth):
+        # Deeper blocks see more abstract features and overfit more: dropout grows with depth.
+        if depth <= 1:
+            return self.dropout_min
+        return round(self.dropout_min + (self.dropout_max - self.dropout_min) * block_index / (depth - 1), 3)
+
+    def recalculate_dropout_rates(self, blocks):
+        """Sets each block's dropout from its depth: dropout_min at the first, dropout_max at the last."""
+        return [block.copy(dropout_rate=self._dropout_rate(i, len(blocks))) for i, block in enumerate(blocks)]
+
+    def correct_blocklist(self, child_blocks):
+        """Re-chains blocks on the data's input: each block's input is its predecessor's
+        output, indices follow the order, invalid settings are adjusted (Block.calculate_output_size)."""
+        length, channels = self.preloaded_data.input_shape
+        corrected = []
+        for block_index, block in enumerate(child_blocks):
+            block = block.copy(input_size=length, input_channels=channels, block_index=block_index)
+            corrected.append(block)
+            length, channels = block.output_size, block.output_channels
+        return corrected
+
+    def _new_net(self, blocks, head, preloaded_data=None):
+        blocks = self.correct_blocklist(self.recalculate_dropout_rates(blocks))
+        return Net(blocks, self.log_path, preloaded_data or self.preloaded_data, head=head,
+                   train_settings=self.train_settings)
+
+    # ----- hardware constraints ---------------------------------------------
+    def hw_violations(self, net):
+        """Names of the thresholds net breaks, with its figure (empty when check_hw is off)."""
+        if not self.check_hw:
+            return []
+        figures = net.hw_measures()
+        return [f"{name} ({HW_FIGURE_NAMES[index]} {figures[index]} > {self.thresholds[name]})"
+                for name, index in HW_THRESHOLDS.items()
+                if self.thresholds[name] is not None and figures[index] > self.thresholds[name]]
+
+    def _track_violations(self, net, best_violation):
+        """Like hw_violations, also keeping the smallest figure seen for each broken threshold."""
+        if not self.check_hw:
+            return False
+        figures = net.hw_measures()
+        broken = False
+        for name, index in HW_THRESHOLDS.items():
+            limit = self.thresholds[name]
+            if limit is not None and figures[index] > limit:
+                broken = True
+                best_violation[name] = min(best_violation.get(name, figures[index]), figures[index])
+        return broken
+
+    def _constraint_error(self, best_violation, what):
+        details = "; ".join(f"{name} = {self.thresholds[name]}: smallest {HW_FIGURE_NAMES[HW_THRESHOLDS[name]]} "
+                            f"seen {value}" for name, value in best_violation.items())
+        message = (f"No candidate for {what} met the hardware thresholds in {self.max_attempts} attempts. "
+                   f"Thresholds broken: {details}. Raise them or shrink the search space.")
+        self.log_message(message)
+        return ConstraintError(message)
+
+    # ----- saving and the log ---------------------------------------------
+    def save_partial(self, parent, best_network, i_gen, gen_best_score, absolute_best_score):
+        """Saves the current parent and the absolute best (trained weights only) under models/."""
+        saved = []
+        for net, name in ((best_network, "best_model"), (parent, "parent")):
+            if net.trained:
+                net.save_keras(os.path.join(self.models_dir, f"{name}.keras"))
+                self._write_json(os.path.join(self.models_dir, f"{name}.json"),
+                                 dict(net.to_record(), child_id=net.child_id, generation=i_gen))
+                saved.append(f"{name} ({net.child_id})")
+        gen_text = f"{gen_best_score:.4f}" if gen_best_score is not None else "none"
+        self.log_message(f"Saved after generation {i_gen}: {', '.join(saved) or 'nothing (dry run: no trained weights)'}; "
+                         f"generation best {gen_text}, absolute best {absolute_best_score:.4f}.")
+
+    @staticmethod
+    def _write_json(path, content):
+        temporary_path = path + ".partial"
+        with open(temporary_path, "w") as file:
+            json.dump(content, file, indent=2)
+        os.replace(temporary_path, path)
+
+    def _record_child(self, child, status, reason, flops_keras_flops):
+        n_params, max_tens, flops, flash_size, ram_size = child.hw_measures()
+        val, test = child.val_metrics or {}, child.test_metrics or {}
+        record = {"child_id": child.child_id, "generation": self.i_gen, "status": status,
+                  "depth": len(child.block_list), "head": child.head, "n_params": n_params,
+                  "max_tens": max_tens, "flops": flops, "flops_keras_flops": flops_keras_flops,
+                  "flash_size": flash_size, "ram_size": ram_size,
+                  "val_accuracy": val.get("accuracy"), "val_f1": val.get("f1"),
+                  "test_accuracy": test.get("accuracy"), "test_f1": test.get("f1"),
+                  "train_seconds": round(child.train_seconds or 0.0, 2), "reason": reason,
+                  "architecture_text": child.architecture_text(),
+                  "architecture": json.dumps(child.architecture(), separators=(",", ":"))}
+        new_file = not os.path.exists(self.records_path)
+        with open(self.records_path, "a", newline="") as records_file:
+            writer = csv.DictWriter(records_file, fieldnames=RECORD_FIELDS)
+            if new_file:
+                writer.writeheader()
+            writer.writerow(record)
+        score = "-" if child.val_score is None else f"{child.val_score:.4f}"
+        mutation = child.mutation or "start"
+        self.log_message(f"{child.child_id}  {status:<7} {mutation:<11} val {score:>6}  "
+                         f"params {n_params:>7}  FLOPs {flops:>10}  flash {flash_size:>7} B  "
+                         f"RAM {ram_size:>7} B  {record['train_seconds']:>6.1f} s  {child.architecture_text()}"
+                         + (f"  ({reason})" if reason else ""))
+        if flops_keras_flops is not None and flops_keras_flops != flops:
+            self.log_message(f"  note: keras-flops counts {flops_keras_flops} FLOPs, the cost model {flops}.")
+        known_scores = [net.val_score for net in (child, self.absolute_best)
+                        if net is not None and net.val_score is not None]
+        best_text = f"{max(known_scores):.4f}" if known_scores else "-"
+        elapsed = time.perf_counter() - self.start_time
+        print(f"[{child.child_id}] {status:<7} params {n_params:>7}  FLOPs {flops:>10}  flash {flash_size:>7} B  "
+              f"RAM {ram_size:>7} B  val {score:>6}  {record['train_seconds']:>5.1f} s  "
+              f"best {best_text}  elapsed {elapsed:6.0f} s",
+              flush=True)
+
+    def log_summary(self):
+        best = self.absolute_best
+        n_params, max_tens, flops, flash_size, ram_size = best.hw_measures()
+        test = best.test_metrics
+        self.log_message("\n== Result ==")
+        self.log_message(f"Evaluated {self.n_evaluated} networks in "
+                         f"{time.perf_counter() - self.start_time:.0f} s over {self.n_generations} generations.")
+        self.log_message(f"Absolute best: {best.child_id}, {best.architecture_text()}")
+        self.log_message(f"  params {n_params}, max tensor {max_tens}, FLOPs {flops}, "
+                         f"flash {flash_size} B, RAM {ram_size} B")
+        self.log_message(f"  validation accuracy {best.val_score:.4f}")
+        self.log_message(f"  test accuracy {test['accuracy']:.4f}, precision {test['precision']:.4f}, "
+                         f"recall {test['recall']:.4f}, F1 {test['f1']:.4f}")
+        if best.trained:
+            self.log_message(f"  saved as {os.path.join(self.models_dir, 'best_model.keras')}")
+
+    def log_message(self, message, mode="a"):
+        """Writes a line to the NAS log file (mode 'a' appends, 'w' starts it anew)."""
+        with open(self.log_path, mode) as log_file:
+            log_file.write(message + "\n")

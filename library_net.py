@@ -1,0 +1,364 @@
+"""A network: its blocks and head, the Keras model, training, hardware measures, export."""
+import gc
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import library_load_and_split_data as data_lib
+from library_block import Block
+from library_compute_stats import compute_descriptors
+
+HEADS = ("gap", "flatten")  # GlobalAveragePooling1D (the specification's) or Flatten
+
+
+# ----- keras-flops compatibility layer ------------------------------------------
+# keras-flops 0.1.2 (2020) is the FLOPs reference the field uses, but on
+# TensorFlow >= 2.13 / Keras 3 it breaks twice:
+#  1. importing it registers profiler statistics for ops that TensorFlow now
+#     registers itself ("AddV2"), and TensorFlow's registry raises KeyError
+#     "Registering two statistical functions". We import it with duplicate
+#     registrations skipped, so TensorFlow's own function stays and keras-flops
+#     adds only what TensorFlow lacks (its inference FusedBatchNormV3 and Max).
+#  2. its get_flops builds input specs as `[batch] + inp.shape[1:]`, which fails
+#     on Keras 3's tuple shapes. keras_flops_count below does the same thing
+#     it does (freeze the inference graph, ask TensorFlow's v1 profiler for
+#     float operations) with tuple shapes.
+_keras_flops_module = None
+
+
+def _import_keras_flops():
+    global _keras_flops_module
+    if _keras_flops_module is not None:
+        return _keras_flops_module
+    from tensorflow.python.framework import ops as tf_ops
+
+    register_original = tf_ops.RegisterStatistics.__call__
+
+    def register_unless_present(decorator, function):
+        key = f"{decorator._op_type},{decorator._statistic_type}"
+        if key in tf_ops._stats_registry.list():
+            return function
+        return register_original(decorator, function)
+
+    tf_ops.RegisterStatistics.__call__ = register_unless_present
+    try:
+        import keras_flops
+    finally:
+        tf_ops.RegisterStatistics.__call__ = register_original
+    _keras_flops_module = keras_flops
+    return keras_flops
+
+
+def keras_flops_count(model, batch_size=1):
+    """FLOPs of one inference of `model` (Keras 3), counted by keras-flops' registry.
+
+    Raises RuntimeError if the profiler finds no float operation: a failure to
+    measure must never pass a threshold as zero.
+    """
+    _import_keras_flops()
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2_as_graph)
+    input_spec = tf.TensorSpec((batch_size,) + tuple(model.inputs[0].shape[1:]), model.inputs[0].dtype)
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(input_spec)
+    frozen, _ = convert_variables_to_constants_v2_as_graph(concrete)
+    options = (tf.compat.v1.profiler.ProfileOptionBuilder(
+        tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build())
+    # TensorFlow's v1 profiler warns of its own deprecation on every call.
+    logger_level = tf.get_logger().level
+    tf.get_logger().setLevel("ERROR")
+    try:
+        profile = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(),
+                                                cmd="scope", options=options)
+    finally:
+        tf.get_logger().setLevel(logger_level)
+    if profile is None or profile.total_float_ops <= 0:
+        raise RuntimeError(f"keras-flops found no float operations in model {model.name}")
+    return int(profile.total_float_ops)
+
+
+class TrainingFailed(RuntimeError):
+    """Training of a candidate diverged (NaN/inf loss) or raised; the search records it and goes on."""
+
+
+DEFAULT_TRAIN_SETTINGS = {"epochs": 20, "batch_size": 64, "patience": 5,
+                          "learning_rate": 1e-3, "seed": 0, "verbose": 0}
+
+
+class Net:
+    """A candidate network: Conv1D blocks, then a head, then Dense(num_classes, softmax).
+
+    block_list: list of Block (re-chained to the data's input by the caller, see
+        NAS.correct_blocklist). nas_saver_name: path of the NAS log file that
+        log_message appends to (None: no log). preloaded_data: a SessionData;
+        None loads the demo data with fetch_data. head: 'gap' or 'flatten'.
+    train_settings: epochs, batch_size, patience, learning_rate, seed, verbose.
+    """
+
+    def __init__(self, block_list, nas_saver_name, preloaded_data=None, head="gap",
+                 train_settings=None, head_weights=None):
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        self.block_list = list(block_list)
+        self.nas_saver_name = nas_saver_name
+        self.head = head
+        self.head_weights = head_weights
+        self.train_settings = dict(DEFAULT_TRAIN_SETTINGS, **(train_settings or {}))
+        self.data = preloaded_data if preloaded_data is not None else self.fetch_data()
+        self.val_score = None
+        self.val_metrics = None
+        self.test_metrics = None
+        self.train_seconds = None
+        self.trained = False
+        self.child_id = None  # set by the search when the network is evaluated
+        self.mutation = None  # the mutation that made it, for the log
+
+    # ----- data ----------------------------------------------------------------
+    def fetch_data(self, num_classes=None, test_size=0.1, encode_labels=False):
+        """Loads the demo IDX data and returns a SessionData (labels one-hot).
+
+        encode_labels is accepted for the specification's signature; a Net
+        always trains on one-hot labels, so they are encoded either way.
+        """
+        X_train, X_test, y_train, y_test = data_lib.load_and_preprocess_data(
+            num_classes, test_size, encode_labels=False)
+        num_classes = num_classes or int(max(y_train.max(), y_test.max())) + 1
+        return data_lib.SessionData(X_train, data_lib.one_hot(y_train, num_classes),
+                                    X_test, data_lib.one_hot(y_test, num_classes))
+
+    @property
+    def input_shape(self):
+        return self.data.input_shape  # (length, channels)
+
+    @property
+    def num_classes(self):
+        return self.data.num_classes
+
+    # ----- description ---------------------------------------------------------
+    def architecture(self):
+        """The architecture as plain data: head and block settings (what a record stores)."""
+        return {"head": self.head, "blocks": [block.settings() for block in self.block_list]}
+
+    def architecture_text(self):
+        return " | ".join(block.short_name() for block in self.block_list) + f" | head:{self.head}"
+
+    def short_description(self):
+        """Logs and returns one line: depth, architecture and hardware figures."""
+        n_params, max_tens, flops, flash_size, ram_size = self.hw_measures()
+        line = (f"depth {len(self.block_list)}: {self.architecture_text()}; params {n_params}, "
+                f"max tensor {max_tens}, FLOPs {flops}, flash {flash_size} B, RAM {ram_size} B")
+        self.log_message(line)
+        return line
+
+    def dump(self):
+        """Logs every block's configuration and cost."""
+        for block in self.block_list:
+            self.log_message(f"block {block.block_index}: {block.dump()}")
+        self.log_message(f"head: {self.head} -> Dense({self.num_classes}, softmax)")
+
+    def log_message(self, message):
+        """Appends a line to the NAS log file (nas_saver_name)."""
+        if self.nas_saver_name is None:
+            return
+        with open(self.nas_saver_name, "a") as log_file:
+            log_file.write(message + "\n")
+
+    # ----- head cost (the network owns its head) ----------------------------
+    def _head_features(self):
+        last_length, last_channels = self._last_output_shape()
+        return last_channels if self.head == "gap" else last_length * last_channels
+
+    def _last_output_shape(self):
+        if not self.block_list:
+            return self.input_shape
+        last = self.block_list[-1]
+        return last.output_size, last.output_channels
+
+    def _head_n_params(self):
+        return self._head_features() * self.num_classes + self.num_classes
+
+    def _head_flops(self):
+        last_length, last_channels = self._last_output_shape()
+        pooling = last_length * last_channels if self.head == "gap" else 0  # Mean reduction
+        # Dense: MatMul 2 per weight, BiasAdd 1 and Softmax 5 per class (TensorFlow's registry).
+        return pooling + 2 * self._head_features() * self.num_classes + 6 * self.num_classes
+
+    # ----- hardware measures -----------------------------------------------
+    def hw_measures(self):
+        """[n_params, max_tens, flops, flash_size, ram_size] of the network, analytic.
+
+        n_params as Keras counts; max_tens: largest activation tensor in
+        elements (the input included); flops as keras-flops counts; flash_size
+        and ram_size in bytes for the deployment precision (see README,
+        "What the hardware numbers mean").
+        """
+        n_params = sum(block.n_params() for block in self.block_list) + self._head_n_params()
+        tensor_sizes = [int(np.prod(self.input_shape))]
+        for block in self.block_list:
+            tensor_sizes.extend(block.tensor_sizes())
+        max_tens = max(tensor_sizes)
+        flops = sum(block.flops() for block in self.block_list) + self._head_flops()
+        flash_size = n_params  # int8: one byte per weight (refined with the TFLite file)
+        ram_size = max(a + b for a, b in zip(tensor_sizes, tensor_sizes[1:] + [0]))
+        return [n_params, max_tens, flops, flash_size, ram_size]
+
+    # ----- Keras -----------------------------------------------------------
+    def head_layers(self):
+        pooling = (keras.layers.GlobalAveragePooling1D(name="head_gap") if self.head == "gap"
+                   else keras.layers.Flatten(name="head_flatten"))
+        return [pooling, keras.layers.Dense(self.num_classes, activation="softmax", name="classifier")]
+
+    def ins_keras_model(self, load_weigths=False):
+        """Builds the Keras model of the block list.
+
+        load_weigths: set each block's and the head's trained weights (saved by
+        training); raises ValueError if the network has none.
+        Returns a keras.Sequential.
+        """
+        layers = []
+        for block in self.block_list:
+            layers.extend(block.create_layer(self.input_shape if block.block_index == 0 else None))
+        if not self.block_list:
+            layers.append(keras.Input(shape=self.input_shape))
+        layers.extend(self.head_layers())
+        model = keras.Sequential(layers, name="nas_net")
+        if load_weigths:
+            if not self.trained:
+                raise ValueError("ins_keras_model(load_weigths=True) on a network that was never trained")
+            for block in self.block_list:
+                for name, weights in block.layer_weights.items():
+                    model.get_layer(name).set_weights(weights)
+            model.get_layer("classifier").set_weights(self.head_weights)
+        return model
+
+    def _store_weights(self, model):
+        """Keeps the trained weights with their blocks, so the network can be rebuilt."""
+        for block in self.block_list:
+            block.layer_weights = {
+                name: model.get_layer(name).get_weights()
+                for name in block.layer_names().values()
+                if name in [layer.name for layer in model.layers] and model.get_layer(name).weights}
+        self.head_weights = model.get_layer("classifier").get_weights()
+
+    def keras_flops(self):
+        """FLOPs of this network measured by keras-flops on its Keras model (the reference)."""
+        model = self.ins_keras_model()
+        try:
+            return keras_flops_count(model)
+        finally:
+            del model
+            keras.backend.clear_session()
+
+    # ----- training --------------------------------------------------------
+    def _fit_one_fold(self, is_train, folds, i_fold):
+        """Builds a fresh model and fits it on fold i_fold; returns (model, val metrics)."""
+        settings = self.train_settings
+        X_train, X_val, Y_train, Y_val = data_lib.get_fold_split(
+            self.data.X_train, self.data.Y_train, folds, i_fold)
+        keras.utils.set_random_seed(settings["seed"] + i_fold)
+        model = self.ins_keras_model()
+        model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]),
+                      loss="categorical_crossentropy", metrics=["accuracy"])
+        if is_train:
+            callbacks = [
+                keras.callbacks.TerminateOnNaN(),
+                keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings["patience"],
+                                              restore_best_weights=True),
+                # Halving the step before early stopping gives the net a second chance.
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                  patience=max(1, settings["patience"] // 2)),
+            ]
+            history = model.fit(X_train, Y_train, validation_data=(X_val, Y_val),
+                                epochs=settings["epochs"], batch_size=settings["batch_size"],
+                                callbacks=callbacks, verbose=settings["verbose"])
+            losses = history.history.get("loss", [])
+            if not losses or not all(math.isfinite(loss) for loss in losses):
+                raise TrainingFailed(f"fold {i_fold}: training loss became {losses[-1] if losses else 'empty'}")
+        val_probabilities = model.predict(X_val, batch_size=512, verbose=0)
+        if not np.all(np.isfinite(val_probabilities)):
+            raise TrainingFailed(f"fold {i_fold}: the model predicts non-finite values")
+        return model, compute_descriptors(Y_val, val_probabilities)
+
+    def _cross_validate(self, is_train, folds, fold_ids):
+        """Fits one model per fold in fold_ids; keeps the weights of the best fold.
+
+        The score is the mean validation accuracy over the folds; the test split
+        is only predicted (with the kept weights) for reporting, never for choosing.
+        """
+        start = time.perf_counter()
+        fold_metrics, best_model, best_accuracy = [], None, -1.0
+        for i_fold in fold_ids:
+            model, metrics = self._fit_one_fold(is_train, folds, i_fold)
+            fold_metrics.append(metrics)
+            if metrics["accuracy"] > best_accuracy:
+                best_accuracy, best_model = metrics["accuracy"], model
+            else:
+                del model
+        self.val_metrics = {key: float(np.mean([m[key] for m in fold_metrics])) for key in fold_metrics[0]}
+        self.val_score = self.val_metrics["accuracy"]
+        self.test_metrics = compute_descriptors(
+            self.data.Y_test, best_model.predict(self.data.X_test, batch_size=512, verbose=0))
+        self._store_weights(best_model)
+        self.trained = bool(is_train)
+        self.train_seconds = time.perf_counter() - start
+        del best_model
+        gc.collect()
+        return self.val_score, self.test_metrics
+
+    def train_routine(self, is_train, folds):
+        """K-fold cross-validation on every fold.
+
+        is_train=False evaluates the untrained network (a dry run).
+        Returns (mean validation accuracy, test metrics dict). Raises TrainingFailed.
+        """
+        return self._cross_validate(is_train, folds, range(len(folds)))
+
+    def proxy_train_routine(self, is_train_proxy, folds, num_selected_folds=2):
+        """Like train_routine on the first num_selected_folds folds only (faster).
+
+        The same folds for every candidate keep the comparison fair.
+        """
+        if not 1 <= num_selected_folds <= len(folds):
+            raise ValueError(f"num_selected_folds must be in 1..{len(folds)}, got {num_selected_folds}")
+        return self._cross_validate(is_train_proxy, folds, range(num_selected_folds))
+
+    # ----- export ----------------------------------------------------------
+    def save_keras(self, path):
+        """Saves the trained Keras model to `path` atomically (temporary file, then rename)."""
+        model = self.ins_keras_model(load_weigths=True)
+        temporary_path = path + ".partial.keras"
+        model.save(temporary_path)
+        os.replace(temporary_path, path)
+        del model
+
+    def to_record(self):
+        """Architecture, figures and scores as plain data (JSON-ready)."""
+        n_params, max_tens, flops, flash_size, ram_size = self.hw_measures()
+        return {"architecture": self.architecture(), "n_params": n_params, "max_tens": max_tens,
+                "flops": flops, "flash_size": flash_size, "ram_size": ram_size,
+                "val_metrics": self.val_metrics, "test_metrics": self.test_metrics,
+                "trained": self.trained}
+
+
+def blocks_from_settings(block_settings, input_shape):
+    """Blocks chained on an input of input_shape (length, channels) from a list of settings dicts."""
+    blocks = []
+    length, channels = input_shape
+    for block_index, settings in enumerate(block_settings):
+        block = Block(**settings, input_size=length, input_channels=channels, block_index=block_index)
+        blocks.append(block)
+        length, channels = block.output_size, block.output_channels
+    return blocks
+
+
+def net_from_architecture(architecture, nas_saver_name, preloaded_data, train_settings=None):
+    """A Net from the plain-data architecture of Net.architecture() (records, best_architecture.json)."""
+    if isinstance(architecture, str):
+        architecture = json.loads(architecture)
+    blocks = blocks_from_settings(architecture["blocks"], preloaded_data.input_shape)
+    return Net(blocks, nas_saver_name, preloaded_data, head=architecture["head"],
+               train_settings=train_settings)
