@@ -2,7 +2,7 @@
 
 Edit the parameters below and run `python B01_NAS.py`; any parameter can also
 be overridden on the command line: `python B01_NAS.py n_generations=5 seed=7`.
-Each run writes logs/<timestamp>_<run_name>/: nas_log.txt (for people),
+Each run writes <logs_dir>/<timestamp>_<run_name>/: nas_log.txt (for people),
 children.csv (one row per evaluated network), parameters.json and models/.
 """
 import os
@@ -57,7 +57,8 @@ learning_rate = 1e-3  # Adam's initial step size
 verbose = 0  # Keras fit output: 0 silent, 1 progress bar, 2 one line per epoch
 
 # output
-run_name = "nas"  # the run folder is logs/<timestamp>_<run_name>
+logs_dir = "logs"  # folder of the run folders, relative to this folder or absolute
+run_name = "nas"  # the run folder is <logs_dir>/<timestamp>_<run_name>
 partial_save_steps = 1  # save the parent and the best model every this many generations
 seed = 0  # seeds the split, the folds, the search and training
 # -----------------------------------------------------------------------------
@@ -73,7 +74,7 @@ try:
 except library_config.ParameterError as error:
     sys.exit(f"B01_NAS.py: {error}")
 project_dir = os.path.dirname(os.path.abspath(__file__))
-run_dir = library_config.make_run_dir(os.path.join(project_dir, "logs"), parameters["run_name"])
+run_dir = library_config.make_run_dir(os.path.join(project_dir, parameters["logs_dir"]), parameters["run_name"])
 library_config.write_parameters(run_dir, parameters)
 print(f"Run folder: {run_dir}")
 
@@ -92,7 +93,7 @@ print(f"Data: {len(X_train)} training / {len(X_test)} test sessions of length {d
 # search
 search_parameters = {name: value for name, value in parameters.items()
                      if name not in ("images_path", "labels_path", "num_classes", "test_size",
-                                     "num_folds", "run_name")}
+                                     "num_folds", "logs_dir", "run_name")}
 nas = NAS(run_dir, data, **search_parameters)
 best = nas.run_NAS(folds)
 

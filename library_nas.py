@@ -89,6 +89,7 @@ class NAS:
         self.i_gen = 0
         self.n_evaluated = 0
         self.absolute_best = None
+        self.best_score_seen = None  # for the progress line, updated as each child finishes
         self.start_time = None
 
     # ----- the loop --------------------------------------------------------
@@ -193,7 +194,7 @@ class NAS:
                 return parent
             self.log_message("The smart-start network breaks " + ", ".join(violations)
                              + "; starting from a random valid network instead.")
-        best_violation = {}
+        smallest_seen = {}
         for _ in range(self.max_attempts):
             depth = self.rng.randint(1, self.max_depth_father)
             blocks = []
@@ -203,29 +204,43 @@ class NAS:
                 blocks.append(block)
                 length = block.output_size
             parent = self._new_net(blocks, self.rng.choice(self.head_choices))
-            if not self._track_violations(parent, best_violation):
+            if not self._track_violations(parent, smallest_seen):
                 self.log_message("Initial parent: a random network.")
                 return parent
-        raise self._constraint_error(best_violation, "a random initial parent")
+        raise self._constraint_error(smallest_seen, "a random initial parent")
 
     def new_generation(self, parent, preloaded_data):
-        """n_child children of `parent`, each meeting the thresholds (with check_hw)."""
-        return [self.mutate_network_and_control(parent, preloaded_data) for _ in range(self.n_child)]
+        """n_child children of `parent`, each meeting the thresholds (with check_hw) and,
+        where the search space allows, different from the parent and from each other."""
+        seen_keys = {parent.architecture_key()}
+        child_set = []
+        for _ in range(self.n_child):
+            child = self.mutate_network_and_control(parent, preloaded_data, seen_keys)
+            seen_keys.add(child.architecture_key())
+            child_set.append(child)
+        return child_set
 
-    def mutate_network_and_control(self, parent, preloaded_data):
+    def mutate_network_and_control(self, parent, preloaded_data, seen_keys=()):
         """A mutant of parent that meets every threshold; checked without building Keras models.
 
+        seen_keys: architecture keys to avoid (training the same network twice
+        teaches nothing); a valid repeat is returned only if nothing new is found.
         Raises ConstraintError after max_attempts tries, naming each threshold that
-        was broken and the smallest value seen for it.
+        no candidate met and the smallest value seen for it.
         """
-        best_violation = {}
+        smallest_seen, valid_repeat = {}, None
         for _ in range(self.max_attempts):
             child = parent
             for _ in range(self.n_mutations):
                 child = self.mutate_network(child, preloaded_data)
-            if not self._track_violations(child, best_violation):
+            if self._track_violations(child, smallest_seen):
+                continue
+            if child.architecture_key() not in seen_keys:
                 return child
-        raise self._constraint_error(best_violation, f"a child of {parent.architecture_text()}")
+            valid_repeat = valid_repeat or child
+        if valid_repeat is not None:
+            return valid_repeat
+        raise self._constraint_error(smallest_seen, f"a child of {parent.architecture_text()}")
 
     def mutate_network(self, parent, preloaded_data):
         """One mutation of parent: add, remove or change a block, or switch the head. Returns a new Net."""
@@ -315,24 +330,30 @@ class NAS:
                 for name, index in HW_THRESHOLDS.items()
                 if self.thresholds[name] is not None and figures[index] > self.thresholds[name]]
 
-    def _track_violations(self, net, best_violation):
-        """Like hw_violations, also keeping the smallest figure seen for each broken threshold."""
+    def _track_violations(self, net, smallest_seen):
+        """True when net breaks a threshold; keeps the smallest figure seen for each threshold."""
         if not self.check_hw:
             return False
         figures = net.hw_measures()
         broken = False
         for name, index in HW_THRESHOLDS.items():
             limit = self.thresholds[name]
-            if limit is not None and figures[index] > limit:
-                broken = True
-                best_violation[name] = min(best_violation.get(name, figures[index]), figures[index])
+            if limit is not None:
+                smallest_seen[name] = min(smallest_seen.get(name, figures[index]), figures[index])
+                broken = broken or figures[index] > limit
         return broken
 
-    def _constraint_error(self, best_violation, what):
+    def _constraint_error(self, smallest_seen, what):
+        never_met = {name: value for name, value in smallest_seen.items() if value > self.thresholds[name]}
+        shown = never_met or smallest_seen
         details = "; ".join(f"{name} = {self.thresholds[name]}: smallest {HW_FIGURE_NAMES[HW_THRESHOLDS[name]]} "
-                            f"seen {value}" for name, value in best_violation.items())
+                            f"seen {value}" for name, value in shown.items())
+        if never_met:
+            summary = f"No candidate met: {details}."
+        else:
+            summary = f"Each threshold was met by some candidate, never all at once: {details}."
         message = (f"No candidate for {what} met the hardware thresholds in {self.max_attempts} attempts. "
-                   f"Thresholds broken: {details}. Raise them or shrink the search space.")
+                   f"{summary} Raise them or shrink the search space.")
         self.log_message(message)
         return ConstraintError(message)
 
@@ -383,9 +404,9 @@ class NAS:
                          + (f"  ({reason})" if reason else ""))
         if flops_keras_flops is not None and flops_keras_flops != flops:
             self.log_message(f"  note: keras-flops counts {flops_keras_flops} FLOPs, the cost model {flops}.")
-        known_scores = [net.val_score for net in (child, self.absolute_best)
-                        if net is not None and net.val_score is not None]
-        best_text = f"{max(known_scores):.4f}" if known_scores else "-"
+        if child.val_score is not None:
+            self.best_score_seen = max(self.best_score_seen or 0.0, child.val_score)
+        best_text = "-" if self.best_score_seen is None else f"{self.best_score_seen:.4f}"
         elapsed = time.perf_counter() - self.start_time
         print(f"[{child.child_id}] {status:<7} params {n_params:>7}  FLOPs {flops:>10}  flash {flash_size:>7} B  "
               f"RAM {ram_size:>7} B  val {score:>6}  {record['train_seconds']:>5.1f} s  "

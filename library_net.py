@@ -143,6 +143,10 @@ class Net:
         """The architecture as plain data: head and block settings (what a record stores)."""
         return {"head": self.head, "blocks": [block.settings() for block in self.block_list]}
 
+    def architecture_key(self):
+        """Canonical text of the architecture: equal keys mean the same network."""
+        return json.dumps(self.architecture(), sort_keys=True, separators=(",", ":"))
+
     def architecture_text(self):
         return " | ".join(block.short_name() for block in self.block_list) + f" | head:{self.head}"
 

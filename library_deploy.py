@@ -1,0 +1,162 @@
+"""The device side: TFLite conversion (int8 or float32), the C header a firmware
+includes, and what TensorFlow Lite Micro measures for a model (its arena, its outputs).
+
+Flash on a microcontroller is the flatbuffer's size; RAM is the tensor arena that
+TensorFlow Lite Micro (TFLM) plans for it. TFLM's Python interpreter (PyPI package
+tflite-micro) runs the same C++ allocator and reference kernels as a device.
+"""
+import os
+import re
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+PRECISIONS = ("int8", "float32")
+
+
+def convert_to_tflite(model, representative_X, precision="int8"):
+    """Converts a Keras model to a TFLite flatbuffer for one-sample (batch 1) inference.
+
+    representative_X: float32 samples (N, length, channels) from the training
+        split; int8 calibration reads them to choose each tensor's scale.
+    precision: 'int8' (weights, activations, input and output all int8, as
+        TFLM runs on integer-only cores) or 'float32'.
+    Returns the flatbuffer as bytes.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    # A fixed batch of 1 is what a device runs; it also lets the converter drop the
+    # dynamic-shape ops that Flatten and Conv1D's reshapes otherwise leave in the graph.
+    input_spec = tf.TensorSpec((1,) + tuple(model.inputs[0].shape[1:]), tf.float32, name="input")
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(input_spec)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(concrete)])
+    if precision == "int8":
+        calibration_X = np.asarray(representative_X, dtype=np.float32)
+
+        def representative_dataset():
+            for sample in calibration_X:
+                yield [sample[None]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    with _quiet_file_descriptors():
+        return converter.convert()
+
+
+class _quiet_file_descriptors:
+    """Sends what C++ code writes to fd 1 and 2 into a temporary file; keeps it as .text.
+
+    The converter and TFLM print from C++ straight to the process's file
+    descriptors, past Python's sys.stdout, so only a descriptor swap catches it.
+    """
+
+    def __enter__(self):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._capture = tempfile.TemporaryFile(mode="w+b")
+        self._saved = [os.dup(1), os.dup(2)]
+        os.dup2(self._capture.fileno(), 1)
+        os.dup2(self._capture.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc_info):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self._saved[0], 1)
+        os.dup2(self._saved[1], 2)
+        for descriptor in self._saved:
+            os.close(descriptor)
+        self._capture.seek(0)
+        self.text = self._capture.read().decode(errors="replace")
+        self._capture.close()
+        return False
+
+
+def _tflm_interpreter(model_bytes):
+    from tflite_micro.python.tflite_micro import runtime
+    # The arena given here is an upper bound for planning; what the model uses is measured.
+    return runtime.Interpreter.from_bytes(model_bytes, arena_size=max(len(model_bytes) * 10, 1 << 20))
+
+
+_ARENA_LINE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+
+
+def tflm_arena(model_bytes):
+    """The tensor arena TFLM allocates for the model, in bytes.
+
+    Returns {'total', 'activations', 'persistent'}: activations is the arena's
+    head (tensors planned by TFLM's memory planner), persistent its tail
+    (interpreter structures and per-op data). Raises RuntimeError when TFLM
+    reports no figure.
+    """
+    interpreter = _tflm_interpreter(model_bytes)
+    details = interpreter.get_input_details(0)
+    interpreter.set_input(np.zeros(details["shape"], dtype=details["dtype"]), 0)
+    interpreter.invoke()
+    with _quiet_file_descriptors() as output:
+        interpreter.print_allocations()
+    figures = {name: int(value) for name, value in _ARENA_LINE.findall(output.text)}
+    if set(figures) != {"total", "head", "tail"}:
+        raise RuntimeError(f"TFLM printed no arena figures; it printed: {output.text[:500]!r}")
+    return {"total": figures["total"], "activations": figures["head"], "persistent": figures["tail"]}
+
+
+def tflm_predict(model_bytes, X):
+    """Runs the TFLite model in TFLM on float samples X (N, length, channels).
+
+    Inputs are quantized with the model's input scale and zero point and the
+    outputs dequantized, as firmware does. Returns float32 outputs (N, classes).
+    """
+    interpreter = _tflm_interpreter(model_bytes)
+    input_details = interpreter.get_input_details(0)
+    output_details = interpreter.get_output_details(0)
+    input_dtype, output_dtype = input_details["dtype"], output_details["dtype"]
+    input_scale, input_zero = _quantization(input_details)
+    output_scale, output_zero = _quantization(output_details)
+    outputs = []
+    for sample in np.asarray(X, dtype=np.float32):
+        if input_dtype == np.int8:
+            sample = np.clip(np.round(sample / input_scale + input_zero), -128, 127)
+        interpreter.set_input(sample[None].astype(input_dtype), 0)
+        interpreter.invoke()
+        output = interpreter.get_output(0).astype(np.float32)
+        if output_dtype == np.int8:
+            output = (output - output_zero) * output_scale
+        outputs.append(output[0])
+    return np.stack(outputs)
+
+
+def _quantization(details):
+    parameters = details.get("quantization_parameters", {})
+    scales, zeros = parameters.get("scales", []), parameters.get("zero_points", [])
+    return (float(scales[0]), int(zeros[0])) if len(scales) else (1.0, 0)
+
+
+def write_c_header(model_bytes, path, array_name="g_model"):
+    """Writes the model as a C header: an aligned const unsigned char array and its length.
+
+    TFLM reads the flatbuffer in place, so the array is 16-byte aligned.
+    """
+    guard = re.sub(r"\W", "_", os.path.basename(path)).upper()
+    lines = [f"// TFLite model, {len(model_bytes)} bytes. Generated by the HW-NAS toolkit.",
+             f"#ifndef {guard}", f"#define {guard}", "",
+             f"alignas(16) const unsigned char {array_name}[] = {{"]
+    for start in range(0, len(model_bytes), 12):
+        chunk = model_bytes[start:start + 12]
+        lines.append("  " + ", ".join(f"0x{byte:02x}" for byte in chunk) + ",")
+    lines += ["};", f"const unsigned int {array_name}_len = {len(model_bytes)};", "", f"#endif  // {guard}", ""]
+    write_atomically(path, "\n".join(lines).encode())
+
+
+def write_atomically(path, content):
+    """Writes bytes to path through a temporary file and a rename: a kill leaves the old file."""
+    temporary_path = path + ".partial"
+    with open(temporary_path, "wb") as file:
+        file.write(content)
+    os.replace(temporary_path, path)

@@ -1,0 +1,52 @@
+"""Shared fixtures: the project on sys.path, TensorFlow quiet, small real data sets."""
+import os
+import struct
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, PROJECT_DIR)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import library_load_and_split_data as data_lib  # noqa: E402
+
+
+def write_idx3(path, images):
+    images = np.asarray(images, dtype=np.uint8)
+    with open(path, "wb") as f:
+        f.write(struct.pack(">IIII", 2051, *images.shape))
+        f.write(images.tobytes())
+
+
+def write_idx1(path, labels):
+    labels = np.asarray(labels, dtype=np.uint8)
+    with open(path, "wb") as f:
+        f.write(struct.pack(">II", 2049, len(labels)))
+        f.write(labels.tobytes())
+
+
+@pytest.fixture(scope="session")
+def demo_subset_files(tmp_path_factory):
+    """The first 600 demo sessions as an IDX pair (real traffic, small enough for fast tests)."""
+    folder = tmp_path_factory.mktemp("demo_subset")
+    images = data_lib.read_idx3(data_lib.DEFAULT_IMAGES_PATH)[:600]
+    labels = data_lib.read_idx1(data_lib.DEFAULT_LABELS_PATH)[:600]
+    images_path, labels_path = str(folder / "sessions.idx3"), str(folder / "labels.idx1")
+    write_idx3(images_path, images)
+    write_idx1(labels_path, labels)
+    return images_path, labels_path
+
+
+@pytest.fixture(scope="session")
+def small_data(demo_subset_files):
+    """(SessionData, folds) on the 600-session subset: 3 folds, labels one-hot after folding."""
+    images_path, labels_path = demo_subset_files
+    X_train, X_test, y_train, y_test = data_lib.load_and_preprocess_data(
+        None, 0.2, images_path=images_path, labels_path=labels_path, seed=0)
+    folds = data_lib.fold_index(X_train, y_train, 3, seed=0)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, n_classes),
+                                X_test, data_lib.one_hot(y_test, n_classes))
+    return data, folds

@@ -1,0 +1,100 @@
+"""IDX parsing, normalisation, the stratified split and folds, on real and hand-made files."""
+import os
+
+import numpy as np
+import pytest
+
+import library_load_and_split_data as data_lib
+from conftest import write_idx1, write_idx3
+
+
+def test_demo_files_parse_with_their_documented_shape():
+    images = data_lib.read_idx3(data_lib.DEFAULT_IMAGES_PATH)
+    labels = data_lib.read_idx1(data_lib.DEFAULT_LABELS_PATH)
+    assert images.shape == (3204, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (3204,)
+    assert np.bincount(labels).tolist() == [538, 500, 500, 600, 566, 500]
+
+
+def test_round_trip_of_a_hand_made_idx_pair(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(40, 5, 3), dtype=np.uint8)
+    labels = np.arange(40) % 4
+    write_idx3(tmp_path / "x.idx3", images)
+    write_idx1(tmp_path / "y.idx1", labels)
+    assert np.array_equal(data_lib.read_idx3(str(tmp_path / "x.idx3")), images)
+    assert np.array_equal(data_lib.read_idx1(str(tmp_path / "y.idx1")), labels)
+
+
+def test_input_length_and_classes_come_from_the_files(tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(60, 5, 3), dtype=np.uint8)
+    labels = np.arange(60) % 3
+    write_idx3(tmp_path / "x.idx3", images)
+    write_idx1(tmp_path / "y.idx1", labels)
+    X_train, X_test, y_train, y_test = data_lib.load_and_preprocess_data(
+        None, 0.25, encode_labels=True, images_path=str(tmp_path / "x.idx3"),
+        labels_path=str(tmp_path / "y.idx1"))
+    assert X_train.shape == (45, 15, 1) and X_test.shape == (15, 15, 1)
+    assert X_train.dtype == np.float32 and 0.0 <= X_train.min() and X_train.max() <= 1.0
+    assert y_train.shape == (45, 3) and y_test.sum(axis=0).tolist() == [5, 5, 5]  # stratified
+
+
+def test_scaling_maps_bytes_to_unit_interval():
+    X, _ = data_lib.preprocess_data(np.array([[[0, 255], [51, 102]]], dtype=np.uint8), np.array([0]))
+    assert X.shape == (1, 4, 1)
+    assert np.allclose(X[0, :, 0], [0.0, 1.0, 0.2, 0.4])
+
+
+def test_split_is_stratified_and_fixed_by_seed():
+    first = data_lib.load_and_preprocess_data(None, 0.1, seed=3)
+    again = data_lib.load_and_preprocess_data(None, 0.1, seed=3)
+    assert np.array_equal(first[1], again[1])
+    y_train, y_test = first[2], first[3]
+    all_fraction = np.bincount(np.concatenate([y_train, y_test])) / (len(y_train) + len(y_test))
+    assert np.allclose(np.bincount(y_test) / len(y_test), all_fraction, atol=0.01)
+
+
+def test_folds_partition_the_training_split_and_are_stratified():
+    X_train, _, y_train, _ = data_lib.load_and_preprocess_data(None, 0.1)
+    folds = data_lib.fold_index(X_train, y_train, 5)
+    validation = np.concatenate([val for _, val in folds])
+    assert sorted(validation.tolist()) == list(range(len(y_train)))
+    for train_idx, val_idx in folds:
+        assert not set(train_idx) & set(val_idx)
+        assert np.allclose(np.bincount(y_train[val_idx]) / len(val_idx),
+                           np.bincount(y_train) / len(y_train), atol=0.01)
+    X_tr, X_val, Y_tr, Y_val = data_lib.get_fold_split(X_train, y_train, folds, 2)
+    assert len(X_tr) + len(X_val) == len(X_train) and np.array_equal(Y_val, y_train[folds[2][1]])
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty"),
+    (b"\x00\x00\x08", "shorter than"),
+    (b"\x00\x00\x08\x01" + b"\x00\x00\x00\x01" * 3 + b"\x00", "magic number 2049"),
+    (b"\x00\x00\x08\x03" + b"\x00\x00\x00\x02" + b"\x00\x00\x00\x02" * 2 + b"\x00" * 7, "truncated"),
+    (b"\x00\x00\x08\x03" + b"\x00\x00\x00\x01" + b"\x00\x00\x00\x02" * 2 + b"\x00" * 5, "trailing"),
+])
+def test_malformed_idx3_is_rejected_with_the_file_named(tmp_path, content, message):
+    path = tmp_path / "bad.idx3"
+    path.write_bytes(content)
+    with pytest.raises(data_lib.DataFileError, match=message) as error:
+        data_lib.read_idx3(str(path))
+    assert str(path) in str(error.value)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(data_lib.DataFileError, match="no such file"):
+        data_lib.read_idx1(str(tmp_path / "absent.idx1"))
+
+
+def test_mismatched_counts_and_out_of_range_labels_are_rejected(tmp_path):
+    write_idx3(tmp_path / "x.idx3", np.zeros((20, 2, 2)))
+    write_idx1(tmp_path / "y.idx1", np.arange(19) % 2)
+    with pytest.raises(data_lib.DataFileError, match="20 samples but .* 19 labels"):
+        data_lib.load_and_preprocess_data(None, 0.2, images_path=str(tmp_path / "x.idx3"),
+                                          labels_path=str(tmp_path / "y.idx1"))
+    write_idx1(tmp_path / "y.idx1", np.arange(20) % 4)
+    with pytest.raises(data_lib.DataFileError, match=r"labels \[3\] are >= num_classes=3"):
+        data_lib.load_and_preprocess_data(3, 0.2, images_path=str(tmp_path / "x.idx3"),
+                                          labels_path=str(tmp_path / "y.idx1"))

@@ -1,0 +1,85 @@
+"""One tiny real run of B01_NAS.py: the files a user reads, and the saved model's test accuracy."""
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import library_load_and_split_data as data_lib
+from conftest import PROJECT_DIR
+from library_compute_stats import compute_descriptors
+
+
+def run_main(*overrides):
+    return subprocess.run([sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), *overrides],
+                          capture_output=True, text=True, timeout=900, cwd=PROJECT_DIR)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, demo_subset_files):
+    images_path, labels_path = demo_subset_files
+    logs_dir = tmp_path_factory.mktemp("logs")
+    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={logs_dir}",
+                      "test_size=0.2", "num_folds=3", "num_selected_folds=1", "n_generations=2",
+                      "n_child=2", "epochs=2", "run_name=tiny")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run_dir,) = glob.glob(os.path.join(logs_dir, "*_tiny"))
+    return run_dir, result.stdout, images_path, labels_path
+
+
+def test_run_leaves_log_records_parameters_and_models(tiny_run):
+    run_dir, stdout, _, _ = tiny_run
+    for name in ("nas_log.txt", "children.csv", "parameters.json", "models/best_model.keras",
+                 "models/best_model.json", "models/parent.keras"):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    with open(os.path.join(run_dir, "children.csv")) as records:
+        rows = list(csv.DictReader(records))
+    assert [row["child_id"] for row in rows] == ["g000_c0001", "g001_c0002", "g001_c0003",
+                                                 "g002_c0004", "g002_c0005"]
+    assert all(row["status"] == "ok" and row["flops"] == row["flops_keras_flops"] for row in rows)
+    log = open(os.path.join(run_dir, "nas_log.txt")).read()
+    assert "== Generation 2 of 2 ==" in log and "Absolute best:" in log and "test accuracy" in log
+    assert json.load(open(os.path.join(run_dir, "parameters.json")))["n_child"] == 2
+    assert "[g002_c0005]" in stdout and "Best network:" in stdout
+
+
+def test_saved_best_model_reproduces_the_reported_test_accuracy(tiny_run):
+    run_dir, _, images_path, labels_path = tiny_run
+    record = json.load(open(os.path.join(run_dir, "models", "best_model.json")))
+    _, X_test, _, y_test = data_lib.load_and_preprocess_data(
+        None, 0.2, images_path=images_path, labels_path=labels_path, seed=0)
+    model = keras.models.load_model(os.path.join(run_dir, "models", "best_model.keras"))
+    metrics = compute_descriptors(y_test, model.predict(X_test, verbose=0))
+    assert metrics["accuracy"] == pytest.approx(record["test_metrics"]["accuracy"])
+    log = open(os.path.join(run_dir, "nas_log.txt")).read()
+    assert f"test accuracy {metrics['accuracy']:.4f}" in log
+    best_row = [row for row in csv.DictReader(open(os.path.join(run_dir, "children.csv")))
+                if row["child_id"] == record["child_id"]][0]
+    assert float(best_row["val_accuracy"]) == max(float(row["val_accuracy"])
+                                                  for row in csv.DictReader(open(os.path.join(run_dir, "children.csv"))))
+
+
+def test_rebuilt_network_with_loaded_weights_predicts_like_the_saved_model(tiny_run, small_data):
+    from library_net import net_from_architecture
+    run_dir, _, _, _ = tiny_run
+    data, folds = small_data
+    record = json.load(open(os.path.join(run_dir, "models", "best_model.json")))
+    net = net_from_architecture(record["architecture"], None, data, dict(epochs=1))
+    net.proxy_train_routine(True, folds, 1)
+    rebuilt = net.ins_keras_model(load_weigths=True)
+    net.save_keras(os.path.join(run_dir, "rebuilt.keras"))
+    loaded = keras.models.load_model(os.path.join(run_dir, "rebuilt.keras"))
+    assert np.allclose(rebuilt.predict(data.X_test, verbose=0), loaded.predict(data.X_test, verbose=0), atol=1e-6)
+
+
+def test_unknown_or_mistyped_override_is_rejected_with_valid_names():
+    result = run_main("n_generation=3")
+    assert result.returncode != 0
+    assert "unknown parameter 'n_generation'" in result.stderr and "n_generations" in result.stderr
+    result = run_main("n_child=two")
+    assert result.returncode != 0 and "n_child='two'" in result.stderr

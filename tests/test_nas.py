@@ -1,0 +1,119 @@
+"""The search engine: mutants are valid and within thresholds, impossible thresholds stop
+with a clear message, selection follows is_random_walk, the same seed repeats the search."""
+import csv
+import random
+
+import pytest
+
+from library_nas import NAS, ConstraintError
+
+TIGHT = dict(params_thr=20_000, flops_thr=2_000_000, flash_thr=32_000, ram_thr=16_000, max_tens_thr=16_000)
+
+
+def make_nas(tmp_path, data, **overrides):
+    settings = dict(TIGHT, max_depth=5, n_child=2, n_generations=1, epochs=1, seed=0)
+    settings.update(overrides)
+    return NAS(str(tmp_path / "run"), data, **settings)
+
+
+def test_500_mutants_are_valid_and_meet_every_threshold(tmp_path, small_data):
+    data, _ = small_data
+    nas = make_nas(tmp_path, data, n_mutations=2)
+    parent = nas.initial_parent()
+    for _ in range(500):
+        child = nas.mutate_network_and_control(parent, data)
+        assert 1 <= len(child.block_list) <= nas.max_depth
+        assert nas.hw_violations(child) == []
+        length, channels = data.input_shape
+        for index, block in enumerate(child.block_list):
+            assert (block.block_index, block.input_size, block.input_channels) == (index, length, channels)
+            assert block.output_size >= 1
+            length, channels = block.output_size, block.filters
+        rates = [block.dropout_rate for block in child.block_list]
+        assert rates == sorted(rates) and rates[0] == nas.dropout_min
+        parent = child
+
+
+def test_mutations_reach_every_action_and_both_heads(tmp_path, small_data):
+    data, _ = small_data
+    nas = make_nas(tmp_path, data, check_hw=False)
+    parent = nas.initial_parent()
+    seen_actions, seen_heads = set(), set()
+    for _ in range(200):
+        child = nas.mutate_network(parent, data)
+        seen_actions.add(child.mutation.split("+")[-1])
+        seen_heads.add(child.head)
+        parent = child
+    assert seen_actions == {"add", "remove", "change", "switch_head"}
+    assert seen_heads == {"gap", "flatten"}
+
+
+def test_random_initial_parent_respects_max_depth_father(tmp_path, small_data):
+    data, _ = small_data
+    for seed in range(20):
+        nas = make_nas(tmp_path, data, smart_start=False, max_depth_father=2, seed=seed)
+        parent = nas.initial_parent()
+        assert 1 <= len(parent.block_list) <= 2 and nas.hw_violations(parent) == []
+
+
+def test_impossible_thresholds_name_the_threshold_and_the_smallest_value_seen(tmp_path, small_data):
+    data, _ = small_data
+    nas = make_nas(tmp_path, data, flops_thr=10, smart_start=False, max_attempts=30)
+    with pytest.raises(ConstraintError, match=r"flops_thr = 10: smallest flops seen \d+") as error:
+        nas.initial_parent()
+    assert "params_thr" not in str(error.value)
+
+
+def test_selection_takes_the_best_validation_score_never_test(tmp_path, small_data):
+    data, _ = small_data
+    nas = make_nas(tmp_path, data)
+    children = ["a", "b", "c"]
+    best, score = nas.best_child_selection(children, [0.5, None, 0.7],
+                                           [{"accuracy": 0.99}, None, {"accuracy": 0.1}])
+    assert (best, score) == ("c", 0.7)
+    assert nas.best_child_selection(children, [None, None, None], [None] * 3) == (None, None)
+
+
+@pytest.mark.parametrize("is_random_walk", [True, False])
+def test_parent_competes_with_children_unless_random_walk(tmp_path, small_data, is_random_walk):
+    data, folds = small_data
+    # Dry run (untrained children): quick, and scores still differ between networks.
+    nas = make_nas(tmp_path, data, is_random_walk=is_random_walk, is_train_proxy=False, n_child=3)
+    nas.start_time = 0.0
+    parent = nas.initial_parent()
+    nas.train_generation([parent], folds)
+    nas.absolute_best = parent
+    nas.i_gen = 1
+    next_parent = nas.one_nas_step(parent, folds)
+    with open(nas.records_path) as records:
+        children_scores = [float(row["val_accuracy"]) for row in csv.DictReader(records)
+                           if row["generation"] == "1"]
+    assert len(children_scores) == 3
+    if is_random_walk:
+        assert next_parent is not parent and next_parent.val_score == pytest.approx(max(children_scores))
+    elif parent.val_score >= max(children_scores):
+        assert next_parent is parent
+    else:
+        assert next_parent.val_score == pytest.approx(max(children_scores))
+
+
+def test_same_seed_gives_the_same_architectures(tmp_path, small_data):
+    data, _ = small_data
+    def sequence(seed):
+        nas = make_nas(tmp_path, data, seed=seed, smart_start=False)
+        parent = nas.initial_parent()
+        texts = [parent.architecture_text()]
+        for _ in range(30):
+            parent = nas.mutate_network_and_control(parent, data)
+            texts.append(parent.architecture_text())
+        return texts
+    assert sequence(5) == sequence(5)
+    assert sequence(5) != sequence(6)
+
+
+def test_children_of_a_generation_differ_from_the_parent_and_each_other(tmp_path, small_data):
+    data, _ = small_data
+    nas = make_nas(tmp_path, data, n_child=8)
+    parent = nas.initial_parent()
+    keys = [child.architecture_key() for child in nas.new_generation(parent, data)]
+    assert len(set(keys)) == 8 and parent.architecture_key() not in keys
