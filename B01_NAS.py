@@ -41,9 +41,10 @@ dropout_max = 0.3  # dropout rate of the last block (rates in between grow with 
 check_hw = True  # False: train children whatever their figures
 params_thr = 20_000  # parameters
 flops_thr = 2_000_000  # FLOPs of one inference (keras-flops' count)
-flash_thr = 32_000  # bytes of flash for the int8 model
-ram_thr = 16_000  # bytes of activation RAM for the int8 model
+flash_thr = 32_000  # bytes of flash: the TFLite flatbuffer at deploy_precision
+ram_thr = 16_000  # bytes of RAM: TFLM's tensor arena (activations + persistent) at deploy_precision
 max_tens_thr = 16_000  # elements of the largest activation tensor
+deploy_precision = "int8"  # "int8" (integer-only microcontrollers) or "float32": what flash and RAM are figured for
 
 # training
 is_train = True  # full training (use_full_training = True); False = evaluate untrained (dry run)
@@ -100,7 +101,10 @@ best = nas.run_NAS(folds)
 # report
 n_params, max_tens, flops, flash_size, ram_size = best.hw_measures()
 print(f"\nBest network: {best.architecture_text()}")
-print(f"  params {n_params}, FLOPs {flops}, flash {flash_size} B, RAM {ram_size} B")
+print(f"  params {n_params}, FLOPs {flops}, flash {flash_size} B, RAM {ram_size} B (estimated)")
+if best.deployed:
+    print(f"  {best.deploy_precision} TFLite measured: flash {best.deployed['flash_bytes']} B, "
+          f"TFLM arena {best.deployed['arena_bytes']} B, test accuracy {best.deployed['test_accuracy']:.4f}")
 print(f"  validation accuracy {best.val_score:.4f}, test accuracy {best.test_metrics['accuracy']:.4f}")
 print(f"  NAS log: {nas.log_path}")
 if best.trained:

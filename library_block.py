@@ -10,6 +10,30 @@ import math
 
 import keras
 
+# Bytes the deployed model spends, by precision. Weights and activations take
+# their width; the other entries are the converter's and TFLM's fixed bytes per
+# op, tensor, filter and class: flatbuffer tables, shapes, names, quantization
+# parameters, node structures and per-op data. They were fitted by least
+# squares on random networks converted by TensorFlow 2.21 and measured by
+# tflite-micro 0.dev20261023 (tests/calibrate_deployed_cost.py refits them);
+# the head's entries are used by library_net.
+DEPLOYED_COST = {
+    "int8": {"weight_bytes": 1, "activation_bytes": 1,
+             "per_filter": 28,  # int32 bias + per-channel scale/zero point of weights and bias
+             "conv_op": 1152, "tanh_op": 223, "tanh_after_batchnorm": 109, "pool_op": 193,
+             "model_fixed": 1120, "per_class": 27, "flatten_op": 293, "gap_ops": 701,
+             "persistent_fixed": 1333, "persistent_conv": 245, "persistent_per_filter": 8,
+             "persistent_tanh": 104, "persistent_pool": 159, "persistent_per_class": 7,
+             "persistent_flatten": 147, "persistent_gap": 327},
+    "float32": {"weight_bytes": 4, "activation_bytes": 4,
+                "per_filter": 4,  # float32 bias
+                "conv_op": 1075, "tanh_op": 187, "tanh_after_batchnorm": 109, "pool_op": 139,
+                "model_fixed": 927, "per_class": 5, "flatten_op": 268, "gap_ops": 623,
+                "persistent_fixed": 1248, "persistent_conv": 244, "persistent_per_filter": 8,
+                "persistent_tanh": 104, "persistent_pool": 159, "persistent_per_class": 0,
+                "persistent_flatten": 152, "persistent_gap": 330},
+}
+
 # Activations whose TFLite int8 kernels exist in TensorFlow Lite Micro.
 ACTIVATIONS = ("relu", "relu6", "tanh")
 POOLINGS = ("none", "max", "avg")
@@ -151,6 +175,50 @@ class Block:
     def max_tensor_size(self):
         """Largest activation tensor the block produces, in elements."""
         return max(self.tensor_sizes())
+
+    # ----- deployed cost (TFLite for TensorFlow Lite Micro) -----------------
+    def deployed_tensor_sizes(self):
+        """Element counts of the activation tensors the block's TFLite ops write, in op order.
+
+        The converter folds BatchNormalization into the convolution and fuses
+        ReLU/ReLU6 into it; tanh stays an op of its own; dropout disappears.
+        """
+        conv_outputs = self.conv_output_size * self.filters
+        sizes = [conv_outputs]
+        if self.activation == "tanh":
+            sizes.append(conv_outputs)
+        if self.pooling != "none":
+            sizes.append(self.output_size * self.filters)
+        return sizes
+
+    def deployed_flash_bytes(self, precision="int8"):
+        """Bytes the block adds to the TFLite flatbuffer.
+
+        Weights at the precision's width, plus per-filter bytes (bias, and for
+        int8 the per-channel scale and zero point of weights and bias) and the
+        fixed bytes of each op and tensor (tables, shapes, names), calibrated
+        against the converter (DEPLOYED_COST, tests/calibrate_deployed_cost.py).
+        """
+        cost = DEPLOYED_COST[precision]
+        weights = self.kernel_size * self.input_channels * self.filters * cost["weight_bytes"]
+        total = weights + cost["per_filter"] * self.filters + cost["conv_op"]
+        if self.activation == "tanh":
+            total += cost["tanh_op"] + (cost["tanh_after_batchnorm"] if self.has_batchnorm else 0)
+        if self.pooling != "none":
+            total += cost["pool_op"]
+        return total
+
+    def deployed_persistent_bytes(self, precision="int8"):
+        """Bytes the block's ops keep for the whole run in TFLM's arena (its tail):
+        node structures, evaluation tensors and per-op data (for int8 convolutions,
+        a multiplier and a shift per filter)."""
+        cost = DEPLOYED_COST[precision]
+        total = cost["persistent_conv"] + cost["persistent_per_filter"] * self.filters
+        if self.activation == "tanh":
+            total += cost["persistent_tanh"]
+        if self.pooling != "none":
+            total += cost["persistent_pool"]
+        return total
 
     # ----- records ----------------------------------------------------------
     def to_dict(self):

@@ -138,6 +138,36 @@ def _quantization(details):
     return (float(scales[0]), int(zeros[0])) if len(scales) else (1.0, 0)
 
 
+def plan_chain_arena(tensor_bytes, alignment=16):
+    """Bytes TFLM's greedy memory planner needs for a chain of ops.
+
+    tensor_bytes: sizes of the model input and of each op's output, in op
+    order (op i reads tensor i and writes tensor i + 1). Follows TFLM's
+    GreedyMemoryPlanner: sizes rounded up to 16 bytes, buffers placed
+    largest first (ties: the later tensor first), each at the lowest offset
+    free during its lifetime. Returns the planned size: the arena's head.
+    """
+    sizes = [-(-size // alignment) * alignment for size in tensor_bytes]
+    n_ops = len(sizes) - 1
+    # Tensor i is written by op i - 1 (the input exists from op 0) and read by op i;
+    # the model output stays until the last op.
+    first_use = [max(0, i - 1) for i in range(len(sizes))]
+    last_use = [min(i, n_ops - 1) for i in range(len(sizes))]
+    placed = []  # (offset, size, tensor index), kept sorted by offset
+    order = sorted(reversed(range(len(sizes))), key=lambda i: -sizes[i])
+    for i in order:
+        offset = 0
+        for other_offset, other_size, j in placed:
+            if last_use[j] < first_use[i] or last_use[i] < first_use[j]:
+                continue  # not alive at the same time
+            if other_offset - offset >= sizes[i]:
+                break  # the gap before this buffer is big enough
+            offset = max(offset, other_offset + other_size)
+        placed.append((offset, sizes[i], i))
+        placed.sort(key=lambda entry: entry[0])  # stable: equal offsets keep their order, as in TFLM
+    return max(offset + size for offset, size, _ in placed)
+
+
 def write_c_header(model_bytes, path, array_name="g_model"):
     """Writes the model as a C header: an aligned const unsigned char array and its length.
 

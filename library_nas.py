@@ -22,10 +22,11 @@ from library_net import HEADS, Net, TrainingFailed
 HW_THRESHOLDS = {"params_thr": 0, "max_tens_thr": 1, "flops_thr": 2, "flash_thr": 3, "ram_thr": 4}
 HW_FIGURE_NAMES = ("n_params", "max_tens", "flops", "flash_size", "ram_size")
 
-RECORD_FIELDS = ("child_id", "generation", "status", "depth", "head", "n_params", "max_tens",
-                 "flops", "flops_keras_flops", "flash_size", "ram_size", "val_accuracy", "val_f1",
-                 "test_accuracy", "test_f1", "train_seconds", "reason", "architecture_text",
-                 "architecture")
+RECORD_FIELDS = ("child_id", "generation", "status", "mutation", "depth", "head", "n_params",
+                 "max_tens", "flops", "flops_keras_flops", "flash_size", "flash_measured", "ram_size",
+                 "ram_measured", "ram_activations_measured", "ram_persistent_measured",
+                 "val_accuracy", "val_f1", "test_accuracy", "test_f1", "deployed_test_accuracy",
+                 "train_seconds", "reason", "architecture_text", "architecture")
 
 # A small hand-crafted parent (smart_start): three conv/pool stages that shorten the
 # sequence 8x, then a Flatten head. On the demo data it reaches ~0.97 test accuracy.
@@ -35,6 +36,12 @@ SMART_START_BLOCKS = (
     dict(filters=32, kernel_size=3, stride=1, padding="same", activation="relu", pooling="max", pool_size=2),
     dict(filters=32, kernel_size=3, stride=1, padding="same", activation="relu", pooling="max", pool_size=2),
 )
+
+
+# One row of the NAS log's child table; flash and RAM show the estimate / the measured value.
+LOG_ROW = "{:<11} {:<7} {:<14} {:>7} {:>7} {:>10} {:>15} {:>15} {:>7} {}"
+LOG_HEADER = LOG_ROW.format("child", "status", "mutation", "val_acc", "params", "FLOPs",
+                            "flash B est/meas", "RAM B est/meas", "train s", "architecture")
 
 
 class ConstraintError(RuntimeError):
@@ -58,7 +65,8 @@ class NAS:
                  filters_choices=(4, 8, 16, 32, 64), kernel_size_choices=(3, 5, 7, 9),
                  stride_choices=(1, 2), pool_size_choices=(2, 3, 4), activation_choices=ACTIVATIONS,
                  head_choices=HEADS, dropout_min=0.05, dropout_max=0.3,
-                 epochs=15, batch_size=64, patience=5, learning_rate=1e-3, seed=0, verbose=0):
+                 epochs=15, batch_size=64, patience=5, learning_rate=1e-3, seed=0, verbose=0,
+                 deploy_precision="int8"):
         self.run_dir = run_dir
         self.models_dir = os.path.join(run_dir, "models")
         os.makedirs(self.models_dir, exist_ok=True)
@@ -83,6 +91,7 @@ class NAS:
         self.dropout_min, self.dropout_max = dropout_min, dropout_max
         self.train_settings = {"epochs": epochs, "batch_size": batch_size, "patience": patience,
                                "learning_rate": learning_rate, "seed": seed, "verbose": verbose}
+        self.deploy_precision = deploy_precision
         self.seed = seed
         # The search's own random stream: mutations do not depend on what training draws.
         self.rng = random.Random(seed)
@@ -106,6 +115,7 @@ class NAS:
             + ("" if self.check_hw else " (not checked: check_hw is False)"))
         parent = self.initial_parent()
         self.log_message("\n== Generation 0: the initial parent ==")
+        self.log_message(LOG_HEADER)
         self.train_generation([parent], folds)
         if parent.val_score is None:
             raise RuntimeError(f"the initial parent could not be evaluated; see {self.records_path}")
@@ -120,6 +130,7 @@ class NAS:
         """One generation: make children, train them, select the next parent. Returns it."""
         self.log_message(f"\n== Generation {self.i_gen} of {self.n_generations} ==")
         child_set = self.new_generation(parent, self.preloaded_data)
+        self.log_message(LOG_HEADER)
         gen_per, test_metrics_list = self.train_generation(child_set, folds)
         best_child, gen_best_score = self.best_child_selection(child_set, gen_per, test_metrics_list)
         if best_child is None:
@@ -142,10 +153,11 @@ class NAS:
         return next_parent
 
     def train_generation(self, child_set, folds):
-        """Trains (or dry-runs) each child and records it as it finishes.
+        """Trains (or dry-runs) each child, measures its deployed model, records it as it finishes.
 
-        Returns (validation scores, test metrics), one each per child; a failed
-        child has None for both and is recorded with the reason.
+        Returns (validation scores, test metrics), one each per child. A child
+        whose training diverges or raises is recorded as failed, with the reason,
+        and gets None for both; the search goes on.
         """
         gen_per, test_metrics_list = [], []
         for child in child_set:
@@ -163,8 +175,9 @@ class NAS:
                 if not child.trained:
                     status = "dry_run"
                 flops_keras_flops = child.keras_flops()
-            except TrainingFailed as error:
-                status, reason = "failed", str(error)
+                child.measure_deployed()
+            except Exception as error:  # one bad candidate must not end a long search
+                status, reason = "failed", f"{type(error).__name__}: {error}"
                 child.val_score = child.test_metrics = None
             gen_per.append(child.val_score)
             test_metrics_list.append(child.test_metrics)
@@ -318,7 +331,7 @@ class NAS:
     def _new_net(self, blocks, head, preloaded_data=None):
         blocks = self.correct_blocklist(self.recalculate_dropout_rates(blocks))
         return Net(blocks, self.log_path, preloaded_data or self.preloaded_data, head=head,
-                   train_settings=self.train_settings)
+                   train_settings=self.train_settings, deploy_precision=self.deploy_precision)
 
     # ----- hardware constraints ---------------------------------------------
     def hw_violations(self, net):
@@ -364,6 +377,7 @@ class NAS:
         for net, name in ((best_network, "best_model"), (parent, "parent")):
             if net.trained:
                 net.save_keras(os.path.join(self.models_dir, f"{name}.keras"))
+                net.save_deployed(os.path.join(self.models_dir, f"{name}_{net.deploy_precision}"))
                 self._write_json(os.path.join(self.models_dir, f"{name}.json"),
                                  dict(net.to_record(), child_id=net.child_id, generation=i_gen))
                 saved.append(f"{name} ({net.child_id})")
@@ -381,12 +395,18 @@ class NAS:
     def _record_child(self, child, status, reason, flops_keras_flops):
         n_params, max_tens, flops, flash_size, ram_size = child.hw_measures()
         val, test = child.val_metrics or {}, child.test_metrics or {}
+        deployed = child.deployed or {}
         record = {"child_id": child.child_id, "generation": self.i_gen, "status": status,
+                  "mutation": child.mutation or "start",
                   "depth": len(child.block_list), "head": child.head, "n_params": n_params,
                   "max_tens": max_tens, "flops": flops, "flops_keras_flops": flops_keras_flops,
-                  "flash_size": flash_size, "ram_size": ram_size,
+                  "flash_size": flash_size, "flash_measured": deployed.get("flash_bytes"),
+                  "ram_size": ram_size, "ram_measured": deployed.get("arena_bytes"),
+                  "ram_activations_measured": deployed.get("arena_activations"),
+                  "ram_persistent_measured": deployed.get("arena_persistent"),
                   "val_accuracy": val.get("accuracy"), "val_f1": val.get("f1"),
                   "test_accuracy": test.get("accuracy"), "test_f1": test.get("f1"),
+                  "deployed_test_accuracy": deployed.get("test_accuracy"),
                   "train_seconds": round(child.train_seconds or 0.0, 2), "reason": reason,
                   "architecture_text": child.architecture_text(),
                   "architecture": json.dumps(child.architecture(), separators=(",", ":"))}
@@ -397,10 +417,10 @@ class NAS:
                 writer.writeheader()
             writer.writerow(record)
         score = "-" if child.val_score is None else f"{child.val_score:.4f}"
-        mutation = child.mutation or "start"
-        self.log_message(f"{child.child_id}  {status:<7} {mutation:<11} val {score:>6}  "
-                         f"params {n_params:>7}  FLOPs {flops:>10}  flash {flash_size:>7} B  "
-                         f"RAM {ram_size:>7} B  {record['train_seconds']:>6.1f} s  {child.architecture_text()}"
+        flash_text = f"{flash_size}/{deployed.get('flash_bytes', '-')}"
+        ram_text = f"{ram_size}/{deployed.get('arena_bytes', '-')}"
+        self.log_message(LOG_ROW.format(child.child_id, status, record["mutation"][:14], score, n_params, flops,
+                                        flash_text, ram_text, record["train_seconds"], child.architecture_text())
                          + (f"  ({reason})" if reason else ""))
         if flops_keras_flops is not None and flops_keras_flops != flops:
             self.log_message(f"  note: keras-flops counts {flops_keras_flops} FLOPs, the cost model {flops}.")
@@ -416,18 +436,25 @@ class NAS:
     def log_summary(self):
         best = self.absolute_best
         n_params, max_tens, flops, flash_size, ram_size = best.hw_measures()
-        test = best.test_metrics
+        test, deployed = best.test_metrics, best.deployed or {}
         self.log_message("\n== Result ==")
         self.log_message(f"Evaluated {self.n_evaluated} networks in "
                          f"{time.perf_counter() - self.start_time:.0f} s over {self.n_generations} generations.")
         self.log_message(f"Absolute best: {best.child_id}, {best.architecture_text()}")
-        self.log_message(f"  params {n_params}, max tensor {max_tens}, FLOPs {flops}, "
-                         f"flash {flash_size} B, RAM {ram_size} B")
-        self.log_message(f"  validation accuracy {best.val_score:.4f}")
+        self.log_message(f"  params {n_params}, max tensor {max_tens} elements, FLOPs {flops}")
+        self.log_message(f"  validation accuracy {best.val_score:.4f} (mean over the trained folds)")
         self.log_message(f"  test accuracy {test['accuracy']:.4f}, precision {test['precision']:.4f}, "
-                         f"recall {test['recall']:.4f}, F1 {test['f1']:.4f}")
+                         f"recall {test['recall']:.4f}, F1 {test['f1']:.4f} (Keras, float32)")
+        if deployed:
+            self.log_message(
+                f"  deployed as {best.deploy_precision} TFLite: flash {deployed['flash_bytes']} B measured "
+                f"({flash_size} B estimated), TFLM arena {deployed['arena_bytes']} B measured "
+                f"= {deployed['arena_activations']} activations + {deployed['arena_persistent']} persistent "
+                f"({ram_size} B estimated)")
+            self.log_message(f"  test accuracy of the deployed model run by TFLM: {deployed['test_accuracy']:.4f}")
         if best.trained:
-            self.log_message(f"  saved as {os.path.join(self.models_dir, 'best_model.keras')}")
+            self.log_message(f"  saved as {os.path.join(self.models_dir, 'best_model.keras')} and "
+                             f"best_model_{best.deploy_precision}.tflite / .h beside it")
 
     def log_message(self, message, mode="a"):
         """Writes a line to the NAS log file (mode 'a' appends, 'w' starts it anew)."""

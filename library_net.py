@@ -3,14 +3,16 @@ import gc
 import json
 import math
 import os
+import re
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+import library_deploy as deploy
 import library_load_and_split_data as data_lib
-from library_block import Block
+from library_block import DEPLOYED_COST, Block
 from library_compute_stats import compute_descriptors
 
 HEADS = ("gap", "flatten")  # GlobalAveragePooling1D (the specification's) or Flatten
@@ -97,12 +99,16 @@ class Net:
         log_message appends to (None: no log). preloaded_data: a SessionData;
         None loads the demo data with fetch_data. head: 'gap' or 'flatten'.
     train_settings: epochs, batch_size, patience, learning_rate, seed, verbose.
+    deploy_precision: 'int8' or 'float32', the precision flash and RAM are figured for.
     """
 
     def __init__(self, block_list, nas_saver_name, preloaded_data=None, head="gap",
-                 train_settings=None, head_weights=None):
+                 train_settings=None, head_weights=None, deploy_precision="int8"):
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if deploy_precision not in DEPLOYED_COST:
+            raise ValueError(f"deploy_precision must be one of {tuple(DEPLOYED_COST)}, got {deploy_precision!r}")
+        self.deploy_precision = deploy_precision
         self.block_list = list(block_list)
         self.nas_saver_name = nas_saver_name
         self.head = head
@@ -114,6 +120,8 @@ class Net:
         self.test_metrics = None
         self.train_seconds = None
         self.trained = False
+        self.deployed = None  # measured figures of the deployed model (measure_deployed)
+        self.deployed_model_bytes = None  # its flatbuffer
         self.child_id = None  # set by the search when the network is evaluated
         self.mutation = None  # the mutation that made it, for the log
 
@@ -195,10 +203,12 @@ class Net:
     def hw_measures(self):
         """[n_params, max_tens, flops, flash_size, ram_size] of the network, analytic.
 
-        n_params as Keras counts; max_tens: largest activation tensor in
-        elements (the input included); flops as keras-flops counts; flash_size
-        and ram_size in bytes for the deployment precision (see README,
-        "What the hardware numbers mean").
+        n_params as Keras counts; max_tens: largest activation tensor of the
+        Keras model in elements (the input included); flops as keras-flops
+        counts; flash_size: bytes of the TFLite flatbuffer at deploy_precision;
+        ram_size: bytes of TFLM's tensor arena for it (planned activations plus
+        persistent). No TensorFlow is called: see README, "What the hardware
+        numbers mean", for the agreement with the measured model.
         """
         n_params = sum(block.n_params() for block in self.block_list) + self._head_n_params()
         tensor_sizes = [int(np.prod(self.input_shape))]
@@ -206,9 +216,44 @@ class Net:
             tensor_sizes.extend(block.tensor_sizes())
         max_tens = max(tensor_sizes)
         flops = sum(block.flops() for block in self.block_list) + self._head_flops()
-        flash_size = n_params  # int8: one byte per weight (refined with the TFLite file)
-        ram_size = max(a + b for a, b in zip(tensor_sizes, tensor_sizes[1:] + [0]))
+        flash_size, ram_size = self._deployed_flash_bytes(), self.deployed_arena_bytes()["total"]
         return [n_params, max_tens, flops, flash_size, ram_size]
+
+    def _deployed_head(self):
+        """The head's TFLite activation tensors (elements, in op order) and its cost entries."""
+        last_length, last_channels = self._last_output_shape()
+        if self.head == "gap":  # RESHAPE to 3-D, then MEAN over the length
+            return [last_length * last_channels, last_channels], "gap_ops", "persistent_gap"
+        if last_length > 1:  # RESHAPE to (1, features); a length-1 output needs none
+            return [last_length * last_channels], "flatten_op", "persistent_flatten"
+        return [], None, None
+
+    def _deployed_flash_bytes(self):
+        cost = DEPLOYED_COST[self.deploy_precision]
+        _, head_entry, _ = self._deployed_head()
+        head = (self._head_features() * self.num_classes * cost["weight_bytes"]
+                + cost["per_class"] * self.num_classes + (cost[head_entry] if head_entry else 0))
+        blocks = sum(block.deployed_flash_bytes(self.deploy_precision) for block in self.block_list)
+        return cost["model_fixed"] + blocks + head
+
+    def deployed_arena_bytes(self):
+        """TFLM tensor arena of the deployed model, estimated: {'activations', 'persistent', 'total'} bytes.
+
+        Activations: TFLM's greedy plan of the chain input -> RESHAPE -> the
+        blocks' ops -> head -> FULLY_CONNECTED -> SOFTMAX.
+        """
+        cost = DEPLOYED_COST[self.deploy_precision]
+        input_elements = int(np.prod(self.input_shape))
+        head_tensors, _, head_entry = self._deployed_head()
+        elements = [input_elements, input_elements]  # the input, and its RESHAPE to 4-D for CONV_2D
+        for block in self.block_list:
+            elements.extend(block.deployed_tensor_sizes())
+        elements += head_tensors + [self.num_classes, self.num_classes]
+        activations = deploy.plan_chain_arena([n * cost["activation_bytes"] for n in elements])
+        persistent = (cost["persistent_fixed"] + cost["persistent_per_class"] * self.num_classes
+                      + (cost[head_entry] if head_entry else 0)
+                      + sum(block.deployed_persistent_bytes(self.deploy_precision) for block in self.block_list))
+        return {"activations": activations, "persistent": persistent, "total": activations + persistent}
 
     # ----- Keras -----------------------------------------------------------
     def head_layers(self):
@@ -330,6 +375,41 @@ class Net:
             raise ValueError(f"num_selected_folds must be in 1..{len(folds)}, got {num_selected_folds}")
         return self._cross_validate(is_train_proxy, folds, range(num_selected_folds))
 
+    # ----- deployment ------------------------------------------------------
+    def export_tflite(self, precision=None, n_representative=200):
+        """The network as a TFLite flatbuffer (bytes) at `precision` (default: deploy_precision).
+
+        Uses the trained weights when there are some. int8 calibration draws
+        n_representative samples of the training split (seeded), never the test split.
+        """
+        model = self.ins_keras_model(load_weigths=self.trained)
+        sample_rng = np.random.default_rng(self.train_settings["seed"])
+        n_samples = min(n_representative, len(self.data.X_train))
+        representative = self.data.X_train[sample_rng.choice(len(self.data.X_train), n_samples, replace=False)]
+        try:
+            return deploy.convert_to_tflite(model, representative, precision or self.deploy_precision)
+        finally:
+            del model
+
+    def measure_deployed(self, model_bytes=None):
+        """Measures the deployed model: flash (flatbuffer bytes), TFLM's arena and its test metrics.
+
+        model_bytes: a flatbuffer from export_tflite (made here when None).
+        Returns and keeps in self.deployed a dict: flash_bytes, arena_bytes,
+        arena_activations, arena_persistent, test_accuracy, test_f1 (the model
+        run by TFLM's interpreter on the test split, as a device runs it).
+        """
+        if model_bytes is None:
+            model_bytes = self.export_tflite()
+        self.deployed_model_bytes = model_bytes
+        arena = deploy.tflm_arena(model_bytes)
+        metrics = compute_descriptors(self.data.Y_test, deploy.tflm_predict(model_bytes, self.data.X_test))
+        self.deployed = {"precision": self.deploy_precision, "flash_bytes": len(model_bytes),
+                         "arena_bytes": arena["total"], "arena_activations": arena["activations"],
+                         "arena_persistent": arena["persistent"], "test_accuracy": metrics["accuracy"],
+                         "test_f1": metrics["f1"]}
+        return self.deployed
+
     # ----- export ----------------------------------------------------------
     def save_keras(self, path):
         """Saves the trained Keras model to `path` atomically (temporary file, then rename)."""
@@ -339,12 +419,26 @@ class Net:
         os.replace(temporary_path, path)
         del model
 
+    def save_deployed(self, path_without_extension):
+        """Writes the deployed flatbuffer (<path>.tflite) and its C header (<path>.h).
+
+        Returns the two paths. Measures the model first if it was not measured.
+        """
+        if self.deployed_model_bytes is None:
+            self.measure_deployed()
+        tflite_path, header_path = path_without_extension + ".tflite", path_without_extension + ".h"
+        deploy.write_atomically(tflite_path, self.deployed_model_bytes)
+        deploy.write_c_header(self.deployed_model_bytes, header_path,
+                              array_name=re.sub(r"\W", "_", os.path.basename(path_without_extension)))
+        return tflite_path, header_path
+
     def to_record(self):
         """Architecture, figures and scores as plain data (JSON-ready)."""
         n_params, max_tens, flops, flash_size, ram_size = self.hw_measures()
         return {"architecture": self.architecture(), "n_params": n_params, "max_tens": max_tens,
                 "flops": flops, "flash_size": flash_size, "ram_size": ram_size,
-                "val_metrics": self.val_metrics, "test_metrics": self.test_metrics,
+                "deploy_precision": self.deploy_precision, "val_metrics": self.val_metrics,
+                "test_metrics": self.test_metrics, "deployed_measured": self.deployed,
                 "trained": self.trained}
 
 
@@ -359,10 +453,11 @@ def blocks_from_settings(block_settings, input_shape):
     return blocks
 
 
-def net_from_architecture(architecture, nas_saver_name, preloaded_data, train_settings=None):
-    """A Net from the plain-data architecture of Net.architecture() (records, best_architecture.json)."""
+def net_from_architecture(architecture, nas_saver_name, preloaded_data, train_settings=None,
+                          deploy_precision="int8"):
+    """A Net from the plain-data architecture of Net.architecture() (records, models/*.json)."""
     if isinstance(architecture, str):
         architecture = json.loads(architecture)
     blocks = blocks_from_settings(architecture["blocks"], preloaded_data.input_shape)
     return Net(blocks, nas_saver_name, preloaded_data, head=architecture["head"],
-               train_settings=train_settings)
+               train_settings=train_settings, deploy_precision=deploy_precision)
