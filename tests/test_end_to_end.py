@@ -35,13 +35,17 @@ def tiny_run(tmp_path_factory, demo_subset_files):
 def test_run_leaves_log_records_parameters_and_models(tiny_run):
     run_dir, stdout, _, _ = tiny_run
     for name in ("nas_log.txt", "children.csv", "parameters.json", "models/best_model.keras",
-                 "models/best_model.json", "models/parent.keras"):
+                 "models/best_model.json", "models/parent.keras", "models/best_model_int8.tflite",
+                 "models/best_model_int8.h"):
         assert os.path.isfile(os.path.join(run_dir, name)), name
     with open(os.path.join(run_dir, "children.csv")) as records:
         rows = list(csv.DictReader(records))
     assert [row["child_id"] for row in rows] == ["g000_c0001", "g001_c0002", "g001_c0003",
                                                  "g002_c0004", "g002_c0005"]
     assert all(row["status"] == "ok" and row["flops"] == row["flops_keras_flops"] for row in rows)
+    for row in rows:  # every child's int8 model was measured, and the estimates hold
+        assert abs(int(row["flash_size"]) - int(row["flash_measured"])) <= 0.05 * int(row["flash_measured"])
+        assert abs(int(row["ram_size"]) - int(row["ram_measured"])) <= 0.10 * int(row["ram_measured"])
     log = open(os.path.join(run_dir, "nas_log.txt")).read()
     assert "== Generation 2 of 2 ==" in log and "Absolute best:" in log and "test accuracy" in log
     assert json.load(open(os.path.join(run_dir, "parameters.json")))["n_child"] == 2
@@ -58,6 +62,9 @@ def test_saved_best_model_reproduces_the_reported_test_accuracy(tiny_run):
     assert metrics["accuracy"] == pytest.approx(record["test_metrics"]["accuracy"])
     log = open(os.path.join(run_dir, "nas_log.txt")).read()
     assert f"test accuracy {metrics['accuracy']:.4f}" in log
+    deployed = record["deployed_measured"]
+    assert deployed["flash_bytes"] == os.path.getsize(os.path.join(run_dir, "models", "best_model_int8.tflite"))
+    assert f"test accuracy of the deployed model run by TFLM: {deployed['test_accuracy']:.4f}" in log
     best_row = [row for row in csv.DictReader(open(os.path.join(run_dir, "children.csv")))
                 if row["child_id"] == record["child_id"]][0]
     assert float(best_row["val_accuracy"]) == max(float(row["val_accuracy"])

@@ -1,0 +1,92 @@
+"""Refits the fixed-byte entries of library_block.DEPLOYED_COST against the real toolchain.
+
+Converts random networks (random input lengths, class counts and weights) to
+TFLite, measures the flatbuffer and TensorFlow Lite Micro's arena, and fits each
+precision's per-op, per-filter and per-class bytes by least squares. Run it after
+upgrading TensorFlow or tflite-micro, paste the printed entries into
+DEPLOYED_COST, then run tests/test_deployed_cost.py.
+
+    python tests/calibrate_deployed_cost.py            # 200 networks per precision
+    python tests/calibrate_deployed_cost.py --networks 50
+"""
+import argparse
+import os
+import random
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import library_deploy as deploy  # noqa: E402
+from library_block import DEPLOYED_COST  # noqa: E402
+from deployment_networks import deployment_test_network, randomize_weights  # noqa: E402
+
+# Features of the flatbuffer's bytes beyond the weights, and of TFLM's persistent bytes.
+FLASH_ENTRIES = ("model_fixed", "per_filter", "conv_op", "tanh_op", "tanh_after_batchnorm", "pool_op",
+                 "flatten_op", "gap_ops", "per_class")
+PERSISTENT_ENTRIES = ("persistent_fixed", "persistent_per_filter", "persistent_conv", "persistent_tanh",
+                      "persistent_pool", "persistent_flatten", "persistent_gap", "persistent_per_class")
+
+
+def features(net):
+    """Counts that multiply each entry, for one network."""
+    blocks = net.block_list
+    last_length = blocks[-1].output_size
+    counts = {"model_fixed": 1, "per_filter": sum(b.filters for b in blocks), "conv_op": len(blocks),
+              "tanh_op": sum(b.activation == "tanh" for b in blocks),
+              "tanh_after_batchnorm": sum(b.activation == "tanh" and b.has_batchnorm for b in blocks),
+              "pool_op": sum(b.pooling != "none" for b in blocks),
+              "flatten_op": int(net.head == "flatten" and last_length > 1), "gap_ops": int(net.head == "gap"),
+              "per_class": net.num_classes}
+    persistent = {"persistent_fixed": 1, "persistent_per_filter": counts["per_filter"],
+                  "persistent_conv": counts["conv_op"], "persistent_tanh": counts["tanh_op"],
+                  "persistent_pool": counts["pool_op"], "persistent_flatten": counts["flatten_op"],
+                  "persistent_gap": counts["gap_ops"], "persistent_per_class": counts["per_class"]}
+    return counts, persistent
+
+
+def known_flash_bytes(net, precision):
+    """The weight bytes, which need no fitting."""
+    width = DEPLOYED_COST[precision]["weight_bytes"]
+    weights = sum(b.kernel_size * b.input_channels * b.filters for b in net.block_list)
+    return width * (weights + net._head_features() * net.num_classes)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", type=int, default=200, help="networks per precision")
+    parser.add_argument("--seed", type=int, default=1000)
+    arguments = parser.parse_args()
+    for precision in DEPLOYED_COST:
+        rng = random.Random(arguments.seed)
+        flash_rows, persistent_rows, flash_y, persistent_y = [], [], [], []
+        for index in range(arguments.networks):
+            net = deployment_test_network(rng, precision)
+            model = net.ins_keras_model()
+            randomize_weights(model, seed=index)
+            model_bytes = deploy.convert_to_tflite(model, net.data.X_train, precision)
+            arena = deploy.tflm_arena(model_bytes)
+            counts, persistent = features(net)
+            flash_rows.append([counts[name] for name in FLASH_ENTRIES])
+            flash_y.append(len(model_bytes) - known_flash_bytes(net, precision))
+            persistent_rows.append([persistent[name] for name in PERSISTENT_ENTRIES])
+            persistent_y.append(arena["persistent"])
+            keras.backend.clear_session()
+            print(f"\r{precision}: {index + 1}/{arguments.networks} networks measured", end="", flush=True)
+        print()
+        fitted = {}
+        for entries, rows, targets in ((FLASH_ENTRIES, flash_rows, flash_y),
+                                       (PERSISTENT_ENTRIES, persistent_rows, persistent_y)):
+            rows, targets = np.array(rows, float), np.array(targets, float)
+            coefficients = np.round(np.linalg.lstsq(rows, targets, rcond=None)[0]).astype(int)
+            residuals = rows @ coefficients - targets
+            fitted.update(zip(entries, coefficients.tolist()))
+            print(f"  {entries[0]}..: largest residual {np.abs(residuals).max():.0f} bytes")
+        print(f"  DEPLOYED_COST['{precision}'] fixed entries: {fitted}")
+
+
+if __name__ == "__main__":
+    main()
