@@ -8,7 +8,7 @@ children.csv (one row per evaluated network), parameters.json and models/.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # silence TensorFlow's C++ start-up chatter (CUDA probing on CPU machines)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log: errors only
 
 # data
 images_path = "data/demo_sessions.idx3"  # IDX3 sessions, relative to this folder or absolute
@@ -55,7 +55,7 @@ epochs = 15  # most epochs per fold
 batch_size = 64  # samples per step
 patience = 5  # epochs without a better validation loss before early stopping (the learning rate halves after patience // 2)
 learning_rate = 1e-3  # Adam's initial step size
-verbose = 0  # Keras fit output: 0 silent, 1 progress bar, 2 one line per epoch
+verbose = 0  # 0: progress lines only; 1: plus Keras' per-epoch bar and TensorFlow's own messages; 2: one line per epoch
 
 # output
 logs_dir = "logs"  # folder of the run folders, relative to this folder or absolute
@@ -67,24 +67,31 @@ parameters = {name: value for name, value in list(globals().items())
               if not name.startswith("_") and isinstance(value, (bool, int, float, str, list, type(None)))}
 
 import library_config  # noqa: E402  (the parameters above stay the first thing a reader sees)
-import library_load_and_split_data as data_lib  # noqa: E402
-from library_nas import NAS  # noqa: E402
 
 try:
     parameters.update(library_config.parse_overrides(sys.argv[1:], parameters))
 except library_config.ParameterError as error:
     sys.exit(f"B01_NAS.py: {error}")
+# TensorFlow announces its CPU features and the GPU it did not find from C++ at import.
+with library_config.quiet_native_output(enabled=parameters["verbose"] == 0):
+    import library_load_and_split_data as data_lib
+    from library_nas import NAS, ConstraintError
+if parameters["verbose"] == 0:
+    library_config.quiet_tensorflow_logs()
 project_dir = os.path.dirname(os.path.abspath(__file__))
 run_dir = library_config.make_run_dir(os.path.join(project_dir, parameters["logs_dir"]), parameters["run_name"])
 library_config.write_parameters(run_dir, parameters)
 print(f"Run folder: {run_dir}")
 
 # load and split: a stratified test split, then stratified folds of the rest
-X_train, X_test, y_train, y_test = data_lib.load_and_preprocess_data(
-    parameters["num_classes"], parameters["test_size"], encode_labels=False,
-    images_path=os.path.join(project_dir, parameters["images_path"]),
-    labels_path=os.path.join(project_dir, parameters["labels_path"]), seed=parameters["seed"])
-folds = data_lib.fold_index(X_train, y_train, parameters["num_folds"], seed=parameters["seed"])
+try:
+    X_train, X_test, y_train, y_test = data_lib.load_and_preprocess_data(
+        parameters["num_classes"], parameters["test_size"], encode_labels=False,
+        images_path=os.path.join(project_dir, parameters["images_path"]),
+        labels_path=os.path.join(project_dir, parameters["labels_path"]), seed=parameters["seed"])
+    folds = data_lib.fold_index(X_train, y_train, parameters["num_folds"], seed=parameters["seed"])
+except ValueError as error:  # DataFileError names the file; the others name the parameter
+    sys.exit(f"B01_NAS.py: {error}")
 n_classes = parameters["num_classes"] or int(max(y_train.max(), y_test.max())) + 1
 data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, n_classes),
                             X_test, data_lib.one_hot(y_test, n_classes))
@@ -96,7 +103,10 @@ search_parameters = {name: value for name, value in parameters.items()
                      if name not in ("images_path", "labels_path", "num_classes", "test_size",
                                      "num_folds", "logs_dir", "run_name")}
 nas = NAS(run_dir, data, **search_parameters)
-best = nas.run_NAS(folds)
+try:
+    best = nas.run_NAS(folds)
+except ConstraintError as error:
+    sys.exit(f"B01_NAS.py: {error}")
 
 # report
 n_params, max_tens, flops, flash_size, ram_size = best.hw_measures()

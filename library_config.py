@@ -1,4 +1,5 @@
-"""The experiment's parameters: command-line overrides, the run folder, the snapshot a run keeps.
+"""The experiment's parameters and its run folder: command-line overrides, the folder,
+the parameter snapshot, and writing its files atomically.
 
 B01_NAS.py keeps its parameters as plain assignments; this module only takes
 them as a dict, so library code never reads the main script's globals.
@@ -6,7 +7,10 @@ them as a dict, so library code never reads the main script's globals.
 import ast
 import datetime
 import json
+import logging
 import os
+import sys
+import tempfile
 
 
 class ParameterError(ValueError):
@@ -70,6 +74,57 @@ def make_run_dir(logs_dir, run_name):
 def write_parameters(run_dir, parameters):
     """Writes the parameters a run used to run_dir/parameters.json."""
     path = os.path.join(run_dir, "parameters.json")
-    with open(path, "w") as file:
-        json.dump(parameters, file, indent=2)
+    write_atomically(path, json.dumps(parameters, indent=2))
     return path
+
+
+def write_atomically(path, content):
+    """Writes text or bytes to path through a temporary file and a rename,
+    so a kill at any moment leaves the previous version whole."""
+    temporary_path = path + ".partial"
+    with open(temporary_path, "wb" if isinstance(content, bytes) else "w") as file:
+        file.write(content)
+    os.replace(temporary_path, path)
+
+
+class quiet_native_output:
+    """Sends what native (C++) code writes to file descriptors 1 and 2 into a
+    temporary file while the block runs; the text is kept in .text.
+
+    TensorFlow, its converter and TFLM print from C++ straight to the process's
+    descriptors, past Python's sys.stdout and TF_CPP_MIN_LOG_LEVEL, so only a
+    descriptor swap catches it. enabled=False lets everything through.
+    """
+
+    def __init__(self, enabled=True):
+        self.enabled = enabled
+        self.text = ""
+
+    def __enter__(self):
+        if self.enabled:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self._capture = tempfile.TemporaryFile(mode="w+b")
+            self._saved = [os.dup(1), os.dup(2)]
+            os.dup2(self._capture.fileno(), 1)
+            os.dup2(self._capture.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.enabled:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(self._saved[0], 1)
+            os.dup2(self._saved[1], 2)
+            for descriptor in self._saved:
+                os.close(descriptor)
+            self._capture.seek(0)
+            self.text = self._capture.read().decode(errors="replace")
+            self._capture.close()
+        return False
+
+
+def quiet_tensorflow_logs():
+    """Keeps TensorFlow's and absl's Python loggers to errors (retracing and deprecation notes)."""
+    for name in ("tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)

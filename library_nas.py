@@ -14,8 +14,11 @@ import random
 import time
 
 import keras
+from tqdm import tqdm
 
+import library_report as report
 from library_block import ACTIVATIONS, Block
+from library_config import write_atomically
 from library_net import HEADS, Net, TrainingFailed
 
 # Each threshold parameter and the position of its figure in Net.hw_measures().
@@ -98,12 +101,18 @@ class NAS:
         self.i_gen = 0
         self.n_evaluated = 0
         self.absolute_best = None
-        self.best_score_seen = None  # for the progress line, updated as each child finishes
+        self.best_record = None  # record of the best child so far, for the progress display
+        self.generation_bar = None
+        self.evaluated_keys = set()  # architecture keys of every evaluated network
         self.start_time = None
 
     # ----- the loop --------------------------------------------------------
     def run_NAS(self, folds):
-        """Runs the search for n_generations on the training folds; returns the absolute best Net."""
+        """Runs the search for n_generations on the training folds; returns the absolute best Net.
+
+        After every generation the run folder's summary.json, best_architecture.txt,
+        progress.png and tradeoff.png are brought up to date.
+        """
         self.start_time = time.perf_counter()
         self.log_message(f"NAS run in {self.run_dir}")
         self.log_message(f"Data: {len(self.preloaded_data.X_train)} training and "
@@ -112,8 +121,10 @@ class NAS:
                          f"{len(folds)} folds.")
         self.log_message("Thresholds: " + ", ".join(
             f"{name} = {value if value is not None else 'none'}" for name, value in self.thresholds.items())
-            + ("" if self.check_hw else " (not checked: check_hw is False)"))
+            + ("" if self.check_hw else " (not checked: check_hw is False)")
+            + f"; flash and RAM for the {self.deploy_precision} deployment.")
         parent = self.initial_parent()
+        self.generation_bar = tqdm(total=self.n_generations + 1, desc="generations", unit="gen", position=0)
         self.log_message("\n== Generation 0: the initial parent ==")
         self.log_message(LOG_HEADER)
         self.train_generation([parent], folds)
@@ -121,10 +132,22 @@ class NAS:
             raise RuntimeError(f"the initial parent could not be evaluated; see {self.records_path}")
         self.absolute_best = parent
         self.save_partial(parent, parent, 0, parent.val_score, parent.val_score)
+        self.refresh_report(best_improved=True)
         for self.i_gen in range(1, self.n_generations + 1):
             parent = self.one_nas_step(parent, folds)
+        self.generation_bar.close()
         self.log_summary()
         return self.absolute_best
+
+    def refresh_report(self, best_improved):
+        """Rewrites the run's summary and plots (and the best's layer table when it changed)."""
+        if self.generation_bar is not None:  # None when steps run outside run_NAS
+            self.generation_bar.update(1)
+        if best_improved and self.absolute_best.trained:
+            report.write_best_architecture(self.run_dir, self.absolute_best)
+        report.write_summary(self.run_dir, time.perf_counter() - self.start_time, self.i_gen)
+        report.plot_progress(self.run_dir)
+        report.plot_tradeoff(self.run_dir, self.thresholds["flash_thr"], self.thresholds["ram_thr"])
 
     def one_nas_step(self, parent, folds):
         """One generation: make children, train them, select the next parent. Returns it."""
@@ -135,6 +158,7 @@ class NAS:
         best_child, gen_best_score = self.best_child_selection(child_set, gen_per, test_metrics_list)
         if best_child is None:
             self.log_message("Every child failed; the parent stays.")
+            self.refresh_report(best_improved=False)
             return parent
         if self.is_random_walk or gen_best_score > parent.val_score:
             reason = "random walk" if self.is_random_walk else f"beats the parent's {parent.val_score:.4f}"
@@ -150,6 +174,7 @@ class NAS:
         if improved or self.i_gen % self.partial_save_steps == 0:
             self.save_partial(next_parent, self.absolute_best, self.i_gen, gen_best_score,
                               self.absolute_best.val_score)
+        self.refresh_report(best_improved=improved)
         return next_parent
 
     def train_generation(self, child_set, folds):
@@ -160,8 +185,10 @@ class NAS:
         and gets None for both; the search goes on.
         """
         gen_per, test_metrics_list = [], []
-        for child in child_set:
+        children_bar = tqdm(child_set, desc=f"generation {self.i_gen}", unit="child", position=1, leave=False)
+        for child in children_bar:
             self.n_evaluated += 1
+            self.evaluated_keys.add(child.architecture_key())
             child.child_id = f"g{self.i_gen:03d}_c{self.n_evaluated:04d}"
             child.train_settings["seed"] = self.seed * 100_003 + self.n_evaluated
             keras.backend.clear_session()  # keep memory flat over a long run
@@ -182,7 +209,16 @@ class NAS:
             gen_per.append(child.val_score)
             test_metrics_list.append(child.test_metrics)
             self._record_child(child, status, reason, flops_keras_flops)
+            children_bar.set_postfix_str(self._best_postfix(), refresh=True)
+        children_bar.close()
         return gen_per, test_metrics_list
+
+    def _best_postfix(self):
+        """The bars' summary: best validation score so far and the best model's figures."""
+        if self.best_record is None:
+            return "best -"
+        return (f"best {self.best_record['val_accuracy']:.4f}: flash {self.best_record['flash_size']} B, "
+                f"RAM {self.best_record['ram_size']} B, {self.best_record['flops']} FLOPs")
 
     def best_child_selection(self, child_set, gen_per, test_metrics_list):
         """The child with the highest validation score (test metrics are not looked at).
@@ -224,8 +260,8 @@ class NAS:
 
     def new_generation(self, parent, preloaded_data):
         """n_child children of `parent`, each meeting the thresholds (with check_hw) and,
-        where the search space allows, different from the parent and from each other."""
-        seen_keys = {parent.architecture_key()}
+        where the search space allows, unlike every network evaluated so far and each other."""
+        seen_keys = self.evaluated_keys | {parent.architecture_key()}
         child_set = []
         for _ in range(self.n_child):
             child = self.mutate_network_and_control(parent, preloaded_data, seen_keys)
@@ -378,19 +414,12 @@ class NAS:
             if net.trained:
                 net.save_keras(os.path.join(self.models_dir, f"{name}.keras"))
                 net.save_deployed(os.path.join(self.models_dir, f"{name}_{net.deploy_precision}"))
-                self._write_json(os.path.join(self.models_dir, f"{name}.json"),
-                                 dict(net.to_record(), child_id=net.child_id, generation=i_gen))
+                write_atomically(os.path.join(self.models_dir, f"{name}.json"),
+                                 json.dumps(dict(net.to_record(), child_id=net.child_id, generation=i_gen), indent=2))
                 saved.append(f"{name} ({net.child_id})")
         gen_text = f"{gen_best_score:.4f}" if gen_best_score is not None else "none"
         self.log_message(f"Saved after generation {i_gen}: {', '.join(saved) or 'nothing (dry run: no trained weights)'}; "
                          f"generation best {gen_text}, absolute best {absolute_best_score:.4f}.")
-
-    @staticmethod
-    def _write_json(path, content):
-        temporary_path = path + ".partial"
-        with open(temporary_path, "w") as file:
-            json.dump(content, file, indent=2)
-        os.replace(temporary_path, path)
 
     def _record_child(self, child, status, reason, flops_keras_flops):
         n_params, max_tens, flops, flash_size, ram_size = child.hw_measures()
@@ -424,14 +453,14 @@ class NAS:
                          + (f"  ({reason})" if reason else ""))
         if flops_keras_flops is not None and flops_keras_flops != flops:
             self.log_message(f"  note: keras-flops counts {flops_keras_flops} FLOPs, the cost model {flops}.")
-        if child.val_score is not None:
-            self.best_score_seen = max(self.best_score_seen or 0.0, child.val_score)
-        best_text = "-" if self.best_score_seen is None else f"{self.best_score_seen:.4f}"
+        if child.val_score is not None and (self.best_record is None
+                                            or child.val_score > self.best_record["val_accuracy"]):
+            self.best_record = record
+        best_text = "-" if self.best_record is None else f"{self.best_record['val_accuracy']:.4f}"
         elapsed = time.perf_counter() - self.start_time
-        print(f"[{child.child_id}] {status:<7} params {n_params:>7}  FLOPs {flops:>10}  flash {flash_size:>7} B  "
-              f"RAM {ram_size:>7} B  val {score:>6}  {record['train_seconds']:>5.1f} s  "
-              f"best {best_text}  elapsed {elapsed:6.0f} s",
-              flush=True)
+        tqdm.write(f"[{child.child_id}] {status:<7} params {n_params:>7}  FLOPs {flops:>10}  flash {flash_size:>7} B  "
+                   f"RAM {ram_size:>7} B  val {score:>6}  {record['train_seconds']:>5.1f} s  "
+                   f"best {best_text}  elapsed {elapsed:6.0f} s")
 
     def log_summary(self):
         best = self.absolute_best

@@ -14,6 +14,7 @@ import library_deploy as deploy
 import library_load_and_split_data as data_lib
 from library_block import DEPLOYED_COST, Block
 from library_compute_stats import compute_descriptors
+from library_config import write_atomically
 
 HEADS = ("gap", "flatten")  # GlobalAveragePooling1D (the specification's) or Flatten
 
@@ -427,9 +428,10 @@ class Net:
         if self.deployed_model_bytes is None:
             self.measure_deployed()
         tflite_path, header_path = path_without_extension + ".tflite", path_without_extension + ".h"
-        deploy.write_atomically(tflite_path, self.deployed_model_bytes)
+        write_atomically(tflite_path, self.deployed_model_bytes)
         deploy.write_c_header(self.deployed_model_bytes, header_path,
-                              array_name=re.sub(r"\W", "_", os.path.basename(path_without_extension)))
+                              array_name=re.sub(r"\W", "_", os.path.basename(path_without_extension)),
+                              arena_bytes=self.deployed["arena_bytes"])
         return tflite_path, header_path
 
     def to_record(self):

@@ -54,6 +54,10 @@ def test_trained_int8_model_runs_in_tflm_close_to_float_accuracy(small_data, tmp
     assert array_bytes == net.deployed_model_bytes
     assert f"best_model_int8_len = {len(array_bytes)};" in header
     assert "alignas(16) const unsigned char best_model_int8[]" in header
+    assert f"best_model_int8_arena_bytes = {deployed['arena_bytes']};" in header
+    scale, zero_point = deploy.io_quantization(net.deployed_model_bytes)["input"]
+    assert abs(scale - 1 / 255) < 1e-6 and zero_point == -128  # inputs are bytes scaled to [0, 1]
+    assert f"best_model_int8_input_zero_point = {zero_point};" in header
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".partial")]
 
 

@@ -36,7 +36,8 @@ def test_run_leaves_log_records_parameters_and_models(tiny_run):
     run_dir, stdout, _, _ = tiny_run
     for name in ("nas_log.txt", "children.csv", "parameters.json", "models/best_model.keras",
                  "models/best_model.json", "models/parent.keras", "models/best_model_int8.tflite",
-                 "models/best_model_int8.h"):
+                 "models/best_model_int8.h", "summary.json", "best_architecture.txt", "progress.png",
+                 "tradeoff.png"):
         assert os.path.isfile(os.path.join(run_dir, name)), name
     with open(os.path.join(run_dir, "children.csv")) as records:
         rows = list(csv.DictReader(records))
@@ -90,3 +91,40 @@ def test_unknown_or_mistyped_override_is_rejected_with_valid_names():
     assert "unknown parameter 'n_generation'" in result.stderr and "n_generations" in result.stderr
     result = run_main("n_child=two")
     assert result.returncode != 0 and "n_child='two'" in result.stderr
+
+
+def test_same_seed_repeats_the_whole_run(tmp_path, demo_subset_files, tiny_run):
+    """A second run with the same seed and settings evaluates the same architectures with the same scores."""
+    images_path, labels_path = demo_subset_files
+    first_run_dir = tiny_run[0]
+    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
+                      "test_size=0.2", "num_folds=3", "num_selected_folds=1", "n_generations=2",
+                      "n_child=2", "epochs=2", "run_name=again")
+    assert result.returncode == 0, result.stderr
+    (second_run_dir,) = glob.glob(os.path.join(tmp_path, "*_again"))
+    def columns(run_dir):
+        with open(os.path.join(run_dir, "children.csv")) as records:
+            return [(row["architecture"], row["val_accuracy"], row["flash_measured"])
+                    for row in csv.DictReader(records)]
+    assert columns(first_run_dir) == columns(second_run_dir)
+
+
+def test_summary_and_load_best_model_give_the_run_in_three_lines(tiny_run):
+    import library_report
+    run_dir, _, images_path, labels_path = tiny_run
+    model, summary = library_report.load_best_model(run_dir)
+    assert summary["generations_done"] == 2 and summary["networks_evaluated"] == 5
+    assert summary["parameters"]["n_child"] == 2
+    assert model.count_params() == summary["best"]["n_params"]
+    table = open(os.path.join(run_dir, "best_architecture.txt")).read()
+    assert summary["best"]["child_id"] in table and "classifier" in table and "Dense" in table
+    for name in ("progress.png", "tradeoff.png"):
+        with open(os.path.join(run_dir, name), "rb") as image:
+            assert image.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert not glob.glob(os.path.join(run_dir, "**", "*.partial*"), recursive=True)
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    import library_report
+    points = [(10, 0.5), (20, 0.9), (15, 0.4), (30, 0.95), (25, 0.9)]  # (cost, score)
+    assert library_report.pareto_front(points) == [0, 1, 3]

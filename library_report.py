@@ -1,0 +1,176 @@
+"""What a person reads of a run: summary.json, best_architecture.txt, the two plots,
+and loading a finished run back. Everything here reads the run folder's files, so
+it works on any run, finished or not.
+"""
+import csv
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the plots are files
+import matplotlib.pyplot as plt  # noqa: E402
+
+from library_config import write_atomically  # noqa: E402
+
+# children.csv columns read as numbers
+NUMERIC_FIELDS = ("generation", "n_params", "max_tens", "flops", "flash_size", "flash_measured", "ram_size",
+                  "ram_measured", "val_accuracy", "test_accuracy", "deployed_test_accuracy", "train_seconds")
+
+
+def read_records(run_dir):
+    """The rows of run_dir/children.csv, numeric columns as numbers (None where empty)."""
+    path = os.path.join(run_dir, "children.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as records_file:
+        rows = list(csv.DictReader(records_file))
+    for row in rows:
+        for field in NUMERIC_FIELDS:
+            row[field] = float(row[field]) if row.get(field) not in (None, "") else None
+    return rows
+
+
+def pareto_front(points):
+    """Indices of the points (cost, score) that no other point beats: lower cost and higher score."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best_score = [], float("-inf")
+    for i in order:
+        if points[i][1] > best_score:
+            front.append(i)
+            best_score = points[i][1]
+    return front
+
+
+def write_summary(run_dir, elapsed_seconds, generations_done):
+    """Writes run_dir/summary.json: parameters, the best network, its figures and metrics, counts and times."""
+    records = read_records(run_dir)
+    parameters = _read_json(os.path.join(run_dir, "parameters.json"))
+    best = _read_json(os.path.join(run_dir, "models", "best_model.json"))
+    statuses = [row["status"] for row in records]
+    summary = {
+        "run_dir": os.path.abspath(run_dir),
+        "generations_done": generations_done,
+        "networks_evaluated": len(records),
+        "networks_failed": statuses.count("failed"),
+        "elapsed_seconds": round(elapsed_seconds, 1),
+        "training_seconds": round(sum(row["train_seconds"] or 0.0 for row in records), 1),
+        "best": best,
+        "parameters": parameters,
+    }
+    _write_json(os.path.join(run_dir, "summary.json"), summary)
+    return summary
+
+
+def write_best_architecture(run_dir, net):
+    """Writes run_dir/best_architecture.txt: the best network's blocks and its Keras layer table."""
+    model = net.ins_keras_model()
+    rows = [("layer", "type", "output shape", "params")]
+    for layer in model.layers:
+        rows.append((layer.name, type(layer).__name__, str(tuple(layer.output.shape)), str(layer.count_params())))
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    lines = [f"Best network {net.child_id}: {net.architecture_text()}",
+             f"input {net.input_shape} (length, channels), {net.num_classes} classes", ""]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(width) if column < 3 else cell.rjust(width)
+                               for column, (cell, width) in enumerate(zip(row, widths))))
+    n_params, max_tens, flops, flash_size, ram_size = net.hw_measures()
+    lines += ["", f"params {n_params}, largest tensor {max_tens} elements, FLOPs {flops}",
+              f"{net.deploy_precision} deployment: flash {flash_size} B, RAM {ram_size} B (estimated)"]
+    if net.deployed:
+        lines.append(f"measured: flash {net.deployed['flash_bytes']} B, TFLM arena {net.deployed['arena_bytes']} B")
+    write_atomically(os.path.join(run_dir, "best_architecture.txt"), "\n".join(lines) + "\n")
+    del model
+
+
+def plot_progress(run_dir):
+    """progress.png: best and median validation accuracy per generation, and the best so far."""
+    records = [row for row in read_records(run_dir) if row["val_accuracy"] is not None]
+    if not records:
+        return None
+    generations = sorted({int(row["generation"]) for row in records})
+    scores = {g: [row["val_accuracy"] for row in records if int(row["generation"]) == g] for g in generations}
+    best = [max(scores[g]) for g in generations]
+    median = [sorted(scores[g])[len(scores[g]) // 2] for g in generations]
+    best_so_far = [max(best[:i + 1]) for i in range(len(best))]
+    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    axes.plot(generations, best, "o-", label="best of the generation")
+    axes.plot(generations, median, "s--", label="median of the generation")
+    axes.plot(generations, best_so_far, "k:", label="best so far")
+    axes.set_xlabel("generation (0 = initial parent)")
+    axes.set_ylabel("validation accuracy")
+    axes.set_xticks(generations)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    axes.set_title("Search progress")
+    return _save_figure(figure, os.path.join(run_dir, "progress.png"))
+
+
+def plot_tradeoff(run_dir, flash_thr=None, ram_thr=None):
+    """tradeoff.png: validation accuracy against flash and against RAM for every evaluated network.
+
+    Thresholds are drawn as dashed lines, the best network as a star, and the
+    Pareto front (no other network is both smaller and more accurate) as a step line.
+    """
+    records = [row for row in read_records(run_dir) if row["val_accuracy"] is not None]
+    if not records:
+        return None
+    best_record = _read_json(os.path.join(run_dir, "models", "best_model.json"))
+    best_id = best_record.get("child_id") if best_record else None
+    figure, axes_pair = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for axes, field, threshold, label in ((axes_pair[0], "flash", flash_thr, "flash (bytes)"),
+                                          (axes_pair[1], "ram", ram_thr, "RAM: TFLM arena (bytes)")):
+        # the measured value where there is one, else the estimate
+        costs = [row[f"{field}_measured"] or row[f"{field}_size"] for row in records]
+        scores = [row["val_accuracy"] for row in records]
+        axes.scatter(costs, scores, s=18, alpha=0.6, label="evaluated networks")
+        front = pareto_front(list(zip(costs, scores)))
+        axes.step([costs[i] for i in front], [scores[i] for i in front], where="post", color="tab:orange",
+                  label="Pareto front")
+        for i, row in enumerate(records):
+            if row["child_id"] == best_id:
+                axes.scatter([costs[i]], [scores[i]], marker="*", s=220, color="tab:red", zorder=3,
+                             label=f"best ({best_id})")
+        if threshold is not None:
+            axes.axvline(threshold, color="gray", linestyle="--", label=f"threshold {threshold} B")
+        axes.set_xlabel(label)
+        axes.grid(alpha=0.3)
+        axes.legend(loc="lower right", fontsize=8)
+    axes_pair[0].set_ylabel("validation accuracy")
+    figure.suptitle("Accuracy against the device's memory")
+    return _save_figure(figure, os.path.join(run_dir, "tradeoff.png"))
+
+
+def load_best_model(run_dir):
+    """Loads a run's best network: returns (Keras model, summary dict).
+
+    The summary is summary.json when the run wrote one, else models/best_model.json.
+    Raises FileNotFoundError naming what is missing.
+    """
+    import keras
+    model_path = os.path.join(run_dir, "models", "best_model.keras")
+    if not os.path.exists(model_path):
+        raise FileNotFoundError(f"{model_path}: no saved best model (a dry run, or not a run folder)")
+    summary = _read_json(os.path.join(run_dir, "summary.json")) or {
+        "best": _read_json(os.path.join(run_dir, "models", "best_model.json"))}
+    return keras.models.load_model(model_path), summary
+
+
+def _read_json(path):
+    if not os.path.exists(path):
+        return None
+    with open(path) as file:
+        return json.load(file)
+
+
+def _write_json(path, content):
+    write_atomically(path, json.dumps(content, indent=2))
+
+
+def _save_figure(figure, path):
+    temporary_path = path + ".partial.png"
+    figure.tight_layout()
+    figure.savefig(temporary_path, dpi=100)
+    plt.close(figure)
+    os.replace(temporary_path, path)
+    return path
