@@ -26,6 +26,7 @@ max_depth = 6  # most blocks in any network
 smart_start = True  # True: start from a small hand-crafted network; False: from a random valid one
 is_random_walk = False  # True: the best child always becomes the parent; False: the parent competes with its children
 max_attempts = 200  # mutation attempts per child before the thresholds are declared impossible
+max_failures_in_a_row = 10  # networks failing in a row (diverging loss, errors) before the search stops
 
 # search space
 filters_choices = [4, 8, 16, 32, 64]  # Conv1D filters
@@ -62,6 +63,7 @@ logs_dir = "logs"  # folder of the run folders, relative to this folder or absol
 run_name = "nas"  # the run folder is <logs_dir>/<timestamp>_<run_name>
 partial_save_steps = 1  # save the parent and the best model every this many generations
 seed = 0  # seeds the split, the folds, the search and training
+resume_from = None  # a run folder to continue from its last finished generation, with its saved parameters
 # -----------------------------------------------------------------------------
 parameters = {name: value for name, value in list(globals().items())
               if not name.startswith("_") and isinstance(value, (bool, int, float, str, list, type(None)))}
@@ -69,19 +71,22 @@ parameters = {name: value for name, value in list(globals().items())
 import library_config  # noqa: E402  (the parameters above stay the first thing a reader sees)
 
 try:
-    parameters.update(library_config.parse_overrides(sys.argv[1:], parameters))
+    overrides = library_config.parse_overrides(sys.argv[1:], parameters)
+    parameters.update(overrides)
+    if parameters["resume_from"] is not None:  # the run's own parameters, then this command's overrides
+        parameters.update(library_config.read_parameters(parameters["resume_from"]), **overrides)
 except library_config.ParameterError as error:
     sys.exit(f"B01_NAS.py: {error}")
 # TensorFlow announces its CPU features and the GPU it did not find from C++ at import.
 with library_config.quiet_native_output(enabled=parameters["verbose"] == 0):
     import library_load_and_split_data as data_lib
-    from library_nas import NAS, ConstraintError
+    from library_nas import NAS, ConstraintError, SearchStopped, check_search_parameters
 if parameters["verbose"] == 0:
     library_config.quiet_tensorflow_logs()
 project_dir = os.path.dirname(os.path.abspath(__file__))
-run_dir = library_config.make_run_dir(os.path.join(project_dir, parameters["logs_dir"]), parameters["run_name"])
-library_config.write_parameters(run_dir, parameters)
-print(f"Run folder: {run_dir}")
+search_parameters = {name: value for name, value in parameters.items()
+                     if name not in ("images_path", "labels_path", "num_classes", "test_size",
+                                     "num_folds", "logs_dir", "run_name", "resume_from")}
 
 # load and split: a stratified test split, then stratified folds of the rest
 try:
@@ -90,23 +95,30 @@ try:
         images_path=os.path.join(project_dir, parameters["images_path"]),
         labels_path=os.path.join(project_dir, parameters["labels_path"]), seed=parameters["seed"])
     folds = data_lib.fold_index(X_train, y_train, parameters["num_folds"], seed=parameters["seed"])
+    check_search_parameters(search_parameters, n_folds=len(folds))
 except ValueError as error:  # DataFileError names the file; the others name the parameter
     sys.exit(f"B01_NAS.py: {error}")
 n_classes = parameters["num_classes"] or int(max(y_train.max(), y_test.max())) + 1
 data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, n_classes),
                             X_test, data_lib.one_hot(y_test, n_classes))
+if parameters["resume_from"] is None:
+    run_dir = library_config.make_run_dir(os.path.join(project_dir, parameters["logs_dir"]), parameters["run_name"])
+else:
+    run_dir = parameters["resume_from"]
+library_config.write_parameters(run_dir, parameters)
+print(f"Run folder: {run_dir}")
 print(f"Data: {len(X_train)} training / {len(X_test)} test sessions of length {data.input_shape[0]}, "
       f"{n_classes} classes, {len(folds)} folds")
 
 # search
-search_parameters = {name: value for name, value in parameters.items()
-                     if name not in ("images_path", "labels_path", "num_classes", "test_size",
-                                     "num_folds", "logs_dir", "run_name")}
 nas = NAS(run_dir, data, **search_parameters)
 try:
     best = nas.run_NAS(folds)
-except ConstraintError as error:
+except (ConstraintError, SearchStopped) as error:  # thresholds no network meets; failures
     sys.exit(f"B01_NAS.py: {error}")
+except KeyboardInterrupt:
+    sys.exit(f"\nInterrupted. Everything up to the last finished generation is saved in {run_dir}.\n"
+             f"To continue: python B01_NAS.py resume_from={run_dir}")
 
 # report
 n_params, max_tens, flops, flash_size, ram_size = best.hw_measures()

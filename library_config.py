@@ -43,6 +43,8 @@ def _parse_value(name, text, default):
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
+        if default is None:  # e.g. resume_from: a path is text, not a Python literal
+            return text
         raise ParameterError(f"{name}={text!r}: not a valid value (expected {type(default).__name__})") from None
     if default is None or value is None:  # None means "no limit" for the thresholds
         return value
@@ -76,6 +78,15 @@ def write_parameters(run_dir, parameters):
     path = os.path.join(run_dir, "parameters.json")
     write_atomically(path, json.dumps(parameters, indent=2))
     return path
+
+
+def read_parameters(run_dir):
+    """The parameters a run used (run_dir/parameters.json). Raises ParameterError if it is not a run folder."""
+    path = os.path.join(run_dir, "parameters.json")
+    if not os.path.isfile(path):
+        raise ParameterError(f"resume_from={run_dir!r}: no parameters.json there, so it is not a run folder")
+    with open(path) as file:
+        return json.load(file)
 
 
 def write_atomically(path, content):

@@ -8,16 +8,21 @@ it finishes; the NAS log is for people.
 """
 import csv
 import gc
+import inspect
 import json
 import os
+import pickle
 import random
+import signal
+import threading
 import time
 
 import keras
+import numpy as np
 from tqdm import tqdm
 
 import library_report as report
-from library_block import ACTIVATIONS, Block
+from library_block import ACTIVATIONS, DEPLOYED_COST, Block
 from library_config import write_atomically
 from library_net import HEADS, Net, TrainingFailed
 
@@ -47,8 +52,59 @@ LOG_HEADER = LOG_ROW.format("child", "status", "mutation", "val_acc", "params", 
                             "flash B est/meas", "RAM B est/meas", "train s", "architecture")
 
 
+def check_search_parameters(parameters, n_folds=None):
+    """Raises ValueError naming every search parameter whose value cannot work.
+
+    parameters: NAS keyword arguments; those left out take NAS's defaults.
+    n_folds: the number of folds the search will get, when known.
+    """
+    defaults = {name: p.default for name, p in inspect.signature(NAS.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    parameters = dict(defaults, **{k: v for k, v in parameters.items() if k in defaults})
+    problems = []
+    for name in HW_THRESHOLDS:
+        value = parameters[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            problems.append(f"{name} must be a positive number or None, got {value!r}")
+    for name in ("n_child", "max_depth", "max_depth_father", "n_mutations", "n_generations", "max_attempts",
+                 "epochs", "batch_size", "patience", "partial_save_steps", "num_selected_folds",
+                 "max_failures_in_a_row"):
+        minimum = 0 if name == "n_generations" else 1
+        value = parameters[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            problems.append(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if not problems and parameters["max_depth_father"] > parameters["max_depth"]:
+        problems.append(f"max_depth_father ({parameters['max_depth_father']}) must not exceed "
+                        f"max_depth ({parameters['max_depth']})")
+    if not 0 <= parameters["dropout_min"] <= parameters["dropout_max"] < 1:
+        problems.append(f"dropout rates need 0 <= dropout_min <= dropout_max < 1, got "
+                        f"{parameters['dropout_min']} and {parameters['dropout_max']}")
+    if not (isinstance(parameters["learning_rate"], (int, float)) and parameters["learning_rate"] > 0):
+        problems.append(f"learning_rate must be > 0, got {parameters['learning_rate']!r}")
+    if parameters["deploy_precision"] not in DEPLOYED_COST:
+        problems.append(f"deploy_precision must be one of {tuple(DEPLOYED_COST)}, got {parameters['deploy_precision']!r}")
+    for name, allowed in (("activation_choices", ACTIVATIONS), ("head_choices", HEADS)):
+        unknown = [choice for choice in parameters[name] if choice not in allowed]
+        if not parameters[name] or unknown:
+            problems.append(f"{name} must be a non-empty list drawn from {list(allowed)}, got {parameters[name]!r}")
+    for name in ("filters_choices", "kernel_size_choices", "stride_choices", "pool_size_choices"):
+        values = parameters[name]
+        if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+            problems.append(f"{name} must be a non-empty list of integers >= 1, got {values!r}")
+    if (n_folds is not None and not parameters["use_full_training"]
+            and isinstance(parameters["num_selected_folds"], int) and parameters["num_selected_folds"] > n_folds):
+        problems.append(f"num_selected_folds ({parameters['num_selected_folds']}) is larger than "
+                        f"the number of folds ({n_folds})")
+    if problems:
+        raise ValueError("invalid parameters: " + "; ".join(problems))
+
+
 class ConstraintError(RuntimeError):
     """No candidate meeting the hardware thresholds was found within the attempts allowed."""
+
+
+class SearchStopped(RuntimeError):
+    """The search cannot go on (too many failed networks in a row, a failed initial parent)."""
 
 
 class NAS:
@@ -69,12 +125,14 @@ class NAS:
                  stride_choices=(1, 2), pool_size_choices=(2, 3, 4), activation_choices=ACTIVATIONS,
                  head_choices=HEADS, dropout_min=0.05, dropout_max=0.3,
                  epochs=15, batch_size=64, patience=5, learning_rate=1e-3, seed=0, verbose=0,
-                 deploy_precision="int8"):
+                 deploy_precision="int8", max_failures_in_a_row=10):
+        check_search_parameters(locals())
         self.run_dir = run_dir
         self.models_dir = os.path.join(run_dir, "models")
         os.makedirs(self.models_dir, exist_ok=True)
         self.log_path = os.path.join(run_dir, "nas_log.txt")
         self.records_path = os.path.join(run_dir, "children.csv")
+        self.checkpoint_path = os.path.join(run_dir, "checkpoint.pkl")
         self.preloaded_data = preloaded_data
         self.is_train, self.is_train_proxy = is_train, is_train_proxy
         self.use_full_training, self.num_selected_folds = use_full_training, num_selected_folds
@@ -86,6 +144,9 @@ class NAS:
         self.partial_save_steps = partial_save_steps
         self.smart_start, self.is_random_walk = smart_start, is_random_walk
         self.max_attempts = max_attempts
+        self.max_failures_in_a_row = max_failures_in_a_row
+        self.failures_in_a_row = 0
+        self.stop_requested = False  # set by Ctrl-C
         self.search_space = {"filters": list(filters_choices), "kernel_size": list(kernel_size_choices),
                              "stride": list(stride_choices), "padding": ["same", "valid"],
                              "activation": list(activation_choices),
@@ -105,15 +166,65 @@ class NAS:
         self.generation_bar = None
         self.evaluated_keys = set()  # architecture keys of every evaluated network
         self.start_time = None
+        self.elapsed_before_resume = 0.0
 
     # ----- the loop --------------------------------------------------------
     def run_NAS(self, folds):
         """Runs the search for n_generations on the training folds; returns the absolute best Net.
 
-        After every generation the run folder's summary.json, best_architecture.txt,
-        progress.png and tradeoff.png are brought up to date.
+        After every generation the run folder gets a checkpoint, and its
+        summary.json, best_architecture.txt, progress.png and tradeoff.png are
+        brought up to date. When run_dir holds a checkpoint, the search resumes
+        from it and continues exactly as an uninterrupted run would.
+        Raises ConstraintError, SearchStopped; KeyboardInterrupt is logged and re-raised.
         """
+        check_search_parameters({"use_full_training": self.use_full_training,
+                                 "num_selected_folds": self.num_selected_folds}, n_folds=len(folds))
         self.start_time = time.perf_counter()
+        self.generation_bar = tqdm(total=self.n_generations + 1, desc="generations", unit="gen", position=0)
+        previous_handler = self._catch_ctrl_c()
+        try:
+            if os.path.exists(self.checkpoint_path):
+                parent = self.resume_from_checkpoint()
+            else:
+                parent = self.start(folds)
+            for self.i_gen in range(self.i_gen + 1, self.n_generations + 1):
+                parent = self.one_nas_step(parent, folds)
+        except KeyboardInterrupt:
+            self.log_message(f"\nInterrupted during generation {self.i_gen}; every file up to the last "
+                             f"finished generation is saved. To continue: resume_from={self.run_dir}")
+            raise
+        finally:
+            self.generation_bar.close()
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+        self.log_summary()
+        return self.absolute_best
+
+    def _catch_ctrl_c(self):
+        """Makes Ctrl-C stop the search once the network in training is recorded.
+
+        A KeyboardInterrupt raised at an arbitrary point can be swallowed (inside
+        a finalizer during garbage collection) or cut a write short, so the first
+        Ctrl-C only asks; the search stops at the next safe point. A second Ctrl-C
+        stops at once. Returns the handler to restore (None off the main thread).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def request_stop(signal_number, frame):
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            tqdm.write("Ctrl-C: stopping once the network in training is recorded (Ctrl-C again: at once).")
+
+        return signal.signal(signal.SIGINT, request_stop)
+
+    def start(self, folds):
+        """Logs the set-up, evaluates the initial parent (generation 0). Returns the parent."""
+        if os.path.exists(self.records_path):  # a run killed before its first checkpoint
+            os.remove(self.records_path)
+            self.log_message("\n== Started again: the run had no finished generation ==")
         self.log_message(f"NAS run in {self.run_dir}")
         self.log_message(f"Data: {len(self.preloaded_data.X_train)} training and "
                          f"{len(self.preloaded_data.X_test)} test samples of length "
@@ -124,20 +235,63 @@ class NAS:
             + ("" if self.check_hw else " (not checked: check_hw is False)")
             + f"; flash and RAM for the {self.deploy_precision} deployment.")
         parent = self.initial_parent()
-        self.generation_bar = tqdm(total=self.n_generations + 1, desc="generations", unit="gen", position=0)
         self.log_message("\n== Generation 0: the initial parent ==")
         self.log_message(LOG_HEADER)
         self.train_generation([parent], folds)
         if parent.val_score is None:
-            raise RuntimeError(f"the initial parent could not be evaluated; see {self.records_path}")
+            raise SearchStopped(f"the initial parent failed, so there is nothing to evolve; "
+                                f"see the reason in {self.records_path}")
         self.absolute_best = parent
         self.save_partial(parent, parent, 0, parent.val_score, parent.val_score)
-        self.refresh_report(best_improved=True)
-        for self.i_gen in range(1, self.n_generations + 1):
-            parent = self.one_nas_step(parent, folds)
-        self.generation_bar.close()
-        self.log_summary()
-        return self.absolute_best
+        self.end_generation(parent, best_improved=True)
+        return parent
+
+    def end_generation(self, parent, best_improved):
+        """Checkpoints the search and refreshes the report, once a generation is complete."""
+        self.save_checkpoint(parent)
+        self.refresh_report(best_improved)
+
+    def save_checkpoint(self, parent):
+        """Writes checkpoint.pkl (atomically): where the search is and everything needed to go on.
+
+        Holds the generation, the count of evaluated networks, the parent and the
+        absolute best with their weights, the keys of every evaluated network and
+        the random states of the search's stream, of Python and of NumPy. Training
+        re-seeds TensorFlow from the child's number, so no TensorFlow state
+        carries over from one network to the next.
+        """
+        state = {"i_gen": self.i_gen, "n_evaluated": self.n_evaluated, "search_rng": self.rng.getstate(),
+                 "python_random": random.getstate(), "numpy_random": np.random.get_state(),
+                 "parent": parent.to_state(), "absolute_best": self.absolute_best.to_state(),
+                 "best_record": self.best_record, "evaluated_keys": sorted(self.evaluated_keys),
+                 "failures_in_a_row": self.failures_in_a_row, "elapsed_seconds": self.elapsed_seconds()}
+        write_atomically(self.checkpoint_path, pickle.dumps(state))
+
+    def resume_from_checkpoint(self):
+        """Restores the search from checkpoint.pkl; drops records of the unfinished generation. Returns the parent."""
+        with open(self.checkpoint_path, "rb") as checkpoint_file:
+            state = pickle.load(checkpoint_file)
+        self.i_gen, self.n_evaluated = state["i_gen"], state["n_evaluated"]
+        self.rng.setstate(state["search_rng"])
+        random.setstate(state["python_random"])
+        np.random.set_state(state["numpy_random"])
+        self.best_record, self.evaluated_keys = state["best_record"], set(state["evaluated_keys"])
+        self.failures_in_a_row = state["failures_in_a_row"]
+        self.elapsed_before_resume = state["elapsed_seconds"]
+        parent = Net.from_state(state["parent"], self.log_path, self.preloaded_data)
+        best = Net.from_state(state["absolute_best"], self.log_path, self.preloaded_data)
+        self.absolute_best = best if best.child_id != parent.child_id else parent
+        # Networks evaluated after the checkpoint will be evaluated again, identically.
+        with open(self.records_path, newline="") as records_file:
+            kept_lines = records_file.readlines()[:1 + self.n_evaluated]
+        write_atomically(self.records_path, "".join(kept_lines))
+        self.log_message(f"\n== Resumed after generation {self.i_gen} ({self.n_evaluated} networks evaluated) ==")
+        self.generation_bar.update(self.i_gen + 1)
+        return parent
+
+    def elapsed_seconds(self):
+        """Seconds the search has run, over all its sessions."""
+        return self.elapsed_before_resume + time.perf_counter() - self.start_time
 
     def refresh_report(self, best_improved):
         """Rewrites the run's summary and plots (and the best's layer table when it changed)."""
@@ -145,7 +299,7 @@ class NAS:
             self.generation_bar.update(1)
         if best_improved and self.absolute_best.trained:
             report.write_best_architecture(self.run_dir, self.absolute_best)
-        report.write_summary(self.run_dir, time.perf_counter() - self.start_time, self.i_gen)
+        report.write_summary(self.run_dir, self.elapsed_seconds(), self.i_gen)
         report.plot_progress(self.run_dir)
         report.plot_tradeoff(self.run_dir, self.thresholds["flash_thr"], self.thresholds["ram_thr"])
 
@@ -158,7 +312,7 @@ class NAS:
         best_child, gen_best_score = self.best_child_selection(child_set, gen_per, test_metrics_list)
         if best_child is None:
             self.log_message("Every child failed; the parent stays.")
-            self.refresh_report(best_improved=False)
+            self.end_generation(parent, best_improved=False)
             return parent
         if self.is_random_walk or gen_best_score > parent.val_score:
             reason = "random walk" if self.is_random_walk else f"beats the parent's {parent.val_score:.4f}"
@@ -174,7 +328,7 @@ class NAS:
         if improved or self.i_gen % self.partial_save_steps == 0:
             self.save_partial(next_parent, self.absolute_best, self.i_gen, gen_best_score,
                               self.absolute_best.val_score)
-        self.refresh_report(best_improved=improved)
+        self.end_generation(next_parent, best_improved=improved)
         return next_parent
 
     def train_generation(self, child_set, folds):
@@ -209,6 +363,14 @@ class NAS:
             gen_per.append(child.val_score)
             test_metrics_list.append(child.test_metrics)
             self._record_child(child, status, reason, flops_keras_flops)
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.failures_in_a_row = self.failures_in_a_row + 1 if status == "failed" else 0
+            if self.failures_in_a_row >= self.max_failures_in_a_row:
+                message = (f"{self.failures_in_a_row} networks in a row failed (the last: {reason}); "
+                           f"stopping. Every failure and its reason is in {self.records_path}")
+                self.log_message(message)
+                raise SearchStopped(message)
             children_bar.set_postfix_str(self._best_postfix(), refresh=True)
         children_bar.close()
         return gen_per, test_metrics_list
@@ -457,7 +619,7 @@ class NAS:
                                             or child.val_score > self.best_record["val_accuracy"]):
             self.best_record = record
         best_text = "-" if self.best_record is None else f"{self.best_record['val_accuracy']:.4f}"
-        elapsed = time.perf_counter() - self.start_time
+        elapsed = self.elapsed_seconds()
         tqdm.write(f"[{child.child_id}] {status:<7} params {n_params:>7}  FLOPs {flops:>10}  flash {flash_size:>7} B  "
                    f"RAM {ram_size:>7} B  val {score:>6}  {record['train_seconds']:>5.1f} s  "
                    f"best {best_text}  elapsed {elapsed:6.0f} s")
@@ -468,7 +630,7 @@ class NAS:
         test, deployed = best.test_metrics, best.deployed or {}
         self.log_message("\n== Result ==")
         self.log_message(f"Evaluated {self.n_evaluated} networks in "
-                         f"{time.perf_counter() - self.start_time:.0f} s over {self.n_generations} generations.")
+                         f"{self.elapsed_seconds():.0f} s over {self.n_generations} generations.")
         self.log_message(f"Absolute best: {best.child_id}, {best.architecture_text()}")
         self.log_message(f"  params {n_params}, max tensor {max_tens} elements, FLOPs {flops}")
         self.log_message(f"  validation accuracy {best.val_score:.4f} (mean over the trained folds)")

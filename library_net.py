@@ -434,6 +434,28 @@ class Net:
                               arena_bytes=self.deployed["arena_bytes"])
         return tflite_path, header_path
 
+    def to_state(self):
+        """Everything needed to rebuild this evaluated network without retraining (for checkpoints)."""
+        return {"architecture": self.architecture(), "deploy_precision": self.deploy_precision,
+                "train_settings": self.train_settings,
+                "layer_weights": [block.layer_weights for block in self.block_list],
+                "head_weights": self.head_weights, "val_score": self.val_score, "val_metrics": self.val_metrics,
+                "test_metrics": self.test_metrics, "train_seconds": self.train_seconds, "trained": self.trained,
+                "deployed": self.deployed, "deployed_model_bytes": self.deployed_model_bytes,
+                "child_id": self.child_id, "mutation": self.mutation}
+
+    @classmethod
+    def from_state(cls, state, nas_saver_name, preloaded_data):
+        """The network to_state() described, on preloaded_data, with its weights and scores."""
+        net = net_from_architecture(state["architecture"], nas_saver_name, preloaded_data,
+                                    state["train_settings"], state["deploy_precision"])
+        for block, weights in zip(net.block_list, state["layer_weights"]):
+            block.layer_weights = weights
+        for name in ("head_weights", "val_score", "val_metrics", "test_metrics", "train_seconds", "trained",
+                     "deployed", "deployed_model_bytes", "child_id", "mutation"):
+            setattr(net, name, state[name])
+        return net
+
     def to_record(self):
         """Architecture, figures and scores as plain data (JSON-ready)."""
         n_params, max_tens, flops, flash_size, ram_size = self.hw_measures()

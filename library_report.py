@@ -5,6 +5,7 @@ it works on any run, finished or not.
 import csv
 import json
 import os
+import statistics
 
 import matplotlib
 
@@ -91,7 +92,7 @@ def plot_progress(run_dir):
     generations = sorted({int(row["generation"]) for row in records})
     scores = {g: [row["val_accuracy"] for row in records if int(row["generation"]) == g] for g in generations}
     best = [max(scores[g]) for g in generations]
-    median = [sorted(scores[g])[len(scores[g]) // 2] for g in generations]
+    median = [statistics.median(scores[g]) for g in generations]
     best_so_far = [max(best[:i + 1]) for i in range(len(best))]
     figure, axes = plt.subplots(figsize=(6.4, 4.0))
     axes.plot(generations, best, "o-", label="best of the generation")
@@ -101,7 +102,7 @@ def plot_progress(run_dir):
     axes.set_ylabel("validation accuracy")
     axes.set_xticks(generations)
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    axes.legend(loc="best")
     axes.set_title("Search progress")
     return _save_figure(figure, os.path.join(run_dir, "progress.png"))
 

@@ -8,6 +8,7 @@ DEPLOYED_COST, then run tests/test_deployed_cost.py.
 
     python tests/calibrate_deployed_cost.py            # 200 networks per precision
     python tests/calibrate_deployed_cost.py --networks 50
+    python tests/calibrate_deployed_cost.py --check    # only print how far today's estimates are off
 """
 import argparse
 import os
@@ -59,7 +60,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", type=int, default=200, help="networks per precision")
     parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--check", action="store_true",
+                        help="measure the networks of tests/test_deployed_cost.py and print the estimates' errors")
     arguments = parser.parse_args()
+    if arguments.check:
+        check(arguments.networks)
+        return
     for precision in DEPLOYED_COST:
         rng = random.Random(arguments.seed)
         flash_rows, persistent_rows, flash_y, persistent_y = [], [], [], []
@@ -86,6 +92,19 @@ def main():
             fitted.update(zip(entries, coefficients.tolist()))
             print(f"  {entries[0]}..: largest residual {np.abs(residuals).max():.0f} bytes")
         print(f"  DEPLOYED_COST['{precision}'] fixed entries: {fitted}")
+
+
+def check(n_networks):
+    """Prints the relative errors of the flash and arena estimates on unseen networks."""
+    from test_deployed_cost import measured_and_estimated
+    for precision in DEPLOYED_COST:
+        rows = measured_and_estimated(precision, n_networks, seed=2026)
+        flash_errors = [abs(net.hw_measures()[3] - flash) / flash for net, flash, _ in rows]
+        ram_errors = [abs(net.hw_measures()[4] - arena["total"]) / arena["total"] for net, _, arena in rows]
+        exact = sum(net.deployed_arena_bytes()["activations"] == arena["activations"] for net, _, arena in rows)
+        print(f"{precision}, {len(rows)} networks: flash error median {np.median(flash_errors):.2%}, "
+              f"max {max(flash_errors):.2%}; arena error median {np.median(ram_errors):.2%}, "
+              f"max {max(ram_errors):.2%}; activation plan exact for {exact}/{len(rows)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Shared fixtures: the project on sys.path, TensorFlow quiet, small real data sets."""
+import glob
 import os
 import struct
+import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -50,3 +52,25 @@ def small_data(demo_subset_files):
     data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, n_classes),
                                 X_test, data_lib.one_hot(y_test, n_classes))
     return data, folds
+
+
+# Settings of the tiny real run shared by the end-to-end and robustness tests.
+TINY_RUN = ("test_size=0.2", "num_folds=3", "num_selected_folds=1", "n_generations=2", "n_child=2", "epochs=2")
+
+
+def run_main(*overrides, timeout=900):
+    """Runs B01_NAS.py with overrides; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), *overrides],
+                          capture_output=True, text=True, timeout=timeout, cwd=PROJECT_DIR)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, demo_subset_files):
+    """One uninterrupted tiny run: (run_dir, stdout, images_path, labels_path)."""
+    images_path, labels_path = demo_subset_files
+    logs_dir = tmp_path_factory.mktemp("logs")
+    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={logs_dir}",
+                      *TINY_RUN, "run_name=tiny")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run_dir,) = glob.glob(os.path.join(logs_dir, "*_tiny"))
+    return run_dir, result.stdout, images_path, labels_path

@@ -3,33 +3,14 @@ import csv
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
 import library_load_and_split_data as data_lib
-from conftest import PROJECT_DIR
+from conftest import TINY_RUN, run_main
 from library_compute_stats import compute_descriptors
-
-
-def run_main(*overrides):
-    return subprocess.run([sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), *overrides],
-                          capture_output=True, text=True, timeout=900, cwd=PROJECT_DIR)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, demo_subset_files):
-    images_path, labels_path = demo_subset_files
-    logs_dir = tmp_path_factory.mktemp("logs")
-    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={logs_dir}",
-                      "test_size=0.2", "num_folds=3", "num_selected_folds=1", "n_generations=2",
-                      "n_child=2", "epochs=2", "run_name=tiny")
-    assert result.returncode == 0, result.stdout + result.stderr
-    (run_dir,) = glob.glob(os.path.join(logs_dir, "*_tiny"))
-    return run_dir, result.stdout, images_path, labels_path
 
 
 def test_run_leaves_log_records_parameters_and_models(tiny_run):
@@ -98,8 +79,7 @@ def test_same_seed_repeats_the_whole_run(tmp_path, demo_subset_files, tiny_run):
     images_path, labels_path = demo_subset_files
     first_run_dir = tiny_run[0]
     result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
-                      "test_size=0.2", "num_folds=3", "num_selected_folds=1", "n_generations=2",
-                      "n_child=2", "epochs=2", "run_name=again")
+                      *TINY_RUN, "run_name=again")
     assert result.returncode == 0, result.stderr
     (second_run_dir,) = glob.glob(os.path.join(tmp_path, "*_again"))
     def columns(run_dir):

@@ -74,7 +74,7 @@ def test_nas_takes_every_search_parameter_of_the_main_script():
     script_parameters = {target.id for node in ast.parse(parameter_block).body if isinstance(node, ast.Assign)
                          for target in node.targets if isinstance(target, ast.Name)}
     data_and_output = {"images_path", "labels_path", "num_classes", "test_size", "num_folds", "logs_dir",
-                       "run_name"}  # used by the script itself, before the search
+                       "run_name", "resume_from"}  # used by the script itself, before the search
     nas_parameters = set(inspect.signature(library_nas.NAS.__init__).parameters)
     assert script_parameters - data_and_output <= nas_parameters
     assert len(script_parameters) > 30

@@ -1,0 +1,57 @@
+"""Benchmark: resident memory over a long search stays flat.
+
+Evaluates 200 tiny networks (one epoch each, on 600 demo sessions) through the
+search's own train_generation, the same path as a real run (Keras model, training,
+keras-flops, int8 conversion and TFLM measurement), and prints the process's
+resident memory after network 20 and after the last one.
+
+    python tests/benchmark_memory.py [--children 200]
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project
+
+import library_config  # noqa: E402
+
+with library_config.quiet_native_output():
+    import library_load_and_split_data as data_lib  # noqa: E402
+    from library_nas import NAS  # noqa: E402
+library_config.quiet_tensorflow_logs()
+
+
+def resident_megabytes():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--children", type=int, default=200)
+    arguments = parser.parse_args()
+    X_train, X_test, y_train, y_test = data_lib.load_and_preprocess_data(None, 0.2)
+    X_train, y_train = X_train[:600], y_train[:600]
+    folds = data_lib.fold_index(X_train, y_train, 3)
+    data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, 6), X_test, data_lib.one_hot(y_test, 6))
+    with tempfile.TemporaryDirectory() as run_dir:
+        nas = NAS(run_dir, data, epochs=1, num_selected_folds=1, n_child=1, check_hw=False, seed=0)
+        nas.start_time = time.perf_counter()
+        parent = nas.initial_parent()
+        resident_after = {}
+        for index in range(1, arguments.children + 1):
+            child = nas.mutate_network_and_control(parent, data)
+            nas.train_generation([child], folds)
+            parent = child if child.val_score is not None else parent
+            resident_after[index] = resident_megabytes()
+            if index in (1, 20) or index % 50 == 0:
+                print(f"after network {index:4d}: resident memory {resident_after[index]:7.1f} MiB", flush=True)
+    early, late = resident_after[min(20, arguments.children)], resident_after[arguments.children]
+    print(f"growth from network 20 to network {arguments.children}: {100 * (late - early) / early:+.1f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Runs that survive: exact resume after SIGKILL, Ctrl-C, failing networks, bad parameters and data."""
+import csv
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import library_load_and_split_data as data_lib
+from conftest import PROJECT_DIR, TINY_RUN, run_main, write_idx1, write_idx3
+from library_nas import NAS, SearchStopped, check_search_parameters
+
+
+def records(run_dir):
+    with open(os.path.join(run_dir, "children.csv"), newline="") as records_file:
+        return list(csv.DictReader(records_file))
+
+
+def start_main(*overrides):
+    return subprocess.Popen([sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), *overrides],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_DIR)
+
+
+def wait_for_rows(logs_dir, n_rows, process, timeout=600):
+    """Waits until the run's children.csv holds n_rows networks; returns the run folder."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        for run_dir in glob.glob(os.path.join(logs_dir, "*")):
+            path = os.path.join(run_dir, "children.csv")
+            if os.path.exists(path) and len(open(path).read().splitlines()) - 1 >= n_rows:
+                return run_dir
+        time.sleep(0.05)
+    raise AssertionError("the run did not reach the point to interrupt it")
+
+
+def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, tiny_run):
+    uninterrupted_dir, _, images_path, labels_path = tiny_run
+    process = start_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
+                         *TINY_RUN, "run_name=killed")
+    # 1 parent + 2 children of generation 1 + 1 child of generation 2: killed inside generation 2
+    run_dir = wait_for_rows(tmp_path, 4, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert os.path.exists(os.path.join(run_dir, "checkpoint.pkl"))
+    result = run_main(f"resume_from={run_dir}")
+    assert result.returncode == 0, result.stderr
+    def key_columns(rows):
+        return [(row["child_id"], row["architecture"], row["val_accuracy"], row["test_accuracy"],
+                 row["flash_measured"], row["ram_measured"]) for row in rows]
+    assert key_columns(records(run_dir)) == key_columns(records(uninterrupted_dir))
+    log = open(os.path.join(run_dir, "nas_log.txt")).read()
+    assert "== Resumed after generation 1 (3 networks evaluated) ==" in log
+    best_line = [line for line in log.splitlines() if line.startswith("Absolute best:")]
+    assert best_line == [line for line in open(os.path.join(uninterrupted_dir, "nas_log.txt")).read().splitlines()
+                         if line.startswith("Absolute best:")]
+
+
+def test_ctrl_c_exits_non_zero_and_says_how_to_resume(tmp_path, demo_subset_files):
+    images_path, labels_path = demo_subset_files
+    process = start_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
+                         *TINY_RUN, "run_name=interrupted")
+    run_dir = wait_for_rows(tmp_path, 2, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode != 0
+    assert f"resume_from={run_dir}" in stderr
+    assert len(records(run_dir)) >= 2  # what was written stays readable
+    assert "Interrupted during generation" in open(os.path.join(run_dir, "nas_log.txt")).read()
+
+
+def test_diverging_networks_are_recorded_and_too_many_in_a_row_stop_the_search(tmp_path, small_data):
+    data, folds = small_data
+    # A learning rate of 1e12 makes the loss NaN within the first steps.
+    nas = NAS(str(tmp_path / "run"), data, learning_rate=1e12, epochs=2, num_selected_folds=1, n_child=3,
+              max_failures_in_a_row=3, seed=0)
+    nas.start_time = time.perf_counter()
+    parent = nas.initial_parent()
+    children = nas.new_generation(parent, data)
+    gen_per, _ = nas.train_generation(children[:2], folds)
+    assert gen_per == [None, None]
+    rows = records(str(tmp_path / "run"))
+    assert [row["status"] for row in rows] == ["failed", "failed"]
+    assert "TrainingFailed" in rows[0]["reason"] and "nan" in rows[0]["reason"]
+    assert nas.best_child_selection(children[:2], gen_per, [None, None]) == (None, None)
+    with pytest.raises(SearchStopped, match="3 networks in a row failed"):
+        nas.train_generation(children[2:], folds)
+
+
+def test_failed_initial_parent_stops_the_run_with_a_clear_message(demo_subset_files, tmp_path):
+    images_path, labels_path = demo_subset_files
+    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
+                      *TINY_RUN, "learning_rate=1e12")
+    assert result.returncode != 0
+    assert "the initial parent failed" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"flash_thr": 0}, "flash_thr must be a positive number"),
+    ({"ram_thr": -5}, "ram_thr must be a positive number"),
+    ({"n_child": 0}, "n_child must be an integer >= 1"),
+    ({"max_depth": 0}, "max_depth must be an integer >= 1"),
+    ({"max_depth_father": 4, "max_depth": 3}, "max_depth_father .4. must not exceed max_depth .3."),
+    ({"learning_rate": 0}, "learning_rate must be > 0"),
+    ({"deploy_precision": "int4"}, "deploy_precision must be one of"),
+    ({"activation_choices": ["gelu"]}, "activation_choices must be a non-empty list"),
+])
+def test_bad_search_parameters_are_named(parameters, message):
+    with pytest.raises(ValueError, match=message):
+        check_search_parameters(parameters)
+
+
+def test_num_selected_folds_larger_than_folds_is_rejected():
+    with pytest.raises(ValueError, match=r"num_selected_folds \(4\) is larger than the number of folds \(3\)"):
+        check_search_parameters({"num_selected_folds": 4}, n_folds=3)
+
+
+def test_bad_parameters_stop_the_script_before_any_run_folder(tmp_path):
+    for override, message in (("test_size=1.5", "test_size must be in (0, 1)"),
+                              ("num_selected_folds=9", "num_selected_folds (9) is larger"),
+                              ("max_depth_father=9", "max_depth_father (9) must not exceed")):
+        result = run_main(override, f"logs_dir={tmp_path}")
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_class_too_small_for_the_folds_or_the_split_is_named(tmp_path):
+    images = np.zeros((41, 2, 2))
+    labels = np.array([0] * 20 + [1] * 20 + [2])  # class 2 has one session
+    write_idx3(tmp_path / "x.idx3", images)
+    write_idx1(tmp_path / "y.idx1", labels)
+    with pytest.raises(data_lib.DataFileError, match=r"classes \[2\] have fewer than 2 samples"):
+        data_lib.load_and_preprocess_data(None, 0.2, images_path=str(tmp_path / "x.idx3"),
+                                          labels_path=str(tmp_path / "y.idx1"))
+    y = np.array([0] * 20 + [1] * 3)
+    with pytest.raises(ValueError, match="class 1 has 3 training samples, fewer than the 5 folds need"):
+        data_lib.fold_index(np.zeros((23, 4, 1)), y, 5)
