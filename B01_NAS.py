@@ -94,9 +94,15 @@ try:
         parameters["num_classes"], parameters["test_size"], encode_labels=False,
         images_path=os.path.join(project_dir, parameters["images_path"]),
         labels_path=os.path.join(project_dir, parameters["labels_path"]), seed=parameters["seed"])
-    folds = data_lib.fold_index(X_train, y_train, parameters["num_folds"], seed=parameters["seed"])
-    check_search_parameters(search_parameters, n_folds=len(folds))
 except ValueError as error:  # DataFileError names the file; the others name the parameter
+    sys.exit(f"B01_NAS.py: {error}")
+try:
+    folds = data_lib.fold_index(X_train, y_train, parameters["num_folds"], seed=parameters["seed"])
+except ValueError as error:
+    sys.exit(f"B01_NAS.py: {parameters['labels_path']}, num_folds={parameters['num_folds']}: {error}")
+try:
+    check_search_parameters(search_parameters, n_folds=len(folds))
+except ValueError as error:
     sys.exit(f"B01_NAS.py: {error}")
 n_classes = parameters["num_classes"] or int(max(y_train.max(), y_test.max())) + 1
 data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, n_classes),

@@ -140,3 +140,14 @@ def test_a_class_too_small_for_the_folds_or_the_split_is_named(tmp_path):
     y = np.array([0] * 20 + [1] * 3)
     with pytest.raises(ValueError, match="class 1 has 3 training samples, fewer than the 5 folds need"):
         data_lib.fold_index(np.zeros((23, 4, 1)), y, 5)
+
+
+def test_script_names_the_labels_file_when_a_class_is_too_small_for_the_folds(tmp_path):
+    labels = np.array([0] * 30 + [1] * 25 + [2] * 5)  # class 2 keeps 4 training sessions after the split
+    write_idx3(tmp_path / "x.idx3", np.random.default_rng(0).integers(0, 255, (60, 4, 4)))
+    write_idx1(tmp_path / "y.idx1", labels)
+    result = run_main(f"images_path={tmp_path / 'x.idx3'}", f"labels_path={tmp_path / 'y.idx1'}",
+                      "test_size=0.2", "num_folds=5", f"logs_dir={tmp_path / 'logs'}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert str(tmp_path / "y.idx1") in result.stderr and "fewer than the 5 folds need" in result.stderr
+    assert not os.path.exists(tmp_path / "logs")
