@@ -7,7 +7,6 @@ walk) or competes with it. Every evaluated child is written to children.csv as
 it finishes; the NAS log is for people.
 """
 import csv
-import gc
 import inspect
 import json
 import os
@@ -17,14 +16,14 @@ import signal
 import threading
 import time
 
-import keras
 import numpy as np
 from tqdm import tqdm
 
 import library_report as report
 from library_block import ACTIVATIONS, DEPLOYED_COST, Block
 from library_config import write_atomically
-from library_net import HEADS, Net, TrainingFailed
+from library_net import HEADS, Net
+from library_worker import EvaluationWorker, WorkerDied
 
 # Each threshold parameter and the position of its figure in Net.hw_measures().
 HW_THRESHOLDS = {"params_thr": 0, "max_tens_thr": 1, "flops_thr": 2, "flash_thr": 3, "ram_thr": 4}
@@ -147,6 +146,7 @@ class NAS:
         self.max_failures_in_a_row = max_failures_in_a_row
         self.failures_in_a_row = 0
         self.stop_requested = False  # set by Ctrl-C
+        self.worker = None  # the process that evaluates networks (library_worker)
         self.search_space = {"filters": list(filters_choices), "kernel_size": list(kernel_size_choices),
                              "stride": list(stride_choices), "padding": ["same", "valid"],
                              "activation": list(activation_choices),
@@ -196,6 +196,8 @@ class NAS:
             raise
         finally:
             self.generation_bar.close()
+            if self.worker is not None:
+                self.worker.close()
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
         self.log_summary()
@@ -334,6 +336,8 @@ class NAS:
     def train_generation(self, child_set, folds):
         """Trains (or dry-runs) each child, measures its deployed model, records it as it finishes.
 
+        Each child is evaluated by library_net.evaluate_network in a worker
+        process (library_worker), so memory stays flat over a long search.
         Returns (validation scores, test metrics), one each per child. A child
         whose training diverges or raises is recorded as failed, with the reason,
         and gets None for both; the search goes on.
@@ -345,24 +349,22 @@ class NAS:
             self.evaluated_keys.add(child.architecture_key())
             child.child_id = f"g{self.i_gen:03d}_c{self.n_evaluated:04d}"
             child.train_settings["seed"] = self.seed * 100_003 + self.n_evaluated
-            keras.backend.clear_session()  # keep memory flat over a long run
-            gc.collect()
-            status, reason, flops_keras_flops = "ok", "", None
+            task = {"architecture": child.architecture(), "train_settings": child.train_settings,
+                    "deploy_precision": child.deploy_precision, "use_full_training": self.use_full_training,
+                    "is_train": self.is_train if self.use_full_training else self.is_train_proxy,
+                    "num_selected_folds": self.num_selected_folds}
             try:
-                if self.use_full_training:
-                    child.train_routine(self.is_train, folds)
-                else:
-                    child.proxy_train_routine(self.is_train_proxy, folds, self.num_selected_folds)
-                if not child.trained:
-                    status = "dry_run"
-                flops_keras_flops = child.keras_flops()
-                child.measure_deployed()
-            except Exception as error:  # one bad candidate must not end a long search
-                status, reason = "failed", f"{type(error).__name__}: {error}"
+                result = self._worker(folds).evaluate(task)
+                child.take_results(result["state"])
+                status, reason, flops_keras_flops = result["status"], result["reason"], result["flops_keras_flops"]
+            except WorkerDied as error:
+                status, reason, flops_keras_flops = "failed", f"WorkerDied: {error}", None
+            if status == "failed":
                 child.val_score = child.test_metrics = None
             gen_per.append(child.val_score)
             test_metrics_list.append(child.test_metrics)
             self._record_child(child, status, reason, flops_keras_flops)
+            children_bar.set_postfix_str(self._best_postfix(), refresh=True)
             if self.stop_requested:
                 raise KeyboardInterrupt
             self.failures_in_a_row = self.failures_in_a_row + 1 if status == "failed" else 0
@@ -371,9 +373,16 @@ class NAS:
                            f"stopping. Every failure and its reason is in {self.records_path}")
                 self.log_message(message)
                 raise SearchStopped(message)
-            children_bar.set_postfix_str(self._best_postfix(), refresh=True)
         children_bar.close()
         return gen_per, test_metrics_list
+
+    def _worker(self, folds):
+        """The evaluation worker for these folds (started on first use, replaced for other folds)."""
+        if self.worker is None or self.worker.folds is not folds:
+            if self.worker is not None:
+                self.worker.close()
+            self.worker = EvaluationWorker(self.preloaded_data, folds, quiet=self.train_settings["verbose"] == 0)
+        return self.worker
 
     def _best_postfix(self):
         """The bars' summary: best validation score so far and the best model's figures."""

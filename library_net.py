@@ -449,12 +449,19 @@ class Net:
         """The network to_state() described, on preloaded_data, with its weights and scores."""
         net = net_from_architecture(state["architecture"], nas_saver_name, preloaded_data,
                                     state["train_settings"], state["deploy_precision"])
-        for block, weights in zip(net.block_list, state["layer_weights"]):
+        net.take_results(state)
+        net.child_id, net.mutation = state["child_id"], state["mutation"]
+        return net
+
+    def take_results(self, state):
+        """Takes the weights, scores and measured figures of an evaluation of this architecture."""
+        if state["architecture"] != self.architecture():
+            raise ValueError("the results are of another architecture")
+        for block, weights in zip(self.block_list, state["layer_weights"]):
             block.layer_weights = weights
         for name in ("head_weights", "val_score", "val_metrics", "test_metrics", "train_seconds", "trained",
-                     "deployed", "deployed_model_bytes", "child_id", "mutation"):
-            setattr(net, name, state[name])
-        return net
+                     "deployed", "deployed_model_bytes"):
+            setattr(self, name, state[name])
 
     def to_record(self):
         """Architecture, figures and scores as plain data (JSON-ready)."""
@@ -464,6 +471,33 @@ class Net:
                 "deploy_precision": self.deploy_precision, "val_metrics": self.val_metrics,
                 "test_metrics": self.test_metrics, "deployed_measured": self.deployed,
                 "trained": self.trained}
+
+
+def evaluate_network(task, data, folds):
+    """Evaluates one network: a pure function of the architecture, the data and the settings.
+
+    task: {"architecture", "train_settings", "deploy_precision", "use_full_training",
+    "is_train", "num_selected_folds"}. Trains (or dry-runs) the network on the
+    folds, counts its FLOPs with keras-flops and measures its deployed model.
+    Returns {"state": Net.to_state(), "status": ok / dry_run / failed,
+    "reason", "flops_keras_flops"}; an error is a failed status, never an exception.
+    """
+    net = net_from_architecture(task["architecture"], None, data, task["train_settings"],
+                                task["deploy_precision"])
+    status, reason, flops_keras_flops = "ok", "", None
+    try:
+        if task["use_full_training"]:
+            net.train_routine(task["is_train"], folds)
+        else:
+            net.proxy_train_routine(task["is_train"], folds, task["num_selected_folds"])
+        if not net.trained:
+            status = "dry_run"
+        flops_keras_flops = net.keras_flops()
+        net.measure_deployed()
+    except Exception as error:  # one bad candidate must not end a long search
+        status, reason = "failed", f"{type(error).__name__}: {error}"
+        net.val_score = net.test_metrics = None
+    return {"state": net.to_state(), "status": status, "reason": reason, "flops_keras_flops": flops_keras_flops}
 
 
 def blocks_from_settings(block_settings, input_shape):

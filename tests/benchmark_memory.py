@@ -1,9 +1,10 @@
 """Benchmark: resident memory over a long search stays flat.
 
 Evaluates 200 tiny networks (one epoch each, on 600 demo sessions) through the
-search's own train_generation, the same path as a real run (Keras model, training,
-keras-flops, int8 conversion and TFLM measurement), and prints the process's
-resident memory after network 20 and after the last one.
+search's own train_generation, the same path as a real run (a worker process
+trains each network, counts its FLOPs, converts it to int8 and measures it with
+TFLM), and prints the resident memory of the search's process plus its worker
+after network 20 and after the last one.
 
     python tests/benchmark_memory.py [--children 200]
 """
@@ -24,8 +25,8 @@ with library_config.quiet_native_output():
 library_config.quiet_tensorflow_logs()
 
 
-def resident_megabytes():
-    with open("/proc/self/statm") as statm:
+def resident_megabytes(pid="self"):
+    with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
@@ -46,9 +47,13 @@ def main():
             child = nas.mutate_network_and_control(parent, data)
             nas.train_generation([child], folds)
             parent = child if child.val_score is not None else parent
-            resident_after[index] = resident_megabytes()
-            if index in (1, 20) or index % 50 == 0:
-                print(f"after network {index:4d}: resident memory {resident_after[index]:7.1f} MiB", flush=True)
+            # the search's process plus the worker process that trains the networks
+            worker = resident_megabytes(nas.worker.process.pid)
+            resident_after[index] = resident_megabytes() + worker
+            if index in (1, 20) or index % 25 == 0:
+                print(f"after network {index:4d}: resident memory {resident_after[index]:7.1f} MiB "
+                      f"(worker {worker:6.1f} MiB)", flush=True)
+        nas.worker.close()
     early, late = resident_after[min(20, arguments.children)], resident_after[arguments.children]
     print(f"growth from network 20 to network {arguments.children}: {100 * (late - early) / early:+.1f} %")
 
