@@ -25,9 +25,12 @@ class EvaluationWorker:
 
     data, folds: what every task is evaluated on (sent once per worker).
     quiet: silence TensorFlow's native and Python messages in the worker.
+    tasks_per_worker: networks per worker process. A worker grows by some 20 MB
+    per network trained; a new one costs a few seconds of TensorFlow start-up,
+    small beside the networks' training.
     """
 
-    def __init__(self, data, folds, quiet=True, tasks_per_worker=25):
+    def __init__(self, data, folds, quiet=True, tasks_per_worker=10):
         self.data, self.folds, self.quiet = data, folds, quiet
         self.tasks_per_worker = tasks_per_worker
         self.process, self.results, self.tasks_done = None, None, 0

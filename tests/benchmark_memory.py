@@ -50,12 +50,14 @@ def main():
             # the search's process plus the worker process that trains the networks
             worker = resident_megabytes(nas.worker.process.pid)
             resident_after[index] = resident_megabytes() + worker
-            if index in (1, 20) or index % 25 == 0:
+            if index in (1, 20) or index % 20 == 0:
                 print(f"after network {index:4d}: resident memory {resident_after[index]:7.1f} MiB "
                       f"(worker {worker:6.1f} MiB)", flush=True)
         nas.worker.close()
     early, late = resident_after[min(20, arguments.children)], resident_after[arguments.children]
-    print(f"growth from network 20 to network {arguments.children}: {100 * (late - early) / early:+.1f} %")
+    peak = max(value for index, value in resident_after.items() if index >= 20)
+    print(f"growth from network 20 to network {arguments.children}: {100 * (late - early) / early:+.1f} %; "
+          f"highest after network 20: {peak:.1f} MiB ({100 * (peak - early) / early:+.1f} %)")
 
 
 if __name__ == "__main__":

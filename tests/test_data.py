@@ -1,5 +1,4 @@
 """IDX parsing, normalisation, the stratified split and folds, on real and hand-made files."""
-import os
 
 import numpy as np
 import pytest

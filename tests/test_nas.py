@@ -1,7 +1,6 @@
 """The search engine: mutants are valid and within thresholds, impossible thresholds stop
 with a clear message, selection follows is_random_walk, the same seed repeats the search."""
 import csv
-import random
 
 import pytest
 
