@@ -424,7 +424,7 @@ class NAS:
                 blocks.append(block)
                 length = block.output_size
             parent = self._new_net(blocks, self.rng.choice(self.head_choices))
-            if not self._track_violations(parent, smallest_seen):
+            if not self.hw_violations(parent, smallest_seen):
                 self.log_message("Initial parent: a random network.")
                 return parent
         raise self._constraint_error(smallest_seen, "a random initial parent")
@@ -453,7 +453,7 @@ class NAS:
             child = parent
             for _ in range(self.n_mutations):
                 child = self.mutate_network(child, preloaded_data)
-            if self._track_violations(child, smallest_seen):
+            if self.hw_violations(child, smallest_seen):
                 continue
             if child.architecture_key() not in seen_keys:
                 return child
@@ -541,27 +541,25 @@ class NAS:
                    train_settings=self.train_settings, deploy_precision=self.deploy_precision)
 
     # ----- hardware constraints ---------------------------------------------
-    def hw_violations(self, net):
-        """Names of the thresholds net breaks, with its figure (empty when check_hw is off)."""
+    def hw_violations(self, net, smallest_seen=None):
+        """Names of the thresholds net breaks, with its figure (empty when check_hw is off).
+
+        smallest_seen: a dict that keeps, per threshold, the smallest figure seen
+        so far (for the message when no candidate meets the thresholds).
+        """
         if not self.check_hw:
             return []
         figures = net.hw_measures()
-        return [f"{name} ({HW_FIGURE_NAMES[index]} {figures[index]} > {self.thresholds[name]})"
-                for name, index in HW_THRESHOLDS.items()
-                if self.thresholds[name] is not None and figures[index] > self.thresholds[name]]
-
-    def _track_violations(self, net, smallest_seen):
-        """True when net breaks a threshold; keeps the smallest figure seen for each threshold."""
-        if not self.check_hw:
-            return False
-        figures = net.hw_measures()
-        broken = False
+        violations = []
         for name, index in HW_THRESHOLDS.items():
             limit = self.thresholds[name]
-            if limit is not None:
+            if limit is None:
+                continue
+            if smallest_seen is not None:
                 smallest_seen[name] = min(smallest_seen.get(name, figures[index]), figures[index])
-                broken = broken or figures[index] > limit
-        return broken
+            if figures[index] > limit:
+                violations.append(f"{name} ({HW_FIGURE_NAMES[index]} {figures[index]} > {limit})")
+        return violations
 
     def _constraint_error(self, smallest_seen, what):
         never_met = {name: value for name, value in smallest_seen.items() if value > self.thresholds[name]}
