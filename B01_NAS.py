@@ -18,7 +18,8 @@ test_size = 0.1  # fraction of sessions held out as the test split (only reporte
 num_folds = 5  # stratified folds of the training split
 
 # search
-n_generations = 3  # generations after the initial parent
+search_strategy = "mutation"  # "mutation": the specification's loop (one parent); "ga": population genetic algorithm; "random": random search (a baseline)
+n_generations = 3  # generations after generation 0 (the initial parent or population)
 n_child = 4  # children per generation
 n_mutations = 1  # mutations applied to make each child
 max_depth_father = 3  # most blocks in a random initial parent (smart_start = False)
@@ -27,6 +28,15 @@ smart_start = True  # True: start from a small hand-crafted network; False: from
 is_random_walk = False  # True: the best child always becomes the parent; False: the parent competes with its children
 max_attempts = 200  # mutation attempts per child before the thresholds are declared impossible
 max_failures_in_a_row = 10  # networks failing in a row (diverging loss, errors) before the search stops
+time_budget_s = None  # seconds; the search ends, saving everything, after the generation in which they run out (None = no limit)
+objectives = ["val_accuracy"]  # the first decides the best network (and the mutation loop's parent); the GA ranks by all (NSGA-II); pareto.csv is over all (one alone: against flash and RAM)
+
+# population GA (search_strategy = "ga"; population_size is also random search's generation 0)
+population_size = 6  # networks carried from one generation to the next; generation 0 trains this many
+n_elites = 2  # best networks of the population that compete with the n_child children for the next population
+tournament_size = 2  # networks drawn per tournament; the best ranked becomes a parent
+crossover_rate = 0.9  # chance a child is a crossover of two parents' block lists (else a copy of one), before its n_mutations mutations
+save_pareto_models = False  # True: at the end, save every network of the Pareto front in models/pareto/
 
 # search space
 filters_choices = [4, 8, 16, 32, 64]  # Conv1D filters
@@ -45,6 +55,9 @@ flops_thr = 2_000_000  # FLOPs of one inference (keras-flops' count)
 flash_thr = 32_000  # bytes of flash: the TFLite flatbuffer at deploy_precision
 ram_thr = 16_000  # bytes of RAM: TFLM's tensor arena (activations + persistent) at deploy_precision
 max_tens_thr = 16_000  # elements of the largest activation tensor
+latency_thr = None  # milliseconds of one inference, estimated from the FLOPs at clock_mhz and flops_per_cycle
+clock_mhz = 80  # clock of the target microcontroller, for the latency estimate
+flops_per_cycle = 1.0  # FLOPs per clock cycle its kernels sustain (measure one model on the device: FLOPs / (ms x MHz x 1000))
 deploy_precision = "int8"  # "int8" (integer-only microcontrollers) or "float32": what flash and RAM are figured for
 
 # training
@@ -64,6 +77,17 @@ run_name = "nas"  # the run folder is <logs_dir>/<timestamp>_<run_name>
 partial_save_steps = 1  # save the parent and the best model every this many generations
 seed = 0  # seeds the split, the folds, the search and training
 resume_from = None  # a run folder to continue from its last finished generation, with its saved parameters
+
+# user-defined constraints and objectives. A constraint is a function of `figures` (dict: n_params,
+# max_tens, flops, flash_size, ram_size, latency_ms) that returns True when a network passes; it is
+# checked with the thresholds, before training. An objective is (function of `figures` and `scores`
+# (dict: val_accuracy, val_f1), "max" or "min"); name it in `objectives` to search for it.
+custom_constraints = {
+    # "flash_and_ram_within_40kB": lambda figures: figures["flash_size"] + figures["ram_size"] <= 40_000,
+}
+custom_objectives = {
+    # "accuracy_per_flash_kB": (lambda figures, scores: scores["val_accuracy"] * 1000 / figures["flash_size"], "max"),
+}
 # -----------------------------------------------------------------------------
 parameters = {name: value for name, value in list(globals().items())
               if not name.startswith("_") and isinstance(value, (bool, int, float, str, list, type(None)))}
@@ -101,7 +125,8 @@ try:
 except ValueError as error:
     sys.exit(f"B01_NAS.py: {parameters['labels_path']}, num_folds={parameters['num_folds']}: {error}")
 try:
-    check_search_parameters(search_parameters, n_folds=len(folds))
+    check_search_parameters(dict(search_parameters, custom_constraints=custom_constraints,
+                                 custom_objectives=custom_objectives), n_folds=len(folds))
 except ValueError as error:
     sys.exit(f"B01_NAS.py: {error}")
 n_classes = parameters["num_classes"] or int(max(y_train.max(), y_test.max())) + 1
@@ -117,7 +142,8 @@ print(f"Data: {len(X_train)} training / {len(X_test)} test sessions of length {d
       f"{n_classes} classes, {len(folds)} folds")
 
 # search
-nas = NAS(run_dir, data, **search_parameters)
+nas = NAS(run_dir, data, custom_constraints=custom_constraints, custom_objectives=custom_objectives,
+          **search_parameters)
 try:
     best = nas.run_NAS(folds)
 except (ConstraintError, SearchStopped) as error:  # thresholds no network meets; failures
@@ -135,5 +161,6 @@ if best.deployed:
           f"TFLM arena {best.deployed['arena_bytes']} B, test accuracy {best.deployed['test_accuracy']:.4f}")
 print(f"  validation accuracy {best.val_score:.4f}, test accuracy {best.test_metrics['accuracy']:.4f}")
 print(f"  NAS log: {nas.log_path}")
+print(f"  Pareto front: {nas.pareto_path}")
 if best.trained:
     print(f"  model:   {os.path.join(nas.models_dir, 'best_model.keras')}")

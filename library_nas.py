@@ -1,13 +1,25 @@
-"""The search: mutation, hardware-constraint checks, training of each generation, selection, records.
+"""The search: making children, hardware-constraint checks, training of each generation, selection, records.
 
-The loop is the specification's: one parent, `n_child` mutated children per
-generation, each checked against the hardware thresholds before any training,
-then proxy- (or fully) trained; the best child becomes the next parent (random
-walk) or competes with it. Every evaluated child is written to children.csv as
-it finishes; the NAS log is for people.
+Three strategies (search_strategy), sharing everything but how children are made
+and who survives:
+  "mutation": the specification's loop. One parent, `n_child` mutated children
+      per generation; the best child becomes the next parent (random walk) or
+      competes with it.
+  "ga": a population genetic algorithm. `population_size` networks; each child
+      is made from two parents chosen by tournament, crossed over at block
+      boundaries, then mutated; the next population is the best of the elites
+      and the children, ranked as NSGA-II ranks (library_objectives).
+  "random": `n_child` uniformly random valid networks per generation (the
+      baseline a search strategy has to beat).
+Every child is checked against the hardware thresholds and the user's
+constraints before any training; an architecture already evaluated is never
+trained again (its result is reused). Every child is written to children.csv as
+it finishes, the Pareto front to pareto.csv after every generation; the NAS log
+is for people.
 """
 import csv
 import inspect
+import io
 import json
 import os
 import pickle
@@ -19,21 +31,26 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+import library_objectives as objectives_lib
 import library_report as report
 from library_block import ACTIVATIONS, DEPLOYED_COST, Block
 from library_config import write_atomically
 from library_net import HEADS, Net
 from library_worker import EvaluationWorker, WorkerDied
 
-# Each threshold parameter and the position of its figure in Net.hw_measures().
-HW_THRESHOLDS = {"params_thr": 0, "max_tens_thr": 1, "flops_thr": 2, "flash_thr": 3, "ram_thr": 4}
-HW_FIGURE_NAMES = ("n_params", "max_tens", "flops", "flash_size", "ram_size")
+# Each threshold parameter and the figure (library_objectives) it limits.
+HW_THRESHOLDS = {"params_thr": "n_params", "max_tens_thr": "max_tens", "flops_thr": "flops",
+                 "flash_thr": "flash_size", "ram_thr": "ram_size", "latency_thr": "latency_ms"}
+SEARCH_STRATEGIES = ("mutation", "ga", "random")
 
-RECORD_FIELDS = ("child_id", "generation", "status", "mutation", "depth", "head", "n_params",
+RECORD_FIELDS = ("child_id", "generation", "status", "mutation", "parents", "depth", "head", "n_params",
                  "max_tens", "flops", "flops_keras_flops", "flash_size", "flash_measured", "ram_size",
-                 "ram_measured", "ram_activations_measured", "ram_persistent_measured",
+                 "ram_measured", "ram_activations_measured", "ram_persistent_measured", "latency_ms",
                  "val_accuracy", "val_f1", "test_accuracy", "test_f1", "deployed_test_accuracy",
                  "train_seconds", "reason", "architecture_text", "architecture")
+PARETO_FIELDS = ("child_id", "generation", "n_params", "max_tens", "flops", "flash_size", "flash_measured",
+                 "ram_size", "ram_measured", "latency_ms", "val_accuracy", "val_f1", "test_accuracy",
+                 "deployed_test_accuracy", "architecture_text", "architecture")
 
 # A small hand-crafted parent (smart_start): three conv/pool stages that shorten the
 # sequence 8x, then a Flatten head. On the demo data it reaches ~0.97 test accuracy.
@@ -67,14 +84,41 @@ def check_search_parameters(parameters, n_folds=None):
             problems.append(f"{name} must be a positive number or None, got {value!r}")
     for name in ("n_child", "max_depth", "max_depth_father", "n_mutations", "n_generations", "max_attempts",
                  "epochs", "batch_size", "patience", "partial_save_steps", "num_selected_folds",
-                 "max_failures_in_a_row"):
-        minimum = 0 if name == "n_generations" else 1
+                 "max_failures_in_a_row", "population_size", "n_elites", "tournament_size"):
+        minimum = 0 if name in ("n_generations", "n_elites") else 1
         value = parameters[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             problems.append(f"{name} must be an integer >= {minimum}, got {value!r}")
     if not problems and parameters["max_depth_father"] > parameters["max_depth"]:
         problems.append(f"max_depth_father ({parameters['max_depth_father']}) must not exceed "
                         f"max_depth ({parameters['max_depth']})")
+    if parameters["search_strategy"] not in SEARCH_STRATEGIES:
+        problems.append(f"search_strategy must be one of {SEARCH_STRATEGIES}, got {parameters['search_strategy']!r}")
+    if (not problems and parameters["search_strategy"] == "ga"
+            and not parameters["n_elites"] <= parameters["population_size"] <= parameters["n_elites"] + parameters["n_child"]):
+        problems.append(f"the population GA needs n_elites ({parameters['n_elites']}) <= population_size "
+                        f"({parameters['population_size']}) <= n_elites + n_child ({parameters['n_child']}), "
+                        f"so that elites and children can fill the next population")
+    for name in ("clock_mhz", "flops_per_cycle"):
+        value = parameters[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            problems.append(f"{name} must be a positive number, got {value!r}")
+    value = parameters["time_budget_s"]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        problems.append(f"time_budget_s must be a positive number of seconds or None, got {value!r}")
+    value = parameters["crossover_rate"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        problems.append(f"crossover_rate must be a probability in [0, 1], got {value!r}")
+    custom_problems = objectives_lib.check_custom_functions(parameters["custom_constraints"] or {},
+                                                            parameters["custom_objectives"] or {})
+    problems += custom_problems
+    if not custom_problems:
+        try:
+            objectives_lib.Objectives(list(parameters["objectives"]), parameters["custom_objectives"])
+        except (ValueError, TypeError):
+            problems.append(f"objectives must be a non-empty list of distinct names from "
+                            f"{sorted(objectives_lib.BUILTIN_OBJECTIVES)} or the keys of custom_objectives, "
+                            f"got {parameters['objectives']!r}")
     if not 0 <= parameters["dropout_min"] <= parameters["dropout_max"] < 1:
         problems.append(f"dropout rates need 0 <= dropout_min <= dropout_max < 1, got "
                         f"{parameters['dropout_min']} and {parameters['dropout_max']}")
@@ -111,7 +155,8 @@ class NAS:
 
     Takes the parameters of B01_NAS.py as keyword arguments of the same names
     (see README for each one's meaning and unit), plus run_dir, the folder the
-    run writes to, and preloaded_data, a SessionData.
+    run writes to, and preloaded_data, a SessionData. custom_constraints and
+    custom_objectives are the user-defined functions of library_objectives.
     """
 
     def __init__(self, run_dir, preloaded_data, *,
@@ -124,21 +169,38 @@ class NAS:
                  stride_choices=(1, 2), pool_size_choices=(2, 3, 4), activation_choices=ACTIVATIONS,
                  head_choices=HEADS, dropout_min=0.05, dropout_max=0.3,
                  epochs=15, batch_size=64, patience=5, learning_rate=1e-3, seed=0, verbose=0,
-                 deploy_precision="int8", max_failures_in_a_row=10):
+                 deploy_precision="int8", max_failures_in_a_row=10,
+                 search_strategy="mutation", population_size=6, n_elites=2, tournament_size=2,
+                 crossover_rate=0.9, objectives=("val_accuracy",), latency_thr=None, clock_mhz=80,
+                 flops_per_cycle=1.0, time_budget_s=None, save_pareto_models=False,
+                 custom_constraints=None, custom_objectives=None):
         check_search_parameters(locals())
         self.run_dir = run_dir
         self.models_dir = os.path.join(run_dir, "models")
         os.makedirs(self.models_dir, exist_ok=True)
         self.log_path = os.path.join(run_dir, "nas_log.txt")
         self.records_path = os.path.join(run_dir, "children.csv")
+        self.pareto_path = os.path.join(run_dir, "pareto.csv")
         self.checkpoint_path = os.path.join(run_dir, "checkpoint.pkl")
         self.preloaded_data = preloaded_data
         self.is_train, self.is_train_proxy = is_train, is_train_proxy
         self.use_full_training, self.num_selected_folds = use_full_training, num_selected_folds
         self.max_depth_father, self.max_depth = max_depth_father, max_depth
         self.check_hw = check_hw
-        self.thresholds = {"params_thr": params_thr, "max_tens_thr": max_tens_thr,
-                           "flops_thr": flops_thr, "flash_thr": flash_thr, "ram_thr": ram_thr}
+        self.thresholds = {"params_thr": params_thr, "max_tens_thr": max_tens_thr, "flops_thr": flops_thr,
+                           "flash_thr": flash_thr, "ram_thr": ram_thr, "latency_thr": latency_thr}
+        self.custom_constraints = dict(custom_constraints or {})
+        self.clock_mhz, self.flops_per_cycle = clock_mhz, flops_per_cycle
+        self.objectives = objectives_lib.Objectives(list(objectives), custom_objectives)
+        # The Pareto front is over the objectives; a single objective is set against flash and RAM.
+        front_names = list(objectives) if len(objectives) > 1 else list(dict.fromkeys(
+            [objectives[0], "val_accuracy", "flash_size", "ram_size"]))
+        self.front_objectives = objectives_lib.Objectives(front_names, custom_objectives)
+        self.search_strategy = search_strategy
+        self.population_size, self.n_elites = population_size, n_elites
+        self.tournament_size, self.crossover_rate = tournament_size, crossover_rate
+        self.time_budget_s = time_budget_s
+        self.save_pareto_models = save_pareto_models
         self.n_generations, self.n_child, self.n_mutations = n_generations, n_child, n_mutations
         self.partial_save_steps = partial_save_steps
         self.smart_start, self.is_random_walk = smart_start, is_random_walk
@@ -165,6 +227,9 @@ class NAS:
         self.best_record = None  # record of the best child so far, for the progress display
         self.generation_bar = None
         self.evaluated_keys = set()  # architecture keys of every evaluated network
+        # architecture key -> the first evaluation of it: child_id, result state (with weights), keras-flops count
+        self.evaluated_results = {}
+        self.n_trained = 0  # networks trained (evaluated minus reused)
         self.start_time = None
         self.elapsed_before_resume = 0.0
 
@@ -173,9 +238,11 @@ class NAS:
         """Runs the search for n_generations on the training folds; returns the absolute best Net.
 
         After every generation the run folder gets a checkpoint, and its
-        summary.json, best_architecture.txt, progress.png and tradeoff.png are
-        brought up to date. When run_dir holds a checkpoint, the search resumes
-        from it and continues exactly as an uninterrupted run would.
+        summary.json, pareto.csv, best_architecture.txt, progress.png and
+        tradeoff.png are brought up to date. With time_budget_s, the search ends
+        after the generation in which the budget runs out, as a normal end does.
+        When run_dir holds a checkpoint, the search resumes from it and continues
+        exactly as an uninterrupted run would.
         Raises ConstraintError, SearchStopped; KeyboardInterrupt is logged and re-raised.
         """
         check_search_parameters({"use_full_training": self.use_full_training,
@@ -185,11 +252,14 @@ class NAS:
         previous_handler = self._catch_ctrl_c()
         try:
             if os.path.exists(self.checkpoint_path):
-                parent = self.resume_from_checkpoint()
+                population = self.resume_from_checkpoint()
             else:
-                parent = self.start(folds)
-            for self.i_gen in range(self.i_gen + 1, self.n_generations + 1):
-                parent = self.one_nas_step(parent, folds)
+                population = self.start(folds)
+            while self.i_gen < self.n_generations and not self.time_is_up():
+                self.i_gen += 1
+                population = self.one_generation(population, folds)
+            if self.save_pareto_models:
+                self.save_front_models()
         except KeyboardInterrupt:
             self.log_message(f"\nInterrupted during generation {self.i_gen}; every file up to the last "
                              f"finished generation is saved. To continue: resume_from={self.run_dir}")
@@ -222,8 +292,25 @@ class NAS:
 
         return signal.signal(signal.SIGINT, request_stop)
 
+    def time_is_up(self):
+        """True when time_budget_s is set and spent (logged once)."""
+        if self.time_budget_s is None or self.elapsed_seconds() < self.time_budget_s:
+            return False
+        self.log_message(f"\nTime budget of {self.time_budget_s} s spent after generation {self.i_gen} "
+                         f"({self.elapsed_seconds():.0f} s): the search ends here.")
+        return True
+
+    def one_generation(self, population, folds):
+        """One generation of the search strategy. Returns the next population."""
+        if self.search_strategy == "ga":
+            return self.one_ga_step(population, folds)
+        if self.search_strategy == "random":
+            return self.one_random_step(population, folds)
+        return [self.one_nas_step(population[0], folds)]
+
     def start(self, folds):
-        """Logs the set-up, evaluates the initial parent (generation 0). Returns the parent."""
+        """Logs the set-up, evaluates generation 0 (the initial parent, or the initial
+        population of the GA and of random search). Returns the population."""
         if os.path.exists(self.records_path):  # a run killed before its first checkpoint
             os.remove(self.records_path)
             self.log_message("\n== Started again: the run had no finished generation ==")
@@ -235,7 +322,15 @@ class NAS:
         self.log_message("Thresholds: " + ", ".join(
             f"{name} = {value if value is not None else 'none'}" for name, value in self.thresholds.items())
             + ("" if self.check_hw else " (not checked: check_hw is False)")
-            + f"; flash and RAM for the {self.deploy_precision} deployment.")
+            + f"; flash and RAM for the {self.deploy_precision} deployment; latency at {self.clock_mhz} MHz, "
+              f"{self.flops_per_cycle} FLOPs per cycle.")
+        if self.custom_constraints:
+            self.log_message("User-defined constraints: " + ", ".join(self.custom_constraints) + ".")
+        directions = ", ".join(f"{name} ({direction})" for name, direction in self.objectives.directions.items())
+        self.log_message(f"Search strategy: {self.search_strategy}; objectives: {directions}; Pareto front over "
+                         + ", ".join(self.front_objectives.names) + ".")
+        if self.search_strategy != "mutation":
+            return self.start_population(folds)
         parent = self.initial_parent()
         self.log_message("\n== Generation 0: the initial parent ==")
         self.log_message(LOG_HEADER)
@@ -244,52 +339,89 @@ class NAS:
             raise SearchStopped(f"the initial parent failed, so there is nothing to evolve; "
                                 f"see the reason in {self.records_path}")
         self.absolute_best = parent
-        self.save_partial(parent, parent, 0, parent.val_score, parent.val_score)
-        self.end_generation(parent, best_improved=True)
-        return parent
+        score = self.fitness(parent)
+        self.save_partial(parent, parent, 0, score, score)
+        self.end_generation([parent], best_improved=True)
+        return [parent]
 
-    def end_generation(self, parent, best_improved):
+    def start_population(self, folds):
+        """Generation 0 of the GA and of random search: population_size new valid networks
+        (the GA's start with the smart-start network when smart_start is on). Returns the
+        evaluated ones, best first."""
+        self.log_message(f"\n== Generation 0: the initial population of {self.population_size} ==")
+        population, seen_keys = [], set()
+        if self.search_strategy == "ga" and self.smart_start:
+            population.append(self.initial_parent())
+            seen_keys.add(population[0].architecture_key())
+        max_depth = self.max_depth_father if self.search_strategy == "ga" else self.max_depth
+        while len(population) < self.population_size:
+            network = self.random_network(max_depth, seen_keys, "a network of the initial population")
+            seen_keys.add(network.architecture_key())
+            population.append(network)
+        self.log_message(LOG_HEADER)
+        self.train_generation(population, folds)
+        population = self.ranked([network for network in population if self.fitness(network) is not None])
+        if not population:
+            raise SearchStopped(f"every network of the initial population failed, so there is nothing to "
+                                f"evolve; see the reasons in {self.records_path}")
+        self.absolute_best = population[0]
+        score = self.fitness(population[0])
+        self.save_partial(None, self.absolute_best, 0, score, score)
+        if self.search_strategy == "ga":
+            self.log_population(population)
+        self.end_generation(population, best_improved=True)
+        return population
+
+    def end_generation(self, population, best_improved):
         """Checkpoints the search and refreshes the report, once a generation is complete."""
-        self.save_checkpoint(parent)
+        self.save_checkpoint(population)
+        self.write_front()
         self.refresh_report(best_improved)
 
-    def save_checkpoint(self, parent):
+    def save_checkpoint(self, population):
         """Writes checkpoint.pkl (atomically): where the search is and everything needed to go on.
 
-        Holds the generation, the count of evaluated networks, the parent and the
-        absolute best with their weights, the keys of every evaluated network and
-        the random states of the search's stream, of Python and of NumPy. Training
-        re-seeds TensorFlow from the child's number, so no TensorFlow state
-        carries over from one network to the next.
+        Holds the generation, the counts of evaluated and trained networks, the
+        population (the mutation loop's is its parent) and the absolute best with
+        their weights, the result of every architecture evaluated (reused when it
+        comes again) and the random states of the search's stream, of Python and
+        of NumPy. Training re-seeds TensorFlow from the child's number, so no
+        TensorFlow state carries over from one network to the next.
         """
-        state = {"i_gen": self.i_gen, "n_evaluated": self.n_evaluated, "search_rng": self.rng.getstate(),
-                 "python_random": random.getstate(), "numpy_random": np.random.get_state(),
-                 "parent": parent.to_state(), "absolute_best": self.absolute_best.to_state(),
+        state = {"i_gen": self.i_gen, "n_evaluated": self.n_evaluated, "n_trained": self.n_trained,
+                 "search_rng": self.rng.getstate(), "python_random": random.getstate(),
+                 "numpy_random": np.random.get_state(),
+                 "population": [network.to_state() for network in population],
+                 "absolute_best": self.absolute_best.to_state(),
                  "best_record": self.best_record, "evaluated_keys": sorted(self.evaluated_keys),
+                 "evaluated_results": self.evaluated_results,
                  "failures_in_a_row": self.failures_in_a_row, "elapsed_seconds": self.elapsed_seconds()}
         write_atomically(self.checkpoint_path, pickle.dumps(state))
 
     def resume_from_checkpoint(self):
-        """Restores the search from checkpoint.pkl; drops records of the unfinished generation. Returns the parent."""
+        """Restores the search from checkpoint.pkl; drops records of the unfinished generation.
+        Returns the population."""
         with open(self.checkpoint_path, "rb") as checkpoint_file:
             state = pickle.load(checkpoint_file)
-        self.i_gen, self.n_evaluated = state["i_gen"], state["n_evaluated"]
+        self.i_gen, self.n_evaluated, self.n_trained = state["i_gen"], state["n_evaluated"], state["n_trained"]
         self.rng.setstate(state["search_rng"])
         random.setstate(state["python_random"])
         np.random.set_state(state["numpy_random"])
         self.best_record, self.evaluated_keys = state["best_record"], set(state["evaluated_keys"])
+        self.evaluated_results = state["evaluated_results"]
         self.failures_in_a_row = state["failures_in_a_row"]
         self.elapsed_before_resume = state["elapsed_seconds"]
-        parent = Net.from_state(state["parent"], self.log_path, self.preloaded_data)
+        population = [Net.from_state(network_state, self.log_path, self.preloaded_data)
+                      for network_state in state["population"]]
         best = Net.from_state(state["absolute_best"], self.log_path, self.preloaded_data)
-        self.absolute_best = best if best.child_id != parent.child_id else parent
+        self.absolute_best = next((network for network in population if network.child_id == best.child_id), best)
         # Networks evaluated after the checkpoint will be evaluated again, identically.
         with open(self.records_path, newline="") as records_file:
             kept_lines = records_file.readlines()[:1 + self.n_evaluated]
         write_atomically(self.records_path, "".join(kept_lines))
         self.log_message(f"\n== Resumed after generation {self.i_gen} ({self.n_evaluated} networks evaluated) ==")
         self.generation_bar.update(self.i_gen + 1)
-        return parent
+        return population
 
     def elapsed_seconds(self):
         """Seconds the search has run, over all its sessions."""
@@ -314,30 +446,120 @@ class NAS:
         best_child, gen_best_score = self.best_child_selection(child_set, gen_per, test_metrics_list)
         if best_child is None:
             self.log_message("Every child failed; the parent stays.")
-            self.end_generation(parent, best_improved=False)
+            self.end_generation([parent], best_improved=False)
             return parent
-        if self.is_random_walk or gen_best_score > parent.val_score:
-            reason = "random walk" if self.is_random_walk else f"beats the parent's {parent.val_score:.4f}"
-            self.log_message(f"Selection: {best_child.child_id} ({gen_best_score:.4f}) becomes the parent ({reason}).")
+        parent_score = self.fitness(parent)
+        if self.is_random_walk or gen_best_score > parent_score:
+            reason = "random walk" if self.is_random_walk else f"beats the parent's {parent_score:.4g}"
+            self.log_message(f"Selection: {best_child.child_id} ({gen_best_score:.4g}) becomes the parent ({reason}).")
             next_parent = best_child
         else:
-            self.log_message(f"Selection: the parent {parent.child_id} ({parent.val_score:.4f}) "
-                             f"stays; the best child scored {gen_best_score:.4f}.")
+            self.log_message(f"Selection: the parent {parent.child_id} ({parent_score:.4g}) "
+                             f"stays; the best child scored {gen_best_score:.4g}.")
             next_parent = parent
-        improved = gen_best_score > self.absolute_best.val_score
-        if improved:
-            self.absolute_best = best_child
+        improved = self.update_best(child_set)
         if improved or self.i_gen % self.partial_save_steps == 0:
             self.save_partial(next_parent, self.absolute_best, self.i_gen, gen_best_score,
-                              self.absolute_best.val_score)
-        self.end_generation(next_parent, best_improved=improved)
+                              self.fitness(self.absolute_best))
+        self.end_generation([next_parent], best_improved=improved)
         return next_parent
+
+    def one_ga_step(self, population, folds):
+        """One generation of the population GA: n_child children of tournament-chosen
+        parents (crossover, then mutation), trained; the next population is the best
+        population_size of the n_elites best of the population and the children.
+        Returns the next population, best first."""
+        self.log_message(f"\n== Generation {self.i_gen} of {self.n_generations} (population GA) ==")
+        children = self.make_offspring(population)
+        self.log_message(LOG_HEADER)
+        self.train_generation(children, folds)
+        pool, pool_keys = [], set()
+        for network in population[:self.n_elites] + children:  # the population is kept best first
+            key = network.architecture_key()
+            if self.fitness(network) is not None and key not in pool_keys:
+                pool.append(network)
+                pool_keys.add(key)
+        next_population = self.ranked(pool)[:self.population_size]
+        self.log_population(next_population)
+        improved = self.update_best(children)
+        generation_scores = [self.fitness(child) for child in children if self.fitness(child) is not None]
+        if improved or self.i_gen % self.partial_save_steps == 0:
+            self.save_partial(None, self.absolute_best, self.i_gen, max(generation_scores, default=None),
+                              self.fitness(self.absolute_best))
+        self.end_generation(next_population, best_improved=improved)
+        return next_population
+
+    def one_random_step(self, population, folds):
+        """One generation of random search: n_child uniformly random valid networks, trained.
+        Returns the population unchanged (random search keeps none)."""
+        self.log_message(f"\n== Generation {self.i_gen} of {self.n_generations} (random search) ==")
+        seen_keys, children = set(self.evaluated_keys), []
+        for _ in range(self.n_child):
+            child = self.random_network(self.max_depth, seen_keys, "a random network")
+            seen_keys.add(child.architecture_key())
+            children.append(child)
+        self.log_message(LOG_HEADER)
+        self.train_generation(children, folds)
+        improved = self.update_best(children)
+        generation_scores = [self.fitness(child) for child in children if self.fitness(child) is not None]
+        if improved or self.i_gen % self.partial_save_steps == 0:
+            self.save_partial(None, self.absolute_best, self.i_gen, max(generation_scores, default=None),
+                              self.fitness(self.absolute_best))
+        self.end_generation(population, best_improved=improved)
+        return population
+
+    # ----- objectives and ranking ---------------------------------------------
+    def figures(self, net):
+        """The hardware figures of net, by name (library_objectives), from the cost model."""
+        return objectives_lib.hardware_figures(net, self.clock_mhz, self.flops_per_cycle)
+
+    def scores(self, net):
+        """The validation scores of net, by name (None before training or when it failed)."""
+        return {"val_accuracy": net.val_score, "val_f1": (net.val_metrics or {}).get("f1")}
+
+    def fitness(self, net):
+        """The first objective of net, larger is better; None when net has no scores."""
+        values = self.objectives.values(self.figures(net), self.scores(net))
+        return None if values is None else self.objectives.fitness(values)
+
+    def ranked(self, networks):
+        """The networks (all with scores), best first: NSGA-II's order on the objectives."""
+        vectors = [self.objectives.to_minimise(self.objectives.values(self.figures(net), self.scores(net)))
+                   for net in networks]
+        return [networks[i] for i in objectives_lib.nsga2_order(vectors)]
+
+    def update_best(self, children):
+        """Makes the best of children (by the first objective) the absolute best if it beats it.
+        Returns True when it did."""
+        scored = [(self.fitness(child), -index) for index, child in enumerate(children)
+                  if self.fitness(child) is not None]
+        if not scored:
+            return False
+        best_score, minus_index = max(scored)
+        if best_score <= self.fitness(self.absolute_best):
+            return False
+        self.absolute_best = children[-minus_index]
+        return True
+
+    def log_population(self, population):
+        """Logs the population, best first, with its front rank and objective values."""
+        vectors = [self.objectives.to_minimise(self.objectives.values(self.figures(net), self.scores(net)))
+                   for net in population]
+        ranks, _ = objectives_lib.rank_and_crowding(vectors)
+        self.log_message(f"Population after generation {self.i_gen} (front rank: 0 = not dominated):")
+        for net, rank in zip(population, ranks):
+            values = self.objectives.values(self.figures(net), self.scores(net))
+            self.log_message(f"  {net.child_id}  rank {rank}  "
+                             + "  ".join(f"{name} {value:.6g}" for name, value in values.items())
+                             + f"  {net.architecture_text()}")
 
     def train_generation(self, child_set, folds):
         """Trains (or dry-runs) each child, measures its deployed model, records it as it finishes.
 
         Each child is evaluated by library_net.evaluate_network in a worker
-        process (library_worker), so memory stays flat over a long search.
+        process (library_worker), so memory stays flat over a long search. A
+        child whose architecture was evaluated before is not trained again: it
+        takes that evaluation's results and is recorded as "reused".
         Returns (validation scores, test metrics), one each per child. A child
         whose training diverges or raises is recorded as failed, with the reason,
         and gets None for both; the search goes on.
@@ -346,27 +568,32 @@ class NAS:
         children_bar = tqdm(child_set, desc=f"generation {self.i_gen}", unit="child", position=1, leave=False)
         for child in children_bar:
             self.n_evaluated += 1
-            self.evaluated_keys.add(child.architecture_key())
+            key = child.architecture_key()
+            self.evaluated_keys.add(key)
             child.child_id = f"g{self.i_gen:03d}_c{self.n_evaluated:04d}"
             child.train_settings["seed"] = self.seed * 100_003 + self.n_evaluated
-            task = {"architecture": child.architecture(), "train_settings": child.train_settings,
-                    "deploy_precision": child.deploy_precision, "use_full_training": self.use_full_training,
-                    "is_train": self.is_train if self.use_full_training else self.is_train_proxy,
-                    "num_selected_folds": self.num_selected_folds}
-            try:
-                result = self._worker(folds).evaluate(task)
-                child.take_results(result["state"])
-                status, reason, flops_keras_flops = result["status"], result["reason"], result["flops_keras_flops"]
-            except WorkerDied as error:
-                status, reason, flops_keras_flops = "failed", f"WorkerDied: {error}", None
-            if status == "failed":
-                child.val_score = child.test_metrics = None
+            earlier = self.evaluated_results.get(key)
+            if earlier is not None:
+                child.take_results(earlier["state"])
+                child.train_seconds = 0.0
+                status, flops_keras_flops = "reused", earlier["flops_keras_flops"]
+                reason = f"same architecture as {earlier['child_id']}: its result, not trained again"
+                if earlier["status"] == "failed":
+                    child.val_score = child.test_metrics = None
+                    reason += f" ({earlier['child_id']} failed)"
+            else:
+                status, reason, flops_keras_flops = self._evaluate(child, folds)
+                self.n_trained += 1
+                self.evaluated_results[key] = {"child_id": child.child_id, "status": status,
+                                               "state": child.to_state(), "flops_keras_flops": flops_keras_flops}
             gen_per.append(child.val_score)
             test_metrics_list.append(child.test_metrics)
             self._record_child(child, status, reason, flops_keras_flops)
             children_bar.set_postfix_str(self._best_postfix(), refresh=True)
             if self.stop_requested:
                 raise KeyboardInterrupt
+            if status == "reused":
+                continue
             self.failures_in_a_row = self.failures_in_a_row + 1 if status == "failed" else 0
             if self.failures_in_a_row >= self.max_failures_in_a_row:
                 message = (f"{self.failures_in_a_row} networks in a row failed (the last: {reason}); "
@@ -375,6 +602,23 @@ class NAS:
                 raise SearchStopped(message)
         children_bar.close()
         return gen_per, test_metrics_list
+
+    def _evaluate(self, child, folds):
+        """Trains and measures child in the worker; child takes the results.
+        Returns (status, reason, keras-flops count)."""
+        task = {"architecture": child.architecture(), "train_settings": child.train_settings,
+                "deploy_precision": child.deploy_precision, "use_full_training": self.use_full_training,
+                "is_train": self.is_train if self.use_full_training else self.is_train_proxy,
+                "num_selected_folds": self.num_selected_folds}
+        try:
+            result = self._worker(folds).evaluate(task)
+            child.take_results(result["state"])
+            status, reason, flops_keras_flops = result["status"], result["reason"], result["flops_keras_flops"]
+        except WorkerDied as error:
+            status, reason, flops_keras_flops = "failed", f"WorkerDied: {error}", None
+        if status == "failed":
+            child.val_score = child.test_metrics = None
+        return status, reason, flops_keras_flops
 
     def _worker(self, folds):
         """The evaluation worker for these folds (started on first use, replaced for other folds)."""
@@ -392,10 +636,13 @@ class NAS:
                 f"RAM {self.best_record['ram_size']} B, {self.best_record['flops']} FLOPs")
 
     def best_child_selection(self, child_set, gen_per, test_metrics_list):
-        """The child with the highest validation score (test metrics are not looked at).
+        """The child with the best first objective (the validation accuracy by default;
+        test metrics are never looked at).
 
         Returns (best child, its score), or (None, None) when every child failed.
         """
+        if self.objectives.names[0] != "val_accuracy":  # gen_per holds validation accuracies
+            gen_per = [None if score is None else self.fitness(child) for child, score in zip(child_set, gen_per)]
         scored = [(score, index) for index, score in enumerate(gen_per) if score is not None]
         if not scored:
             return None, None
@@ -414,20 +661,27 @@ class NAS:
                 return parent
             self.log_message("The smart-start network breaks " + ", ".join(violations)
                              + "; starting from a random valid network instead.")
-        smallest_seen = {}
+        parent = self.random_network(self.max_depth_father, (), "a random initial parent")
+        self.log_message("Initial parent: a random network.")
+        return parent
+
+    def random_network(self, max_depth, seen_keys, what):
+        """A random network meeting the thresholds: depth uniform in 1..max_depth, every
+        setting and the head uniform over the search space; unlike seen_keys when the
+        attempts allow. Raises ConstraintError (naming `what`) after max_attempts."""
+        smallest_seen, valid_repeat = {}, None
         for _ in range(self.max_attempts):
-            depth = self.rng.randint(1, self.max_depth_father)
-            blocks = []
-            length = self.preloaded_data.input_shape[0]
-            for block_index in range(depth):
-                block = self.generate_random_block(length, block_index, depth)
-                blocks.append(block)
-                length = block.output_size
-            parent = self._new_net(blocks, self.rng.choice(self.head_choices))
-            if not self.hw_violations(parent, smallest_seen):
-                self.log_message("Initial parent: a random network.")
-                return parent
-        raise self._constraint_error(smallest_seen, "a random initial parent")
+            depth = self.rng.randint(1, max_depth)
+            blocks = [self.generate_random_block(None, block_index, depth) for block_index in range(depth)]
+            network = self._new_net(blocks, self.rng.choice(self.head_choices))
+            if self.hw_violations(network, smallest_seen):
+                continue
+            if network.architecture_key() not in seen_keys:
+                return network
+            valid_repeat = valid_repeat or network
+        if valid_repeat is not None:
+            return valid_repeat
+        raise self._constraint_error(smallest_seen, what)
 
     def new_generation(self, parent, preloaded_data):
         """n_child children of `parent`, each meeting the thresholds (with check_hw) and,
@@ -462,6 +716,68 @@ class NAS:
             return valid_repeat
         raise self._constraint_error(smallest_seen, f"a child of {parent.architecture_text()}")
 
+    def make_offspring(self, population):
+        """n_child children of the population (the population GA), each meeting the
+        thresholds and, where the search space allows, unlike every network evaluated."""
+        seen_keys, children = set(self.evaluated_keys), []
+        vectors = [self.objectives.to_minimise(self.objectives.values(self.figures(net), self.scores(net)))
+                   for net in population]
+        ranks, crowding = objectives_lib.rank_and_crowding(vectors)
+        for _ in range(self.n_child):
+            child = self.crossover_mutate_and_control(population, ranks, crowding, seen_keys)
+            seen_keys.add(child.architecture_key())
+            children.append(child)
+        return children
+
+    def crossover_mutate_and_control(self, population, ranks, crowding, seen_keys):
+        """A child meeting every threshold: two parents chosen by tournament, crossed over
+        (with probability crossover_rate, else the first parent is copied), then mutated
+        n_mutations times. Like mutate_network_and_control, a valid repeat of an evaluated
+        network is returned only when nothing new is found; raises ConstraintError."""
+        smallest_seen, valid_repeat = {}, None
+        for _ in range(self.max_attempts):
+            first = population[self.tournament_selection(ranks, crowding)]
+            second = population[self.tournament_selection(ranks, crowding)]
+            if self.rng.random() < self.crossover_rate:
+                child = self.crossover(first, second)
+            else:
+                child = self._new_net([block.copy(layer_weights=None) for block in first.block_list], first.head)
+                child.parent_ids = (first.child_id,)
+            for _ in range(self.n_mutations):
+                child = self.mutate_network(child, self.preloaded_data)
+            if self.hw_violations(child, smallest_seen):
+                continue
+            if child.architecture_key() not in seen_keys:
+                return child
+            valid_repeat = valid_repeat or child
+        if valid_repeat is not None:
+            return valid_repeat
+        raise self._constraint_error(smallest_seen, "a child of the population")
+
+    def tournament_selection(self, ranks, crowding):
+        """Index of the winner of tournament_size members drawn at random (with replacement):
+        the lowest front rank, then the largest crowding distance, then the first drawn."""
+        drawn = [self.rng.randrange(len(ranks)) for _ in range(self.tournament_size)]
+        return min(drawn, key=lambda i: (ranks[i], -crowding[i]))
+
+    def crossover(self, first, second):
+        """One-point crossover at block boundaries: the first blocks of `first`, then the
+        last blocks of `second` (1..max_depth blocks in all), the head of either.
+        The blocks are re-chained on the input by correct_blocklist. Returns a new Net."""
+        for _ in range(self.max_attempts):
+            cut_first = self.rng.randint(0, len(first.block_list))
+            cut_second = self.rng.randint(0, len(second.block_list))
+            blocks = first.block_list[:cut_first] + second.block_list[cut_second:]
+            if 1 <= len(blocks) <= self.max_depth:
+                break
+        else:  # every draw was empty or too deep: keep the first parent's blocks
+            blocks = first.block_list
+        child = self._new_net([block.copy(layer_weights=None) for block in blocks],
+                              self.rng.choice([first.head, second.head]))
+        child.mutation = "crossover"
+        child.parent_ids = (first.child_id, second.child_id)
+        return child
+
     def mutate_network(self, parent, preloaded_data):
         """One mutation of parent: add, remove or change a block, or switch the head. Returns a new Net."""
         blocks = [block.copy(layer_weights=None) for block in parent.block_list]
@@ -486,6 +802,7 @@ class NAS:
         # Chained mutations (n_mutations > 1) of a not yet evaluated mutant read "add+change".
         chained = parent.child_id is None and parent.mutation
         child.mutation = f"{parent.mutation}+{action}" if chained else action
+        child.parent_ids = parent.parent_ids if parent.child_id is None else (parent.child_id,)
         return child
 
     def generate_random_block(self, input_size, block_index, current_architecture_depth):
@@ -542,30 +859,44 @@ class NAS:
 
     # ----- hardware constraints ---------------------------------------------
     def hw_violations(self, net, smallest_seen=None):
-        """Names of the thresholds net breaks, with its figure (empty when check_hw is off).
+        """Names of the thresholds and user-defined constraints net breaks, with its figure
+        (empty when check_hw is off).
 
         smallest_seen: a dict that keeps, per threshold, the smallest figure seen
-        so far (for the message when no candidate meets the thresholds).
+        so far, and per constraint whether any candidate passed (for the message
+        when no candidate meets them).
         """
         if not self.check_hw:
             return []
-        figures = net.hw_measures()
+        figures = self.figures(net)
         violations = []
-        for name, index in HW_THRESHOLDS.items():
-            limit = self.thresholds[name]
+        for name, figure_name in HW_THRESHOLDS.items():
+            limit, figure = self.thresholds[name], figures[figure_name]
             if limit is None:
                 continue
             if smallest_seen is not None:
-                smallest_seen[name] = min(smallest_seen.get(name, figures[index]), figures[index])
-            if figures[index] > limit:
-                violations.append(f"{name} ({HW_FIGURE_NAMES[index]} {figures[index]} > {limit})")
+                smallest_seen[name] = min(smallest_seen.get(name, figure), figure)
+            if figure > limit:
+                violations.append(f"{name} ({figure_name} {figure} > {limit})")
+        for name, constraint in self.custom_constraints.items():
+            passed = bool(constraint(dict(figures)))
+            if smallest_seen is not None:
+                smallest_seen[name] = smallest_seen.get(name, False) or passed
+            if not passed:
+                violations.append(f"constraint {name}")
         return violations
 
     def _constraint_error(self, smallest_seen, what):
-        never_met = {name: value for name, value in smallest_seen.items() if value > self.thresholds[name]}
+        never_met = {name: value for name, value in smallest_seen.items()
+                     if (value is False if name in self.custom_constraints else value > self.thresholds[name])}
         shown = never_met or smallest_seen
-        details = "; ".join(f"{name} = {self.thresholds[name]}: smallest {HW_FIGURE_NAMES[HW_THRESHOLDS[name]]} "
-                            f"seen {value}" for name, value in shown.items())
+
+        def describe(name, value):
+            if name in self.custom_constraints:
+                return f"constraint {name}: {'passed by some candidate' if value else 'failed by every candidate'}"
+            return f"{name} = {self.thresholds[name]}: smallest {HW_THRESHOLDS[name]} seen {value}"
+
+        details = "; ".join(describe(name, value) for name, value in shown.items())
         if never_met:
             summary = f"No candidate met: {details}."
         else:
@@ -577,25 +908,78 @@ class NAS:
 
     # ----- saving and the log ---------------------------------------------
     def save_partial(self, parent, best_network, i_gen, gen_best_score, absolute_best_score):
-        """Saves the current parent and the absolute best (trained weights only) under models/."""
+        """Saves the current parent (None: no parent, the GA and random search) and the
+        absolute best (trained weights only) under models/."""
         saved = []
         for net, name in ((best_network, "best_model"), (parent, "parent")):
-            if net.trained:
+            if net is not None and net.trained:
                 net.save_keras(os.path.join(self.models_dir, f"{name}.keras"))
                 net.save_deployed(os.path.join(self.models_dir, f"{name}_{net.deploy_precision}"))
                 write_atomically(os.path.join(self.models_dir, f"{name}.json"),
                                  json.dumps(dict(net.to_record(), child_id=net.child_id, generation=i_gen), indent=2))
                 saved.append(f"{name} ({net.child_id})")
-        gen_text = f"{gen_best_score:.4f}" if gen_best_score is not None else "none"
+        gen_text = f"{gen_best_score:.4g}" if gen_best_score is not None else "none"
         self.log_message(f"Saved after generation {i_gen}: {', '.join(saved) or 'nothing (dry run: no trained weights)'}; "
-                         f"generation best {gen_text}, absolute best {absolute_best_score:.4f}.")
+                         f"generation best {gen_text}, absolute best {absolute_best_score:.4g} "
+                         f"({self.objectives.names[0]}).")
+
+    def front_members(self):
+        """The Pareto front over front_objectives of every trained network: a list of
+        (result of evaluated_results, objective values), best first objective first."""
+        candidates = []
+        for earlier in self.evaluated_results.values():
+            network = Net.from_state(earlier["state"], self.log_path, self.preloaded_data)
+            values = self.front_objectives.values(self.figures(network), self.scores(network))
+            if values is not None and earlier["status"] != "failed":
+                candidates.append((earlier, network, values))
+        front = objectives_lib.first_front([self.front_objectives.to_minimise(values)
+                                            for _, _, values in candidates])
+        members = [candidates[i] for i in front]
+        return sorted(members, key=lambda member: self.front_objectives.to_minimise(member[2]))
+
+    def write_front(self):
+        """Writes pareto.csv (atomically): the networks no other trained network beats in
+        every objective of front_objectives, with their figures, scores and architecture."""
+        fields = list(dict.fromkeys([*self.front_objectives.names, *PARETO_FIELDS]))
+        rows = []
+        for earlier, network, values in self.front_members():
+            figures, deployed = self.figures(network), network.deployed or {}
+            row = dict(values, **figures)  # figures keep their integer form
+            row.update(child_id=earlier["child_id"], generation=int(earlier["child_id"][1:4]),
+                       val_accuracy=network.val_score,
+                       val_f1=(network.val_metrics or {}).get("f1"),
+                       test_accuracy=(network.test_metrics or {}).get("accuracy"),
+                       flash_measured=deployed.get("flash_bytes"), ram_measured=deployed.get("arena_bytes"),
+                       deployed_test_accuracy=deployed.get("test_accuracy"),
+                       architecture_text=network.architecture_text(),
+                       architecture=json.dumps(network.architecture(), separators=(",", ":")))
+            rows.append(row)
+        lines = io.StringIO()
+        writer = csv.DictWriter(lines, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomically(self.pareto_path, lines.getvalue())
+        return rows
+
+    def save_front_models(self):
+        """Saves every network of the Pareto front under models/pareto/ (Keras, TFLite, C header)."""
+        folder = os.path.join(self.models_dir, "pareto")
+        os.makedirs(folder, exist_ok=True)
+        saved = []
+        for earlier, network, _ in self.front_members():
+            if network.trained:
+                network.save_keras(os.path.join(folder, f"{earlier['child_id']}.keras"))
+                network.save_deployed(os.path.join(folder, f"{earlier['child_id']}_{network.deploy_precision}"))
+                saved.append(earlier["child_id"])
+        self.log_message(f"Saved the Pareto front's models in {folder}: {', '.join(saved) or 'none (dry run)'}.")
 
     def _record_child(self, child, status, reason, flops_keras_flops):
         n_params, max_tens, flops, flash_size, ram_size = child.hw_measures()
         val, test = child.val_metrics or {}, child.test_metrics or {}
         deployed = child.deployed or {}
         record = {"child_id": child.child_id, "generation": self.i_gen, "status": status,
-                  "mutation": child.mutation or "start",
+                  "mutation": child.mutation or "start", "parents": " ".join(child.parent_ids),
+                  "latency_ms": self.figures(child)["latency_ms"],
                   "depth": len(child.block_list), "head": child.head, "n_params": n_params,
                   "max_tens": max_tens, "flops": flops, "flops_keras_flops": flops_keras_flops,
                   "flash_size": flash_size, "flash_measured": deployed.get("flash_bytes"),
@@ -636,8 +1020,9 @@ class NAS:
         n_params, max_tens, flops, flash_size, ram_size = best.hw_measures()
         test, deployed = best.test_metrics, best.deployed or {}
         self.log_message("\n== Result ==")
-        self.log_message(f"Evaluated {self.n_evaluated} networks in "
-                         f"{self.elapsed_seconds():.0f} s over {self.n_generations} generations.")
+        self.log_message(f"Evaluated {self.n_evaluated} networks ({self.n_trained} trained, "
+                         f"{self.n_evaluated - self.n_trained} reused) in {self.elapsed_seconds():.0f} s "
+                         f"over {self.i_gen} generations ({self.search_strategy}).")
         self.log_message(f"Absolute best: {best.child_id}, {best.architecture_text()}")
         self.log_message(f"  params {n_params}, max tensor {max_tens} elements, FLOPs {flops}")
         self.log_message(f"  validation accuracy {best.val_score:.4f} (mean over the trained folds)")
@@ -653,6 +1038,8 @@ class NAS:
         if best.trained:
             self.log_message(f"  saved as {os.path.join(self.models_dir, 'best_model.keras')} and "
                              f"best_model_{best.deploy_precision}.tflite / .h beside it")
+        self.log_message(f"Pareto front over {', '.join(self.front_objectives.names)}: "
+                         f"{len(self.front_members())} networks, in {self.pareto_path}")
 
     def log_message(self, message, mode="a"):
         """Writes a line to the NAS log file (mode 'a' appends, 'w' starts it anew)."""

@@ -125,6 +125,7 @@ class Net:
         self.deployed_model_bytes = None  # its flatbuffer
         self.child_id = None  # set by the search when the network is evaluated
         self.mutation = None  # the mutation that made it, for the log
+        self.parent_ids = ()  # child_ids of the networks it was made from
 
     # ----- data ----------------------------------------------------------------
     def fetch_data(self, num_classes=None, test_size=0.1, encode_labels=False):
@@ -153,8 +154,17 @@ class Net:
         return {"head": self.head, "blocks": [block.settings() for block in self.block_list]}
 
     def architecture_key(self):
-        """Canonical text of the architecture: equal keys mean the same network."""
-        return json.dumps(self.architecture(), sort_keys=True, separators=(",", ":"))
+        """Canonical text of the architecture: equal keys mean the same network.
+
+        Settings that do not shape the network are left out (the pool size of a
+        block without pooling), so two block lists that build the same model share a key.
+        """
+        blocks = []
+        for settings in self.architecture()["blocks"]:
+            if settings["pooling"] == "none":
+                settings = {name: value for name, value in settings.items() if name != "pool_size"}
+            blocks.append(settings)
+        return json.dumps({"head": self.head, "blocks": blocks}, sort_keys=True, separators=(",", ":"))
 
     def architecture_text(self):
         return " | ".join(block.short_name() for block in self.block_list) + f" | head:{self.head}"
@@ -455,7 +465,8 @@ class Net:
 
     def take_results(self, state):
         """Takes the weights, scores and measured figures of an evaluation of this architecture."""
-        if state["architecture"] != self.architecture():
+        if Net(blocks_from_settings(state["architecture"]["blocks"], self.input_shape), None, self.data,
+               head=state["architecture"]["head"]).architecture_key() != self.architecture_key():
             raise ValueError("the results are of another architecture")
         for block, weights in zip(self.block_list, state["layer_weights"]):
             block.layer_weights = weights

@@ -74,3 +74,20 @@ def tiny_run(tmp_path_factory, demo_subset_files):
     assert result.returncode == 0, result.stdout + result.stderr
     (run_dir,) = glob.glob(os.path.join(logs_dir, "*_tiny"))
     return run_dir, result.stdout, images_path, labels_path
+
+
+# The tiny run again as a multi-objective population GA (NSGA-II on accuracy and flash).
+TINY_GA_RUN = (*TINY_RUN, "search_strategy=ga", "population_size=3", "n_elites=2",
+               'objectives=["val_accuracy","flash_size"]', "save_pareto_models=True", "smart_start=False")
+
+
+@pytest.fixture(scope="session")
+def tiny_ga_run(tmp_path_factory, demo_subset_files):
+    """One uninterrupted tiny GA run: (run_dir, stdout, images_path, labels_path)."""
+    images_path, labels_path = demo_subset_files
+    logs_dir = tmp_path_factory.mktemp("ga_logs")
+    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={logs_dir}",
+                      *TINY_GA_RUN, "run_name=tiny_ga")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run_dir,) = glob.glob(os.path.join(logs_dir, "*_tiny_ga"))
+    return run_dir, result.stdout, images_path, labels_path

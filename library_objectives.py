@@ -1,0 +1,151 @@
+"""What the search optimises and what a network must satisfy.
+
+A network is described to objectives and constraints by two dicts:
+  figures: its hardware figures, known before any training: n_params, max_tens
+           (elements), flops, flash_size and ram_size (bytes, for the deployment
+           precision) and latency_ms (estimated, see estimated_latency_ms);
+  scores:  its validation scores after training: val_accuracy, val_f1 (the test
+           split is never shown to the search).
+Objectives are ranked as NSGA-II does (non-dominated sorting, then crowding
+distance); with a single objective the ranking is the plain order of its values.
+Sorting, crowding and hypervolume come from pymoo.
+"""
+import math
+
+import numpy as np
+from pymoo.indicators.hv import HV
+from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+FIGURE_NAMES = ("n_params", "max_tens", "flops", "flash_size", "ram_size", "latency_ms")
+SCORE_NAMES = ("val_accuracy", "val_f1")
+# Built-in objectives and their direction.
+BUILTIN_OBJECTIVES = {"val_accuracy": "max", "val_f1": "max", **{name: "min" for name in FIGURE_NAMES}}
+
+
+def estimated_latency_ms(flops, clock_mhz, flops_per_cycle):
+    """Inference time in milliseconds on a microcontroller running at clock_mhz that
+    sustains flops_per_cycle FLOPs per clock cycle.
+
+    A first-order estimate (memory stalls and per-layer overheads are folded into
+    flops_per_cycle): measure one model on the target and set flops_per_cycle to
+    its FLOPs / (time x clock). This is also the worked example of a metric: a
+    plain function of the hardware figures.
+    """
+    return flops / (flops_per_cycle * clock_mhz * 1e3)
+
+
+def hardware_figures(net, clock_mhz, flops_per_cycle):
+    """The figures dict of a network, from its analytic cost model (no Keras model is built)."""
+    n_params, max_tens, flops, flash_size, ram_size = net.hw_measures()
+    return {"n_params": n_params, "max_tens": max_tens, "flops": flops, "flash_size": flash_size,
+            "ram_size": ram_size, "latency_ms": round(estimated_latency_ms(flops, clock_mhz, flops_per_cycle), 4)}
+
+
+def check_custom_functions(custom_constraints, custom_objectives):
+    """Problems (a list of texts) with user-defined constraints and objectives.
+
+    custom_constraints: name -> function(figures) returning True when the network passes.
+    custom_objectives: name -> (function(figures, scores) returning a number, "max" or "min").
+    """
+    problems = []
+    if not isinstance(custom_constraints, dict):
+        problems.append(f"custom_constraints must be a dict name -> function(figures), got {custom_constraints!r}")
+    else:
+        for name, function in custom_constraints.items():
+            if not callable(function):
+                problems.append(f"custom_constraints[{name!r}] must be a function of the figures, got {function!r}")
+    if not isinstance(custom_objectives, dict):
+        problems.append(f"custom_objectives must be a dict name -> (function(figures, scores), 'max' or 'min'), "
+                        f"got {custom_objectives!r}")
+    else:
+        for name, entry in custom_objectives.items():
+            if name in BUILTIN_OBJECTIVES:
+                problems.append(f"custom_objectives[{name!r}] hides the built-in objective of that name")
+            elif not (isinstance(entry, tuple) and len(entry) == 2 and callable(entry[0])
+                      and entry[1] in ("max", "min")):
+                problems.append(f"custom_objectives[{name!r}] must be (function(figures, scores), 'max' or 'min'), "
+                                f"got {entry!r}")
+    return problems
+
+
+class Objectives:
+    """The objectives of a search, in order: the first one decides "the best network".
+
+    names: objective names, built-in (BUILTIN_OBJECTIVES) or keys of custom.
+    custom: name -> (function(figures, scores), "max" or "min").
+    """
+
+    def __init__(self, names, custom=None):
+        custom = custom or {}
+        unknown = [name for name in names if name not in BUILTIN_OBJECTIVES and name not in custom]
+        if not names or unknown or len(set(names)) != len(names):
+            raise ValueError(f"objectives must be distinct names from {sorted(BUILTIN_OBJECTIVES)} or "
+                             f"custom_objectives {sorted(custom)}, got {list(names)!r}")
+        self.names = list(names)
+        self.functions = {name: custom[name][0] for name in names if name in custom}
+        self.directions = {name: custom[name][1] if name in custom else BUILTIN_OBJECTIVES[name] for name in names}
+
+    def values(self, figures, scores):
+        """Each objective's value, by name; None when the network has no scores (failed, untrained)."""
+        if scores.get("val_accuracy") is None:
+            return None
+        values = {}
+        for name in self.names:
+            if name in self.functions:
+                value = self.functions[name](dict(figures), dict(scores))
+            else:
+                value = figures[name] if name in figures else scores[name]
+            if not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+                raise ValueError(f"objective {name!r} gave {value!r}, not a finite number")
+            values[name] = float(value)
+        return values
+
+    def to_minimise(self, values):
+        """The values as a vector to minimise (objectives to maximise are negated)."""
+        return [-values[name] if self.directions[name] == "max" else values[name] for name in self.names]
+
+    def fitness(self, values):
+        """The first objective, larger is better (what single-score comparisons use)."""
+        return -self.to_minimise(values)[0]
+
+
+def rank_and_crowding(vectors):
+    """NSGA-II's ordering of points to minimise: (front rank, crowding distance) per point.
+
+    Front 0 holds the points no other point dominates; within a front a larger
+    crowding distance (inf at the front's ends) means a less crowded point.
+    """
+    points = np.asarray(vectors, dtype=float).reshape(len(vectors), -1)
+    ranks, crowding = np.zeros(len(points), dtype=int), np.zeros(len(points))
+    if len(points) == 0:
+        return ranks, crowding
+    for rank, front in enumerate(NonDominatedSorting().do(points)):
+        ranks[front] = rank
+        crowding[front] = calc_crowding_distance(points[front])
+    return ranks, crowding
+
+
+def nsga2_order(vectors):
+    """Indices of the points, best first: by front rank, then by larger crowding distance."""
+    ranks, crowding = rank_and_crowding(vectors)
+    return sorted(range(len(ranks)), key=lambda i: (ranks[i], -crowding[i], i))
+
+
+def first_front(vectors):
+    """Indices of the points (to minimise) that no other point dominates, in input order."""
+    if len(vectors) == 0:
+        return []
+    points = np.asarray(vectors, dtype=float).reshape(len(vectors), -1)
+    return sorted(int(i) for i in NonDominatedSorting().do(points, only_non_dominated_front=True))
+
+
+def hypervolume(vectors, reference_point):
+    """Hypervolume dominated by the points (to minimise) up to reference_point; points
+    beyond the reference in any objective add nothing."""
+    points = np.asarray(vectors, dtype=float).reshape(len(vectors), -1)
+    reference_point = np.asarray(reference_point, dtype=float)
+    inside = points[np.all(points < reference_point, axis=1)] if len(points) else points
+    if len(inside) == 0:
+        return 0.0
+    return float(HV(ref_point=reference_point)(inside))

@@ -1,0 +1,228 @@
+"""The population GA, random search, objectives and constraints: crossover at block
+boundaries, NSGA-II ranking, user-defined constraints and objectives, the latency
+estimate, never training an architecture twice, the time budget, the Pareto front."""
+import csv
+import glob
+import os
+import signal
+import time
+
+import keras
+import pytest
+
+import library_objectives as objectives_lib
+from conftest import TINY_GA_RUN, run_main
+from library_nas import NAS, ConstraintError, check_search_parameters
+
+TIGHT = dict(params_thr=20_000, flops_thr=2_000_000, flash_thr=32_000, ram_thr=16_000, max_tens_thr=16_000)
+SHAPE_SETTINGS = ("filters", "stride", "padding", "activation")  # never adjusted by re-chaining
+
+
+def make_nas(tmp_path, data, **overrides):
+    settings = dict(TIGHT, search_strategy="ga", population_size=4, n_elites=2, n_child=4, max_depth=5,
+                    n_generations=1, epochs=1, seed=0, smart_start=False)
+    settings.update(overrides)
+    return NAS(str(tmp_path / "run"), data, **settings)
+
+
+def scored_population(nas, size=4):
+    """Random valid networks given made-up validation scores (ranking needs scores, not training)."""
+    population = []
+    for index in range(size):
+        network = nas.random_network(nas.max_depth, {n.architecture_key() for n in population}, "a test network")
+        network.val_score, network.child_id = 0.5 + 0.1 * index, f"g000_c{index + 1:04d}"
+        population.append(network)
+    return population
+
+
+def rows_of(path):
+    with open(path, newline="") as csv_file:
+        return list(csv.DictReader(csv_file))
+
+
+def test_crossover_joins_the_head_of_one_parent_to_the_tail_of_the_other(tmp_path, small_data):
+    data, _ = small_data
+    nas = make_nas(tmp_path, data)
+    first, second = scored_population(nas, 2)
+    first_shapes = [tuple(getattr(b, s) for s in SHAPE_SETTINGS) for b in first.block_list]
+    second_shapes = [tuple(getattr(b, s) for s in SHAPE_SETTINGS) for b in second.block_list]
+    joins = {(i, j): first_shapes[:i] + second_shapes[j:]
+             for i in range(len(first_shapes) + 1) for j in range(len(second_shapes) + 1)}
+    for _ in range(100):
+        child = nas.crossover(first, second)
+        shapes = [tuple(getattr(b, s) for s in SHAPE_SETTINGS) for b in child.block_list]
+        assert shapes in joins.values()
+        assert 1 <= len(child.block_list) <= nas.max_depth and child.head in (first.head, second.head)
+        assert child.parent_ids == (first.child_id, second.child_id)
+        length, channels = data.input_shape  # repaired: every block chained on its predecessor
+        for index, block in enumerate(child.block_list):
+            assert (block.block_index, block.input_size, block.input_channels) == (index, length, channels)
+            length, channels = block.output_size, block.filters
+
+
+def test_offspring_meet_thresholds_and_user_constraints_and_are_new(tmp_path, small_data):
+    data, _ = small_data
+    def small_memory(figures):
+        return figures["flash_size"] + figures["ram_size"] <= 30_000
+    nas = make_nas(tmp_path, data, n_child=12, custom_constraints={"small_memory": small_memory})
+    population = scored_population(nas)
+    nas.evaluated_keys = {network.architecture_key() for network in population}
+    children = nas.make_offspring(population)
+    assert len({child.architecture_key() for child in children} | nas.evaluated_keys) == 12 + 4
+    for child in children:
+        assert nas.hw_violations(child) == []
+        assert small_memory(nas.figures(child))
+    assert any(child.mutation.startswith("crossover+") for child in children)
+
+
+def test_a_constraint_no_network_meets_is_named(tmp_path, small_data):
+    data, _ = small_data
+    nas = make_nas(tmp_path, data, max_attempts=20, custom_constraints={"impossible": lambda figures: False})
+    with pytest.raises(ConstraintError, match="constraint impossible: failed by every candidate"):
+        nas.random_network(3, (), "a test network")
+
+
+def test_latency_is_estimated_from_flops_clock_and_flops_per_cycle(tmp_path, small_data):
+    assert objectives_lib.estimated_latency_ms(2_000_000, clock_mhz=80, flops_per_cycle=1.0) == pytest.approx(25.0)
+    assert objectives_lib.estimated_latency_ms(2_000_000, clock_mhz=160, flops_per_cycle=2.0) == pytest.approx(6.25)
+    data, _ = small_data
+    nas = make_nas(tmp_path, data, latency_thr=5, clock_mhz=100, flops_per_cycle=0.5)
+    for _ in range(20):  # 5 ms at 100 MHz and half a FLOP per cycle: at most 250,000 FLOPs
+        network = nas.random_network(nas.max_depth, (), "a test network")
+        assert nas.figures(network)["latency_ms"] <= 5 and network.hw_measures()[2] <= 250_000
+
+
+def test_nsga2_ranking_sorts_fronts_and_prefers_uncrowded_points():
+    # (error, flash): three on the first front, one dominated by (0.2, 2), one dominated by all
+    points = [[0.1, 3.0], [0.2, 2.0], [0.3, 1.0], [0.25, 2.5], [0.9, 9.0]]
+    ranks, crowding = objectives_lib.rank_and_crowding(points)
+    assert list(ranks) == [0, 0, 0, 1, 2]
+    assert crowding[0] == crowding[2] == float("inf") and 0 < crowding[1] < float("inf")
+    assert objectives_lib.nsga2_order(points) == [0, 2, 1, 3, 4]
+    assert objectives_lib.first_front(points) == [0, 1, 2]
+    # Single objective: the ranking is the order of the values.
+    assert objectives_lib.nsga2_order([[0.4], [0.1], [0.3]]) == [1, 2, 0]
+    # The first front's staircase under (1, 4), by hand: 0.1 x 1 + 0.1 x 2 + 0.7 x 3 = 2.4
+    # (the dominated points add nothing, the point beyond the reference neither).
+    assert objectives_lib.hypervolume(points, (1.0, 4.0)) == pytest.approx(2.4)
+    assert objectives_lib.hypervolume([[2.0, 5.0]], (1.0, 4.0)) == 0.0
+
+
+def test_tournament_winner_is_the_best_ranked_of_those_drawn(tmp_path, small_data):
+    data, _ = small_data
+    nas = make_nas(tmp_path, data, tournament_size=60)
+    ranks, crowding = [2, 0, 1, 0], [0.0, 1.0, 0.0, 5.0]
+    assert {nas.tournament_selection(ranks, crowding) for _ in range(100)} == {3}
+    nas.tournament_size = 1  # no pressure: every member wins sometimes
+    assert {nas.tournament_selection(ranks, crowding) for _ in range(200)} == {0, 1, 2, 3}
+
+
+def test_a_user_objective_ranks_the_population(tmp_path, small_data):
+    data, _ = small_data
+    nas = make_nas(tmp_path, data, objectives=["accuracy_per_kB"], custom_objectives={
+        "accuracy_per_kB": (lambda figures, scores: scores["val_accuracy"] * 1000 / figures["flash_size"], "max")})
+    population = scored_population(nas)
+    by_hand = sorted(population, key=lambda n: -n.val_score * 1000 / n.hw_measures()[3])
+    assert [n.child_id for n in nas.ranked(population)] == [n.child_id for n in by_hand]
+    assert nas.fitness(population[0]) == pytest.approx(population[0].val_score * 1000 / population[0].hw_measures()[3])
+
+
+def test_canonical_key_ignores_settings_that_do_not_shape_the_network(tmp_path, small_data):
+    data, _ = small_data
+    nas = make_nas(tmp_path, data)
+    network = nas.random_network(3, (), "a test network")
+    blocks = [block.copy(pooling="none", pool_size=2) for block in network.block_list]
+    same = nas._new_net(blocks, network.head)
+    other_pool_size = nas._new_net([block.copy(pool_size=3) for block in blocks], network.head)
+    pooled = nas._new_net([block.copy(pooling="max", pool_size=2) for block in blocks], network.head)
+    assert same.architecture_key() == other_pool_size.architecture_key() != pooled.architecture_key()
+
+
+def test_an_architecture_evaluated_before_is_reused_not_trained(tmp_path, small_data):
+    data, folds = small_data
+    nas = make_nas(tmp_path, data, is_train_proxy=False)  # dry run: quick, scores still real
+    nas.start_time = time.perf_counter()
+    network = nas.random_network(3, (), "a test network")
+    again = nas._new_net([block.copy(layer_weights=None) for block in network.block_list], network.head)
+    scores, _ = nas.train_generation([network, again], folds)
+    rows = rows_of(nas.records_path)
+    assert [row["status"] for row in rows] == ["dry_run", "reused"]
+    assert rows[1]["reason"].startswith(f"same architecture as {rows[0]['child_id']}")
+    assert scores[0] == scores[1] and rows[0]["val_accuracy"] == rows[1]["val_accuracy"]
+    assert (nas.n_evaluated, nas.n_trained) == (2, 1)
+    assert "reused" in open(nas.log_path).read()
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"search_strategy": "bayes"}, "search_strategy must be one of"),
+    ({"search_strategy": "ga", "population_size": 9, "n_elites": 2, "n_child": 4}, "population_size .9. <= n_elites"),
+    ({"crossover_rate": 1.5}, "crossover_rate must be a probability"),
+    ({"objectives": ["val_accuracy", "speed"]}, "objectives must be a non-empty list of distinct names"),
+    ({"objectives": []}, "objectives must be a non-empty list"),
+    ({"custom_constraints": {"small": 5}}, r"custom_constraints\['small'\] must be a function"),
+    ({"custom_objectives": {"flops": (len, "min")}}, "hides the built-in objective"),
+    ({"custom_objectives": {"x": (len, "up")}}, r"custom_objectives\['x'\] must be \(function"),
+    ({"time_budget_s": 0}, "time_budget_s must be a positive number"),
+    ({"clock_mhz": 0}, "clock_mhz must be a positive number"),
+    ({"latency_thr": -1}, "latency_thr must be a positive number"),
+])
+def test_bad_strategy_parameters_are_named(parameters, message):
+    with pytest.raises(ValueError, match=message):
+        check_search_parameters(parameters)
+
+
+def test_ga_run_writes_a_true_pareto_front_and_saves_its_models(tiny_ga_run):
+    run_dir, stdout, _, _ = tiny_ga_run
+    children = rows_of(os.path.join(run_dir, "children.csv"))
+    assert len(children) == 3 + 2 + 2  # initial population, then n_child per generation
+    crossed = [row for row in children if row["mutation"].startswith("crossover")]
+    assert crossed and all(len(row["parents"].split()) == 2 for row in crossed)
+    front = rows_of(os.path.join(run_dir, "pareto.csv"))
+    trained = [row for row in children if row["status"] == "ok"]
+    def cost(row):
+        return (-float(row["val_accuracy"]), float(row["flash_size"]))
+    def dominates(a, b):
+        return all(x <= y for x, y in zip(cost(a), cost(b))) and cost(a) != cost(b)
+    front_ids = {row["child_id"] for row in front}
+    for row in trained:  # on the front exactly when no trained network dominates it
+        assert (row["child_id"] in front_ids) == (not any(dominates(other, row) for other in trained))
+    for row in front:
+        model = keras.models.load_model(os.path.join(run_dir, "models", "pareto", f"{row['child_id']}.keras"))
+        assert model.count_params() == int(row["n_params"])
+        assert os.path.getsize(os.path.join(run_dir, "models", "pareto", f"{row['child_id']}_int8.tflite")) \
+            == int(row["flash_measured"])
+    log = open(os.path.join(run_dir, "nas_log.txt")).read()
+    assert "Search strategy: ga; objectives: val_accuracy (max), flash_size (min)" in log
+    assert "Population after generation 2" in log and "Pareto front:" in stdout
+
+
+def test_ga_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, tiny_ga_run):
+    from test_robustness import records, start_main, wait_for_rows
+    uninterrupted_dir, _, images_path, labels_path = tiny_ga_run
+    process = start_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
+                         *TINY_GA_RUN, "run_name=killed")
+    run_dir = wait_for_rows(tmp_path, 6, process)  # 3 + 2 rows finished: killed inside generation 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    result = run_main(f"resume_from={run_dir}")
+    assert result.returncode == 0, result.stderr
+    def key_columns(rows):
+        return [(row["child_id"], row["architecture"], row["parents"], row["val_accuracy"]) for row in rows]
+    assert key_columns(records(run_dir)) == key_columns(records(uninterrupted_dir))
+    assert rows_of(os.path.join(run_dir, "pareto.csv")) == rows_of(os.path.join(uninterrupted_dir, "pareto.csv"))
+
+
+def test_time_budget_ends_the_search_after_the_generation_it_runs_out_in(tmp_path, demo_subset_files):
+    images_path, labels_path = demo_subset_files
+    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
+                      "test_size=0.2", "num_folds=3", "num_selected_folds=1", "epochs=1",
+                      "search_strategy=random", "population_size=2", "n_child=2", "n_generations=50",
+                      "time_budget_s=1", "run_name=budget")
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = glob.glob(os.path.join(tmp_path, "*_budget"))
+    rows = rows_of(os.path.join(run_dir, "children.csv"))
+    assert [row["generation"] for row in rows] == ["0", "0"]  # generation 0 alone outlasts 1 s
+    log = open(os.path.join(run_dir, "nas_log.txt")).read()
+    assert "Time budget of 1 s spent after generation 0" in log and "== Result ==" in log
+    for name in ("summary.json", "pareto.csv", "models/best_model.keras", "checkpoint.pkl"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
