@@ -481,13 +481,19 @@ class NAS:
                 pool_keys.add(key)
         next_population = self.ranked(pool)[:self.population_size]
         self.log_population(next_population)
-        improved = self.update_best(children)
-        generation_scores = [self.fitness(child) for child in children if self.fitness(child) is not None]
-        if improved or self.i_gen % self.partial_save_steps == 0:
-            self.save_partial(None, self.absolute_best, self.i_gen, max(generation_scores, default=None),
-                              self.fitness(self.absolute_best))
+        improved = self.save_best_of(children)
         self.end_generation(next_population, best_improved=improved)
         return next_population
+
+    def save_best_of(self, children):
+        """Updates the absolute best from children and saves it when it improved or
+        partial_save_steps says so (the GA and random search). Returns True when it improved."""
+        improved = self.update_best(children)
+        scores = [self.fitness(child) for child in children if self.fitness(child) is not None]
+        if improved or self.i_gen % self.partial_save_steps == 0:
+            self.save_partial(None, self.absolute_best, self.i_gen, max(scores, default=None),
+                              self.fitness(self.absolute_best))
+        return improved
 
     def one_random_step(self, population, folds):
         """One generation of random search: n_child uniformly random valid networks, trained.
@@ -500,11 +506,7 @@ class NAS:
             children.append(child)
         self.log_message(LOG_HEADER)
         self.train_generation(children, folds)
-        improved = self.update_best(children)
-        generation_scores = [self.fitness(child) for child in children if self.fitness(child) is not None]
-        if improved or self.i_gen % self.partial_save_steps == 0:
-            self.save_partial(None, self.absolute_best, self.i_gen, max(generation_scores, default=None),
-                              self.fitness(self.absolute_best))
+        improved = self.save_best_of(children)
         self.end_generation(population, best_improved=improved)
         return population
 
@@ -524,9 +526,12 @@ class NAS:
 
     def ranked(self, networks):
         """The networks (all with scores), best first: NSGA-II's order on the objectives."""
-        vectors = [self.objectives.to_minimise(self.objectives.values(self.figures(net), self.scores(net)))
-                   for net in networks]
-        return [networks[i] for i in objectives_lib.nsga2_order(vectors)]
+        return [networks[i] for i in objectives_lib.nsga2_order(self.objective_vectors(networks))]
+
+    def objective_vectors(self, networks):
+        """Each network's objectives as a vector to minimise (every network must have scores)."""
+        return [self.objectives.to_minimise(self.objectives.values(self.figures(net), self.scores(net)))
+                for net in networks]
 
     def update_best(self, children):
         """Makes the best of children (by the first objective) the absolute best if it beats it.
@@ -543,9 +548,7 @@ class NAS:
 
     def log_population(self, population):
         """Logs the population, best first, with its front rank and objective values."""
-        vectors = [self.objectives.to_minimise(self.objectives.values(self.figures(net), self.scores(net)))
-                   for net in population]
-        ranks, _ = objectives_lib.rank_and_crowding(vectors)
+        ranks, _ = objectives_lib.rank_and_crowding(self.objective_vectors(population))
         self.log_message(f"Population after generation {self.i_gen} (front rank: 0 = not dominated):")
         for net, rank in zip(population, ranks):
             values = self.objectives.values(self.figures(net), self.scores(net))
@@ -669,19 +672,12 @@ class NAS:
         """A random network meeting the thresholds: depth uniform in 1..max_depth, every
         setting and the head uniform over the search space; unlike seen_keys when the
         attempts allow. Raises ConstraintError (naming `what`) after max_attempts."""
-        smallest_seen, valid_repeat = {}, None
-        for _ in range(self.max_attempts):
+        def random_candidate():
             depth = self.rng.randint(1, max_depth)
             blocks = [self.generate_random_block(None, block_index, depth) for block_index in range(depth)]
-            network = self._new_net(blocks, self.rng.choice(self.head_choices))
-            if self.hw_violations(network, smallest_seen):
-                continue
-            if network.architecture_key() not in seen_keys:
-                return network
-            valid_repeat = valid_repeat or network
-        if valid_repeat is not None:
-            return valid_repeat
-        raise self._constraint_error(smallest_seen, what)
+            return self._new_net(blocks, self.rng.choice(self.head_choices))
+
+        return self.draw_valid_network(random_candidate, seen_keys, what)
 
     def new_generation(self, parent, preloaded_data):
         """n_child children of `parent`, each meeting the thresholds (with check_hw) and,
@@ -702,27 +698,37 @@ class NAS:
         Raises ConstraintError after max_attempts tries, naming each threshold that
         no candidate met and the smallest value seen for it.
         """
-        smallest_seen, valid_repeat = {}, None
-        for _ in range(self.max_attempts):
+        def mutant():
             child = parent
             for _ in range(self.n_mutations):
                 child = self.mutate_network(child, preloaded_data)
-            if self.hw_violations(child, smallest_seen):
+            return child
+
+        return self.draw_valid_network(mutant, seen_keys, f"a child of {parent.architecture_text()}")
+
+    def draw_valid_network(self, make_candidate, seen_keys, what):
+        """Calls make_candidate() until a candidate meets every threshold and constraint
+        and is not in seen_keys; returns it. A valid repeat is returned only if nothing
+        new is found in max_attempts tries; if no candidate is valid, raises
+        ConstraintError naming `what`, each threshold or constraint no candidate met
+        and the smallest value seen for it."""
+        smallest_seen, valid_repeat = {}, None
+        for _ in range(self.max_attempts):
+            candidate = make_candidate()
+            if self.hw_violations(candidate, smallest_seen):
                 continue
-            if child.architecture_key() not in seen_keys:
-                return child
-            valid_repeat = valid_repeat or child
+            if candidate.architecture_key() not in seen_keys:
+                return candidate
+            valid_repeat = valid_repeat or candidate
         if valid_repeat is not None:
             return valid_repeat
-        raise self._constraint_error(smallest_seen, f"a child of {parent.architecture_text()}")
+        raise self._constraint_error(smallest_seen, what)
 
     def make_offspring(self, population):
         """n_child children of the population (the population GA), each meeting the
         thresholds and, where the search space allows, unlike every network evaluated."""
         seen_keys, children = set(self.evaluated_keys), []
-        vectors = [self.objectives.to_minimise(self.objectives.values(self.figures(net), self.scores(net)))
-                   for net in population]
-        ranks, crowding = objectives_lib.rank_and_crowding(vectors)
+        ranks, crowding = objectives_lib.rank_and_crowding(self.objective_vectors(population))
         for _ in range(self.n_child):
             child = self.crossover_mutate_and_control(population, ranks, crowding, seen_keys)
             seen_keys.add(child.architecture_key())
@@ -734,8 +740,7 @@ class NAS:
         (with probability crossover_rate, else the first parent is copied), then mutated
         n_mutations times. Like mutate_network_and_control, a valid repeat of an evaluated
         network is returned only when nothing new is found; raises ConstraintError."""
-        smallest_seen, valid_repeat = {}, None
-        for _ in range(self.max_attempts):
+        def offspring():
             first = population[self.tournament_selection(ranks, crowding)]
             second = population[self.tournament_selection(ranks, crowding)]
             if self.rng.random() < self.crossover_rate:
@@ -745,14 +750,9 @@ class NAS:
                 child.parent_ids = (first.child_id,)
             for _ in range(self.n_mutations):
                 child = self.mutate_network(child, self.preloaded_data)
-            if self.hw_violations(child, smallest_seen):
-                continue
-            if child.architecture_key() not in seen_keys:
-                return child
-            valid_repeat = valid_repeat or child
-        if valid_repeat is not None:
-            return valid_repeat
-        raise self._constraint_error(smallest_seen, "a child of the population")
+            return child
+
+        return self.draw_valid_network(offspring, seen_keys, "a child of the population")
 
     def tournament_selection(self, ranks, crowding):
         """Index of the winner of tournament_size members drawn at random (with replacement):

@@ -12,16 +12,18 @@ import matplotlib
 matplotlib.use("Agg")  # headless: the plots are files
 import matplotlib.pyplot as plt  # noqa: E402
 
+import library_objectives as objectives_lib  # noqa: E402
 from library_config import write_atomically  # noqa: E402
 
 # children.csv columns read as numbers
 NUMERIC_FIELDS = ("generation", "n_params", "max_tens", "flops", "flash_size", "flash_measured", "ram_size",
-                  "ram_measured", "val_accuracy", "test_accuracy", "deployed_test_accuracy", "train_seconds")
+                  "ram_measured", "latency_ms", "val_accuracy", "test_accuracy", "deployed_test_accuracy",
+                  "train_seconds")
 
 
-def read_records(run_dir):
-    """The rows of run_dir/children.csv, numeric columns as numbers (None where empty)."""
-    path = os.path.join(run_dir, "children.csv")
+def read_records(run_dir, file_name="children.csv"):
+    """The rows of run_dir/children.csv (or pareto.csv), numeric columns as numbers (None where empty)."""
+    path = os.path.join(run_dir, file_name)
     if not os.path.exists(path):
         return []
     with open(path, newline="") as records_file:
@@ -32,15 +34,16 @@ def read_records(run_dir):
     return rows
 
 
+def trained_records(run_dir):
+    """The records of networks trained (or dry-run) with scores: no failures, no reused results."""
+    return [row for row in read_records(run_dir) if row["val_accuracy"] is not None and row["status"] != "reused"]
+
+
 def pareto_front(points):
-    """Indices of the points (cost, score) that no other point beats: lower cost and higher score."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best_score = [], float("-inf")
-    for i in order:
-        if points[i][1] > best_score:
-            front.append(i)
-            best_score = points[i][1]
-    return front
+    """Indices of the points (cost, score) that no other point beats (lower cost and
+    higher score), by increasing cost."""
+    front = objectives_lib.first_front([(cost, -score) for cost, score in points])
+    return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
 
 
 def write_summary(run_dir, elapsed_seconds, generations_done):
@@ -53,7 +56,10 @@ def write_summary(run_dir, elapsed_seconds, generations_done):
         "run_dir": os.path.abspath(run_dir),
         "generations_done": generations_done,
         "networks_evaluated": len(records),
+        "networks_trained": len(records) - statuses.count("reused"),
+        "networks_reused": statuses.count("reused"),
         "networks_failed": statuses.count("failed"),
+        "pareto_front_size": len(read_records(run_dir, "pareto.csv")),
         "elapsed_seconds": round(elapsed_seconds, 1),
         "training_seconds": round(sum(row["train_seconds"] or 0.0 for row in records), 1),
         "best": best,
@@ -86,7 +92,7 @@ def write_best_architecture(run_dir, net):
 
 def plot_progress(run_dir):
     """progress.png: best and median validation accuracy per generation, and the best so far."""
-    records = [row for row in read_records(run_dir) if row["val_accuracy"] is not None]
+    records = trained_records(run_dir)
     if not records:
         return None
     generations = sorted({int(row["generation"]) for row in records})
@@ -113,7 +119,7 @@ def plot_tradeoff(run_dir, flash_thr=None, ram_thr=None):
     Thresholds are drawn as dashed lines, the best network as a star, and the
     Pareto front (no other network is both smaller and more accurate) as a step line.
     """
-    records = [row for row in read_records(run_dir) if row["val_accuracy"] is not None]
+    records = trained_records(run_dir)
     if not records:
         return None
     best_record = _read_json(os.path.join(run_dir, "models", "best_model.json"))
