@@ -105,6 +105,7 @@ except library_config.ParameterError as error:
 with library_config.quiet_native_output(enabled=parameters["verbose"] == 0):
     import library_load_and_split_data as data_lib
     from library_nas import NAS, ConstraintError, SearchStopped, check_search_parameters
+    from library_objectives import UserFunctionError
 if parameters["verbose"] == 0:
     library_config.quiet_tensorflow_logs()
 project_dir = os.path.dirname(os.path.abspath(__file__))
@@ -146,7 +147,7 @@ nas = NAS(run_dir, data, custom_constraints=custom_constraints, custom_objective
           **search_parameters)
 try:
     best = nas.run_NAS(folds)
-except (ConstraintError, SearchStopped) as error:  # thresholds no network meets; failures
+except (ConstraintError, SearchStopped, UserFunctionError) as error:  # unmet thresholds, failures, a broken custom function
     sys.exit(f"B01_NAS.py: {error}")
 except KeyboardInterrupt:
     sys.exit(f"\nInterrupted. Everything up to the last finished generation is saved in {run_dir}.\n"

@@ -332,6 +332,7 @@ class NAS:
         if self.search_strategy != "mutation":
             return self.start_population(folds)
         parent = self.initial_parent()
+        self.check_objectives_on(parent)
         self.log_message("\n== Generation 0: the initial parent ==")
         self.log_message(LOG_HEADER)
         self.train_generation([parent], folds)
@@ -358,6 +359,7 @@ class NAS:
             network = self.random_network(max_depth, seen_keys, "a network of the initial population")
             seen_keys.add(network.architecture_key())
             population.append(network)
+        self.check_objectives_on(population[0])
         self.log_message(LOG_HEADER)
         self.train_generation(population, folds)
         population = self.ranked([network for network in population if self.fitness(network) is not None])
@@ -403,16 +405,18 @@ class NAS:
         Returns the population."""
         with open(self.checkpoint_path, "rb") as checkpoint_file:
             state = pickle.load(checkpoint_file)
-        self.i_gen, self.n_evaluated, self.n_trained = state["i_gen"], state["n_evaluated"], state["n_trained"]
+        # Checkpoints written before the GA held the parent alone and no evaluated results.
+        self.i_gen, self.n_evaluated = state["i_gen"], state["n_evaluated"]
+        self.n_trained = state.get("n_trained", self.n_evaluated)
         self.rng.setstate(state["search_rng"])
         random.setstate(state["python_random"])
         np.random.set_state(state["numpy_random"])
         self.best_record, self.evaluated_keys = state["best_record"], set(state["evaluated_keys"])
-        self.evaluated_results = state["evaluated_results"]
+        self.evaluated_results = state.get("evaluated_results", {})
         self.failures_in_a_row = state["failures_in_a_row"]
         self.elapsed_before_resume = state["elapsed_seconds"]
         population = [Net.from_state(network_state, self.log_path, self.preloaded_data)
-                      for network_state in state["population"]]
+                      for network_state in state.get("population", [state.get("parent")])]
         best = Net.from_state(state["absolute_best"], self.log_path, self.preloaded_data)
         self.absolute_best = next((network for network in population if network.child_id == best.child_id), best)
         # Networks evaluated after the checkpoint will be evaluated again, identically.
@@ -523,6 +527,12 @@ class NAS:
         """The first objective of net, larger is better; None when net has no scores."""
         values = self.objectives.values(self.figures(net), self.scores(net))
         return None if values is None else self.objectives.fitness(values)
+
+    def check_objectives_on(self, network):
+        """Computes the objectives of an untrained network with made-up scores, so that a
+        user-defined objective that fails stops the run before any training."""
+        self.objectives.values(self.figures(network), {"val_accuracy": 0.5, "val_f1": 0.5})
+        self.front_objectives.values(self.figures(network), {"val_accuracy": 0.5, "val_f1": 0.5})
 
     def ranked(self, networks):
         """The networks (all with scores), best first: NSGA-II's order on the objectives."""
@@ -879,7 +889,7 @@ class NAS:
             if figure > limit:
                 violations.append(f"{name} ({figure_name} {figure} > {limit})")
         for name, constraint in self.custom_constraints.items():
-            passed = bool(constraint(dict(figures)))
+            passed = objectives_lib.check_constraint(name, constraint, figures)
             if smallest_seen is not None:
                 smallest_seen[name] = smallest_seen.get(name, False) or passed
             if not passed:

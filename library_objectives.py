@@ -23,6 +23,10 @@ SCORE_NAMES = ("val_accuracy", "val_f1")
 BUILTIN_OBJECTIVES = {"val_accuracy": "max", "val_f1": "max", **{name: "min" for name in FIGURE_NAMES}}
 
 
+class UserFunctionError(ValueError):
+    """A user-defined constraint or objective raised or returned something unusable."""
+
+
 def estimated_latency_ms(flops, clock_mhz, flops_per_cycle):
     """Inference time in milliseconds on a microcontroller running at clock_mhz that
     sustains flops_per_cycle FLOPs per clock cycle.
@@ -93,11 +97,16 @@ class Objectives:
         values = {}
         for name in self.names:
             if name in self.functions:
-                value = self.functions[name](dict(figures), dict(scores))
+                try:
+                    value = self.functions[name](dict(figures), dict(scores))
+                except Exception as error:
+                    raise UserFunctionError(f"custom objective {name!r} raised {type(error).__name__}: {error} "
+                                            f"(figures {figures}, scores {scores})") from error
             else:
                 value = figures[name] if name in figures else scores[name]
-            if not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
-                raise ValueError(f"objective {name!r} gave {value!r}, not a finite number")
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+                raise UserFunctionError(f"objective {name!r} gave {value!r}, not a finite number "
+                                        f"(figures {figures}, scores {scores})")
             values[name] = float(value)
         return values
 
@@ -108,6 +117,19 @@ class Objectives:
     def fitness(self, values):
         """The first objective, larger is better (what single-score comparisons use)."""
         return -self.to_minimise(values)[0]
+
+
+def check_constraint(name, constraint, figures):
+    """Whether the network of these figures passes a user-defined constraint; a
+    constraint that raises or returns anything but a truth value is named."""
+    try:
+        passed = constraint(dict(figures))
+    except Exception as error:
+        raise UserFunctionError(f"custom constraint {name!r} raised {type(error).__name__}: {error} "
+                                f"(figures {figures})") from error
+    if not isinstance(passed, (bool, np.bool_)):
+        raise UserFunctionError(f"custom constraint {name!r} returned {passed!r}, not True or False")
+    return bool(passed)
 
 
 def rank_and_crowding(vectors):

@@ -9,10 +9,12 @@ over the seeds:
     search only ever trains those), and the test accuracy of that network;
   - the hypervolume of the trained networks' front of validation error against
     flash (flash / flash_thr), reference point (1, 1): 1.0 would be a perfect
-    network of no size.
+    network of no size;
+  - the minutes spent training those networks (larger networks train longer).
 Every strategy starts from random networks (smart_start=False), so no strategy
-gets the hand-crafted start. Runs already finished (their folder holds
-summary.json) are read, not run again, so an interrupted benchmark continues.
+gets the hand-crafted start. Finished runs (their folder holds
+benchmark_done.json) are read, not run again, and an interrupted run is resumed,
+so an interrupted benchmark continues where it stopped.
 
     python tests/benchmark_search.py [--children 60] [--seeds 0 1 2] [--epochs 5] [--out FILE]
 """
@@ -80,9 +82,32 @@ def measure(run_dir, budget):
     scored = [row for row in trained if row["val_accuracy"] is not None]
     best = max(scored, key=lambda row: row["val_accuracy"])
     points = [(1 - row["val_accuracy"], row["flash_size"] / FLASH_THR) for row in scored]
-    return {"best_val": best["val_accuracy"], "best_test": best["test_accuracy"],
+    front = sorted((points[i] for i in objectives_lib.first_front(points)), key=lambda point: point[1])
+    return {"best_val": best["val_accuracy"], "best_test": best["test_accuracy"], "front": front,
             "hypervolume": objectives_lib.hypervolume(points, (1.0, 1.0)),
-            "front_size": len(objectives_lib.first_front(points)), "failed": len(trained) - len(scored)}
+            "front_size": len(objectives_lib.first_front(points)), "failed": len(trained) - len(scored),
+            "train_minutes": sum(row["train_seconds"] for row in trained) / 60}
+
+
+def plot_fronts(results, seeds, path):
+    """One panel per seed: each strategy's front of validation accuracy against flash."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes_row = plt.subplots(1, len(seeds), figsize=(5 * len(seeds), 4.2), sharey=True, squeeze=False)
+    for axes, seed in zip(axes_row[0], seeds):
+        for name, rows in results.items():
+            front = next(row["front"] for row in rows if row["seed"] == seed)
+            axes.step([flash * FLASH_THR for _, flash in front], [1 - error for error, _ in front],
+                      where="post", marker="o", markersize=3, label=name)
+        axes.set_title(f"seed {seed}")
+        axes.set_xlabel("flash (bytes, estimated)")
+        axes.grid(alpha=0.3)
+    axes_row[0][0].set_ylabel("validation accuracy")
+    axes_row[0][-1].legend(loc="lower right", fontsize=8)
+    figure.suptitle("Pareto fronts of the trained networks at an equal budget")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
 
 
 def spread(values, digits=4):
@@ -97,6 +122,7 @@ def main():
     parser.add_argument("--logs-dir", default=os.path.join(PROJECT_DIR, "logs", "benchmark_search"))
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     parser.add_argument("--out", help="also write the table (Markdown) to this file")
+    parser.add_argument("--plot", help="also draw each strategy's front, one panel per seed, to this PNG")
     arguments = parser.parse_args()
     os.makedirs(arguments.logs_dir, exist_ok=True)
     results = {name: [] for name in arguments.strategies}
@@ -111,19 +137,21 @@ def main():
              f"{arguments.epochs} epochs on one fold per network; flash_thr {FLASH_THR} B, other thresholds "
              f"as in B01_NAS.py. Median [min, max] over the seeds.", "",
              "| strategy | best validation accuracy | its test accuracy | hypervolume (val error x flash) "
-             "| front size | failed |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| front size | failed | training minutes |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, rows in results.items():
         lines.append(f"| {name} | {spread([r['best_val'] for r in rows])} | {spread([r['best_test'] for r in rows])} "
                      f"| {spread([r['hypervolume'] for r in rows])} "
                      f"| {statistics.median([r['front_size'] for r in rows]):.0f} "
-                     f"| {sum(r['failed'] for r in rows)} |")
+                     f"| {sum(r['failed'] for r in rows)} | {spread([r['train_minutes'] for r in rows], 1)} |")
     lines += ["", "Per seed (best validation / its test / hypervolume):", ""]
     for name, rows in results.items():
         lines.append(f"- {name}: " + "; ".join(
             f"seed {r['seed']}: {r['best_val']:.4f} / {r['best_test']:.4f} / {r['hypervolume']:.4f}" for r in rows))
     table = "\n".join(lines)
     print("\n" + table)
+    if arguments.plot:
+        plot_fronts(results, arguments.seeds, arguments.plot)
     if arguments.out:
         with open(arguments.out, "w") as out_file:
             out_file.write(table + "\n")

@@ -82,6 +82,17 @@ def test_a_constraint_no_network_meets_is_named(tmp_path, small_data):
         nas.random_network(3, (), "a test network")
 
 
+def test_a_broken_user_function_is_named_before_any_training(tmp_path, small_data):
+    data, _ = small_data
+    nas = make_nas(tmp_path, data, custom_constraints={"broken": lambda figures: figures["energy"] < 1})
+    with pytest.raises(objectives_lib.UserFunctionError, match="custom constraint 'broken' raised KeyError"):
+        nas.initial_parent()
+    nas = make_nas(tmp_path, data, objectives=["val_accuracy", "text"],
+                   custom_objectives={"text": (lambda figures, scores: "small", "min")})
+    with pytest.raises(objectives_lib.UserFunctionError, match="objective 'text' gave 'small', not a finite number"):
+        nas.check_objectives_on(nas.initial_parent())
+
+
 def test_latency_is_estimated_from_flops_clock_and_flops_per_cycle(tmp_path, small_data):
     assert objectives_lib.estimated_latency_ms(2_000_000, clock_mhz=80, flops_per_cycle=1.0) == pytest.approx(25.0)
     assert objectives_lib.estimated_latency_ms(2_000_000, clock_mhz=160, flops_per_cycle=2.0) == pytest.approx(6.25)
