@@ -64,16 +64,21 @@ def run_main(*overrides, timeout=900):
                           capture_output=True, text=True, timeout=timeout, cwd=PROJECT_DIR)
 
 
+def real_run(tmp_path_factory, demo_subset_files, run_name, overrides):
+    """Runs B01_NAS.py on the demo subset; returns (run_dir, stdout, images_path, labels_path)."""
+    images_path, labels_path = demo_subset_files
+    logs_dir = tmp_path_factory.mktemp(f"{run_name}_logs")
+    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={logs_dir}",
+                      *overrides, f"run_name={run_name}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run_dir,) = glob.glob(os.path.join(logs_dir, f"*_{run_name}"))
+    return run_dir, result.stdout, images_path, labels_path
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, demo_subset_files):
     """One uninterrupted tiny run: (run_dir, stdout, images_path, labels_path)."""
-    images_path, labels_path = demo_subset_files
-    logs_dir = tmp_path_factory.mktemp("logs")
-    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={logs_dir}",
-                      *TINY_RUN, "run_name=tiny")
-    assert result.returncode == 0, result.stdout + result.stderr
-    (run_dir,) = glob.glob(os.path.join(logs_dir, "*_tiny"))
-    return run_dir, result.stdout, images_path, labels_path
+    return real_run(tmp_path_factory, demo_subset_files, "tiny", TINY_RUN)
 
 
 # The tiny run again as a multi-objective population GA (NSGA-II on accuracy and flash).
@@ -84,10 +89,4 @@ TINY_GA_RUN = (*TINY_RUN, "search_strategy=ga", "population_size=3", "n_elites=2
 @pytest.fixture(scope="session")
 def tiny_ga_run(tmp_path_factory, demo_subset_files):
     """One uninterrupted tiny GA run: (run_dir, stdout, images_path, labels_path)."""
-    images_path, labels_path = demo_subset_files
-    logs_dir = tmp_path_factory.mktemp("ga_logs")
-    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={logs_dir}",
-                      *TINY_GA_RUN, "run_name=tiny_ga")
-    assert result.returncode == 0, result.stdout + result.stderr
-    (run_dir,) = glob.glob(os.path.join(logs_dir, "*_tiny_ga"))
-    return run_dir, result.stdout, images_path, labels_path
+    return real_run(tmp_path_factory, demo_subset_files, "tiny_ga", TINY_GA_RUN)
