@@ -493,7 +493,7 @@ class NAS:
         """Updates the absolute best from children and saves it when it improved or
         partial_save_steps says so (the GA and random search). Returns True when it improved."""
         improved = self.update_best(children)
-        scores = [self.fitness(child) for child in children if self.fitness(child) is not None]
+        scores = [score for score in map(self.fitness, children) if score is not None]
         if improved or self.i_gen % self.partial_save_steps == 0:
             self.save_partial(None, self.absolute_best, self.i_gen, max(scores, default=None),
                               self.fitness(self.absolute_best))
@@ -546,8 +546,7 @@ class NAS:
     def update_best(self, children):
         """Makes the best of children (by the first objective) the absolute best if it beats it.
         Returns True when it did."""
-        scored = [(self.fitness(child), -index) for index, child in enumerate(children)
-                  if self.fitness(child) is not None]
+        scored = [(score, -index) for index, score in enumerate(map(self.fitness, children)) if score is not None]
         if not scored:
             return False
         best_score, minus_index = max(scored)
@@ -949,21 +948,12 @@ class NAS:
 
     def write_front(self):
         """Writes pareto.csv (atomically): the networks no other trained network beats in
-        every objective of front_objectives, with their figures, scores and architecture."""
+        every objective of front_objectives, with their figures, scores and architecture
+        (each network's own row of children.csv, objective values first)."""
         fields = list(dict.fromkeys([*self.front_objectives.names, *PARETO_FIELDS]))
-        rows = []
-        for earlier, network, values in self.front_members():
-            figures, deployed = self.figures(network), network.deployed or {}
-            row = dict(values, **figures)  # figures keep their integer form
-            row.update(child_id=earlier["child_id"], generation=int(earlier["child_id"][1:4]),
-                       val_accuracy=network.val_score,
-                       val_f1=(network.val_metrics or {}).get("f1"),
-                       test_accuracy=(network.test_metrics or {}).get("accuracy"),
-                       flash_measured=deployed.get("flash_bytes"), ram_measured=deployed.get("arena_bytes"),
-                       deployed_test_accuracy=deployed.get("test_accuracy"),
-                       architecture_text=network.architecture_text(),
-                       architecture=json.dumps(network.architecture(), separators=(",", ":")))
-            rows.append(row)
+        with open(self.records_path, newline="") as records_file:
+            records = {record["child_id"]: record for record in csv.DictReader(records_file)}
+        rows = [dict(values, **records[earlier["child_id"]]) for earlier, _, values in self.front_members()]
         lines = io.StringIO()
         writer = csv.DictWriter(lines, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()

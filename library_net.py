@@ -159,12 +159,7 @@ class Net:
         Settings that do not shape the network are left out (the pool size of a
         block without pooling), so two block lists that build the same model share a key.
         """
-        blocks = []
-        for settings in self.architecture()["blocks"]:
-            if settings["pooling"] == "none":
-                settings = {name: value for name, value in settings.items() if name != "pool_size"}
-            blocks.append(settings)
-        return json.dumps({"head": self.head, "blocks": blocks}, sort_keys=True, separators=(",", ":"))
+        return architecture_key(self.architecture())
 
     def architecture_text(self):
         return " | ".join(block.short_name() for block in self.block_list) + f" | head:{self.head}"
@@ -465,8 +460,7 @@ class Net:
 
     def take_results(self, state):
         """Takes the weights, scores and measured figures of an evaluation of this architecture."""
-        if Net(blocks_from_settings(state["architecture"]["blocks"], self.input_shape), None, self.data,
-               head=state["architecture"]["head"]).architecture_key() != self.architecture_key():
+        if architecture_key(state["architecture"]) != self.architecture_key():
             raise ValueError("the results are of another architecture")
         for block, weights in zip(self.block_list, state["layer_weights"]):
             block.layer_weights = weights
@@ -509,6 +503,14 @@ def evaluate_network(task, data, folds):
         status, reason = "failed", f"{type(error).__name__}: {error}"
         net.val_score = net.test_metrics = None
     return {"state": net.to_state(), "status": status, "reason": reason, "flops_keras_flops": flops_keras_flops}
+
+
+def architecture_key(architecture):
+    """Canonical text of a plain-data architecture (Net.architecture()): equal keys mean the same network."""
+    blocks = [{name: value for name, value in settings.items()
+               if not (name == "pool_size" and settings["pooling"] == "none")}
+              for settings in architecture["blocks"]]
+    return json.dumps({"head": architecture["head"], "blocks": blocks}, sort_keys=True, separators=(",", ":"))
 
 
 def blocks_from_settings(block_settings, input_shape):
