@@ -104,18 +104,18 @@ except library_config.ParameterError as error:
 # TensorFlow announces its CPU features and the GPU it did not find from C++ at import.
 with library_config.quiet_native_output(enabled=parameters["verbose"] == 0):
     import library_load_and_split_data as data_lib
-    from library_nas import NAS, ConstraintError, SearchStopped, check_search_parameters
+    from library_nas import NAS, ConstraintError, SearchStopped, check_search_parameters, search_parameter_names
     from library_objectives import UserFunctionError
+    from library_records import RecordsError
 if parameters["verbose"] == 0:
     library_config.quiet_tensorflow_logs()
 project_dir = os.path.dirname(os.path.abspath(__file__))
-search_parameters = {name: value for name, value in parameters.items()
-                     if name not in ("images_path", "labels_path", "num_classes", "test_size",
-                                     "num_folds", "logs_dir", "run_name", "resume_from")}
+# The search takes its own parameters; a helper variable of yours above the rule line stays yours.
+search_parameters = {name: value for name, value in parameters.items() if name in search_parameter_names()}
 
 # load and split: a stratified test split, then stratified folds of the rest
 try:
-    X_train, X_test, y_train, y_test = data_lib.load_and_preprocess_data(
+    X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(
         parameters["num_classes"], parameters["test_size"], encode_labels=False,
         images_path=os.path.join(project_dir, parameters["images_path"]),
         labels_path=os.path.join(project_dir, parameters["labels_path"]), seed=parameters["seed"])
@@ -138,20 +138,22 @@ if parameters["resume_from"] is None:
 else:
     run_dir = parameters["resume_from"]
 library_config.write_parameters(run_dir, parameters)
-print(f"Run folder: {run_dir}")
+print(f"Run folder: {library_config.display_path(run_dir)}")
 print(f"Data: {len(X_train)} training / {len(X_test)} test sessions of length {data.input_shape[0]}, "
       f"{n_classes} classes, {len(folds)} folds")
 
 # search
-nas = NAS(run_dir, data, custom_constraints=custom_constraints, custom_objectives=custom_objectives,
-          **search_parameters)
+nas = NAS(run_dir=run_dir, preloaded_data=data, custom_constraints=custom_constraints,
+          custom_objectives=custom_objectives, **search_parameters)
 try:
-    best = nas.run_NAS(folds)
-except (ConstraintError, SearchStopped, UserFunctionError) as error:  # unmet thresholds, failures, a broken custom function
+    last_parent, best = nas.run_NAS(folds)
+except (ConstraintError, SearchStopped, UserFunctionError, RecordsError) as error:
+    # unmet thresholds, failures, a broken custom function, a run folder whose records do not fit
     sys.exit(f"B01_NAS.py: {error}")
 except KeyboardInterrupt:
-    sys.exit(f"\nInterrupted. Everything up to the last finished generation is saved in {run_dir}.\n"
-             f"To continue: python B01_NAS.py resume_from={run_dir}")
+    sys.exit(f"\nInterrupted. Everything up to the last finished generation is saved in "
+             f"{library_config.display_path(run_dir)}.\n"
+             f"To continue: python B01_NAS.py resume_from={library_config.display_path(run_dir)}")
 
 # report
 n_params, max_tens, flops, flash_size, ram_size = best.hw_measures()
@@ -161,7 +163,7 @@ if best.deployed:
     print(f"  {best.deploy_precision} TFLite measured: flash {best.deployed['flash_bytes']} B, "
           f"TFLM arena {best.deployed['arena_bytes']} B, test accuracy {best.deployed['test_accuracy']:.4f}")
 print(f"  validation accuracy {best.val_score:.4f}, test accuracy {best.test_metrics['accuracy']:.4f}")
-print(f"  NAS log: {nas.log_path}")
-print(f"  Pareto front: {nas.pareto_path}")
+print(f"  NAS log: {library_config.display_path(nas.log_path)}")
+print(f"  Pareto front: {library_config.display_path(nas.pareto_path)}")
 if best.trained:
-    print(f"  model:   {os.path.join(nas.models_dir, 'best_model.keras')}")
+    print(f"  model:   {library_config.display_path(os.path.join(nas.models_dir, 'best_model.keras'))}")

@@ -43,20 +43,37 @@ PADDINGS = ("same", "valid")
 class Block:
     """A Conv1D block placed at `block_index` on an input of (input_size, input_channels).
 
-    Settings: filters, kernel_size, stride, padding ('same'/'valid'), activation,
-    pooling ('none'/'max'/'avg'), pool_size, dropout_rate.
+    Settings (what the search asks for, always within its choices): filters,
+    kernel_size, stride, padding ('same'/'valid'), activation, pooling
+    ('none'/'max'/'avg'), pool_size, dropout_rate. On a short input some of them
+    cannot be built as asked; calculate_output_size then works out what is built
+    (kernel_size_used, pooling_used, pool_size_used) and lists each adjustment,
+    without touching the settings, so a child never inherits an adjusted value.
     `layer_weights` maps a layer name to its trained weight arrays (None if untrained).
+
+    The original toolkit's keyword names are accepted and mean the same block:
+    n_filters (= filters); is_pool with is_max_pool / is_avg_pool (= pooling
+    'max' / 'avg', 'none' when is_pool is False); is_dropout=False (= dropout_rate
+    0); input_shape (= input_size, input_channels); nas_saver_name, the log file
+    dump() appends to.
     """
 
-    def __init__(self, filters, kernel_size, stride=1, padding="same", activation="relu",
+    def __init__(self, filters=None, kernel_size=None, stride=1, padding="same", activation="relu",
                  pooling="max", pool_size=2, dropout_rate=0.1,
-                 input_size=None, input_channels=1, block_index=0, layer_weights=None):
+                 input_size=None, input_channels=1, block_index=0, layer_weights=None, *,
+                 n_filters=None, is_pool=None, is_max_pool=None, is_avg_pool=None, is_dropout=None,
+                 input_shape=None, nas_saver_name=None):
+        filters, pooling, pool_size, dropout_rate, input_size, input_channels = _from_original_keywords(
+            filters, n_filters, pooling, pool_size, is_pool, is_max_pool, is_avg_pool, dropout_rate, is_dropout,
+            input_size, input_channels, input_shape)
         if padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if filters is None or kernel_size is None:
+            raise ValueError("a block needs filters (or n_filters) and kernel_size")
         if min(filters, kernel_size, stride, pool_size) < 1:
             raise ValueError("filters, kernel_size, stride and pool_size must be >= 1")
         self.filters = int(filters)
@@ -71,7 +88,9 @@ class Block:
         self.input_channels = int(input_channels)
         self.block_index = int(block_index)
         self.layer_weights = layer_weights
+        self.nas_saver_name = nas_saver_name
         self.adjustments = []
+        self.kernel_size_used, self.pooling_used, self.pool_size_used = self.kernel_size, self.pooling, self.pool_size
         self.conv_output_size = None
         self.output_size = None
         if input_size is not None:
@@ -82,14 +101,19 @@ class Block:
                      "pooling", "pool_size", "dropout_rate")
 
     def settings(self):
-        """The block's searchable settings as a plain dict."""
+        """The block's searchable settings as a plain dict (as asked, not as adjusted)."""
         return {name: getattr(self, name) for name in self.SETTING_NAMES}
+
+    def built_settings(self):
+        """The settings of the layers actually built (after the adjustments a short input forces)."""
+        return dict(self.settings(), kernel_size=self.kernel_size_used, pooling=self.pooling_used,
+                    pool_size=self.pool_size_used)
 
     def copy(self, **changes):
         """A new block with the same settings, place and weights, `changes` applied."""
         arguments = dict(self.settings(), input_size=self.input_size,
                          input_channels=self.input_channels, block_index=self.block_index,
-                         layer_weights=self.layer_weights)
+                         layer_weights=self.layer_weights, nas_saver_name=self.nas_saver_name)
         arguments.update(changes)
         return Block(**arguments)
 
@@ -104,43 +128,48 @@ class Block:
 
     def short_name(self):
         """Compact text such as 'C16k5s2same+BN-relu-max2-d0.10'."""
-        pooling = "" if self.pooling == "none" else f"-{self.pooling}{self.pool_size}"
+        pooling = "" if self.pooling_used == "none" else f"-{self.pooling_used}{self.pool_size_used}"
         batchnorm = "+BN" if self.has_batchnorm else ""
-        return (f"C{self.filters}k{self.kernel_size}s{self.stride}{self.padding}{batchnorm}"
+        return (f"C{self.filters}k{self.kernel_size_used}s{self.stride}{self.padding}{batchnorm}"
                 f"-{self.activation}{pooling}-d{self.dropout_rate:.2f}")
 
     # ----- shape arithmetic -------------------------------------------------
     def calculate_output_size(self):
-        """Output length of the block on its input, adjusting invalid settings.
+        """Output length of the block on its input; works out what can be built.
 
         Follows Keras' arithmetic: Conv1D 'same' gives ceil(L / stride), 'valid'
         floor((L - kernel) / stride) + 1; pooling is 'valid' with stride =
-        pool_size, giving floor(L / pool_size). Adjustments keep every length >= 1:
-        a 'valid' kernel longer than the input shrinks to the input length; a pool
-        longer than the conv output shrinks to it, or is dropped when that is 1.
-        Each adjustment is listed in self.adjustments. Returns the output length.
+        pool_size, giving floor(L / pool_size). Every length stays >= 1: a 'valid'
+        kernel longer than the input is built as long as the input; a pool longer
+        than the conv output is built as long as it, or left out when that is 1.
+        The settings stay as asked; what is built is kernel_size_used,
+        pooling_used and pool_size_used, and each adjustment is listed in
+        self.adjustments. Returns the output length.
         """
         if self.input_size is None or self.input_size < 1:
             raise ValueError(f"block {self.block_index}: input_size must be >= 1, got {self.input_size}")
         length = self.input_size
+        self.adjustments = []
+        self.kernel_size_used, self.pooling_used, self.pool_size_used = self.kernel_size, self.pooling, self.pool_size
         if self.padding == "valid" and self.kernel_size > length:
-            self.adjustments.append(f"kernel_size {self.kernel_size} -> {length} (input length {length})")
-            self.kernel_size = length
+            self.adjustments.append(f"kernel_size {self.kernel_size} built as {length} (input length {length})")
+            self.kernel_size_used = length
         if self.padding == "same":
             conv_length = math.ceil(length / self.stride)
         else:
-            conv_length = (length - self.kernel_size) // self.stride + 1
+            conv_length = (length - self.kernel_size_used) // self.stride + 1
         if self.pooling != "none" and self.pool_size > conv_length:
             if conv_length >= 2:
-                self.adjustments.append(f"pool_size {self.pool_size} -> {conv_length}")
-                self.pool_size = conv_length
+                self.adjustments.append(f"pool_size {self.pool_size} built as {conv_length} "
+                                        f"(conv output length {conv_length})")
+                self.pool_size_used = conv_length
             else:
-                self.adjustments.append(f"pooling {self.pooling} dropped (conv output length 1)")
-                self.pooling = "none"
-        if self.pooling == "none" or self.pool_size == 1:
+                self.adjustments.append(f"pooling {self.pooling} left out (conv output length 1)")
+                self.pooling_used = "none"
+        if self.pooling_used == "none" or self.pool_size_used == 1:
             output_length = conv_length
         else:
-            output_length = conv_length // self.pool_size
+            output_length = conv_length // self.pool_size_used
         self.conv_output_size = conv_length
         self.output_size = output_length
         return output_length
@@ -148,7 +177,7 @@ class Block:
     # ----- hardware cost ----------------------------------------------------
     def n_params(self):
         """Parameters as Keras counts them: conv weights and bias, BN's four vectors."""
-        conv = self.kernel_size * self.input_channels * self.filters + self.filters
+        conv = self.kernel_size_used * self.input_channels * self.filters + self.filters
         batchnorm = 4 * self.filters if self.has_batchnorm else 0
         return conv + batchnorm
 
@@ -161,11 +190,11 @@ class Block:
         pool_size per output element; activations and dropout count 0.
         """
         conv_outputs = self.conv_output_size * self.filters
-        total = 2 * self.kernel_size * self.input_channels * conv_outputs + conv_outputs
+        total = 2 * self.kernel_size_used * self.input_channels * conv_outputs + conv_outputs
         if self.has_batchnorm:
             total += 2 * conv_outputs + 6 * self.filters
-        if self.pooling != "none":
-            total += self.pool_size * self.output_size * self.filters
+        if self.pooling_used != "none":
+            total += self.pool_size_used * self.output_size * self.filters
         return total
 
     def tensor_sizes(self):
@@ -187,7 +216,7 @@ class Block:
         sizes = [conv_outputs]
         if self.activation == "tanh":
             sizes.append(conv_outputs)
-        if self.pooling != "none":
+        if self.pooling_used != "none":
             sizes.append(self.output_size * self.filters)
         return sizes
 
@@ -200,11 +229,11 @@ class Block:
         against the converter (DEPLOYED_COST, tests/calibrate_deployed_cost.py).
         """
         cost = DEPLOYED_COST[precision]
-        weights = self.kernel_size * self.input_channels * self.filters * cost["weight_bytes"]
+        weights = self.kernel_size_used * self.input_channels * self.filters * cost["weight_bytes"]
         total = weights + cost["per_filter"] * self.filters + cost["conv_op"]
         if self.activation == "tanh":
             total += cost["tanh_op"] + (cost["tanh_after_batchnorm"] if self.has_batchnorm else 0)
-        if self.pooling != "none":
+        if self.pooling_used != "none":
             total += cost["pool_op"]
         return total
 
@@ -216,7 +245,7 @@ class Block:
         total = cost["persistent_conv"] + cost["persistent_per_filter"] * self.filters
         if self.activation == "tanh":
             total += cost["persistent_tanh"]
-        if self.pooling != "none":
+        if self.pooling_used != "none":
             total += cost["persistent_pool"]
         return total
 
@@ -226,12 +255,17 @@ class Block:
                     input_channels=self.input_channels, output_size=self.output_size)
 
     def dump(self):
-        """The block's configuration and cost as readable JSON text (for the NAS log)."""
+        """The block's configuration and cost as readable JSON text; also appended to the
+        log file nas_saver_name when the block has one (the original toolkit's habit)."""
         record = dict(self.to_dict(), n_params=self.n_params(), flops=self.flops(),
                       trained=self.layer_weights is not None)
         if self.adjustments:
             record["adjustments"] = self.adjustments
-        return json.dumps(record, indent=2)
+        text = json.dumps(record, indent=2)
+        if self.nas_saver_name is not None:
+            with open(self.nas_saver_name, "a") as log_file:
+                log_file.write(text + "\n")
+        return text
 
     # ----- Keras ------------------------------------------------------------
     def layer_names(self):
@@ -247,15 +281,47 @@ class Block:
         """
         names = self.layer_names()
         layers = [] if input_shape is None else [keras.Input(shape=tuple(input_shape))]
-        layers.append(keras.layers.Conv1D(self.filters, self.kernel_size, strides=self.stride,
+        layers.append(keras.layers.Conv1D(self.filters, self.kernel_size_used, strides=self.stride,
                                           padding=self.padding, name=names["conv"]))
         if self.has_batchnorm:
             layers.append(keras.layers.BatchNormalization(momentum=0.9, name=names["batchnorm"]))
         layers.append(keras.layers.Activation(self.activation, name=names["activation"]))
-        if self.pooling == "max":
-            layers.append(keras.layers.MaxPooling1D(self.pool_size, name=names["pooling"]))
-        elif self.pooling == "avg":
-            layers.append(keras.layers.AveragePooling1D(self.pool_size, name=names["pooling"]))
+        if self.pooling_used == "max":
+            layers.append(keras.layers.MaxPooling1D(self.pool_size_used, name=names["pooling"]))
+        elif self.pooling_used == "avg":
+            layers.append(keras.layers.AveragePooling1D(self.pool_size_used, name=names["pooling"]))
         if self.dropout_rate > 0:
             layers.append(keras.layers.Dropout(self.dropout_rate, name=names["dropout"]))
         return layers
+
+
+def _from_original_keywords(filters, n_filters, pooling, pool_size, is_pool, is_max_pool, is_avg_pool,
+                            dropout_rate, is_dropout, input_size, input_channels, input_shape):
+    """This project's settings from the original toolkit's keyword names (see Block).
+
+    Returns (filters, pooling, pool_size, dropout_rate, input_size, input_channels).
+    Raises ValueError when both spellings are given and disagree.
+    """
+    if n_filters is not None:
+        if filters is not None and filters != n_filters:
+            raise ValueError(f"filters={filters} and n_filters={n_filters} disagree; give one")
+        filters = n_filters
+    if is_pool is not None or is_max_pool is not None or is_avg_pool is not None:
+        if is_max_pool and is_avg_pool:
+            raise ValueError("is_max_pool and is_avg_pool are both True; a block has one pooling")
+        if is_pool is False or (is_pool is None and not (is_max_pool or is_avg_pool)):
+            pooling = "none"
+        else:
+            pooling = "avg" if is_avg_pool else "max"  # the original pools by max unless told avg
+    if pool_size is None:  # the original passes pool_size=None for blocks without pooling
+        if pooling != "none":
+            raise ValueError("pool_size=None for a block with pooling")
+        pool_size = 2
+    if is_dropout is False:
+        dropout_rate = 0.0
+    if input_shape is not None:
+        length, channels = tuple(input_shape) if len(input_shape) == 2 else (input_shape[0], 1)
+        if input_size is not None and input_size != length:
+            raise ValueError(f"input_size={input_size} and input_shape={tuple(input_shape)} disagree")
+        input_size, input_channels = length, channels
+    return filters, pooling, pool_size, dropout_rate, input_size, input_channels

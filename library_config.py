@@ -73,6 +73,12 @@ def make_run_dir(logs_dir, run_name):
             run_dir = f"{base}_{suffix}"
 
 
+def display_path(path):
+    """path relative to the current folder when it lies inside it (what a person reads), else as given."""
+    relative = os.path.relpath(os.path.abspath(path))
+    return path if relative.startswith("..") else relative
+
+
 def write_parameters(run_dir, parameters):
     """Writes the parameters a run used to run_dir/parameters.json."""
     path = os.path.join(run_dir, "parameters.json")

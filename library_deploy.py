@@ -179,3 +179,23 @@ def write_c_header(model_bytes, path, array_name="g_model", arena_bytes=None):
     lines += ["", f"#endif  // {guard}", ""]
     write_atomically(path, "\n".join(lines))
 
+
+
+def export_keras_file(keras_path, representative_X, output_path_without_extension, precision="int8"):
+    """Exports a saved Keras model (e.g. a run's best_model.keras) the way the toolkit
+    deploys and measures every network: one-sample batch, frozen graph, int8 (or float32).
+
+    A plain TFLiteConverter.from_keras_model conversion of the same file gives a
+    larger flatbuffer and arena than the toolkit's figures (README, "Deploy").
+    representative_X: float32 training samples (N, length, 1) for int8 calibration.
+    Writes <output>.tflite and its C header <output>.h (with the measured arena).
+    Returns the flatbuffer bytes.
+    """
+    import keras
+    model = keras.models.load_model(keras_path)
+    model_bytes = convert_to_tflite(model, representative_X, precision)
+    write_atomically(output_path_without_extension + ".tflite", model_bytes)
+    write_c_header(model_bytes, output_path_without_extension + ".h",
+                   array_name=re.sub(r"\W", "_", os.path.basename(output_path_without_extension)),
+                   arena_bytes=tflm_arena(model_bytes)["total"])
+    return model_bytes

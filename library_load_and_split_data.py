@@ -119,8 +119,8 @@ def load_and_preprocess_data(num_classes=None, test_size=0.1, encode_labels=Fals
     num_classes: None derives it from the labels; otherwise every label must be below it.
     test_size: fraction of samples held out for testing, in (0, 1).
     seed: seed of the split, so the test set is the same on every run.
-    Returns X_train, X_test (float32 (N, L, 1) in [0, 1]) and y_train, y_test
-    (integer labels, or one-hot when encode_labels).
+    Returns X_train, y_train, X_test, y_test, the original toolkit's order:
+    features float32 (N, L, 1) in [0, 1]; labels integer, or one-hot when encode_labels.
     Raises DataFileError naming the file for missing or malformed data.
     """
     images = read_idx3(images_path)
@@ -132,7 +132,7 @@ def load_and_preprocess_data(num_classes=None, test_size=0.1, encode_labels=Fals
         images, labels, test_size=test_size, stratify=labels, random_state=seed)
     X_train, y_train = preprocess_data(X_train, y_train, num_classes, encode_labels)
     X_test, y_test = preprocess_data(X_test, y_test, num_classes, encode_labels)
-    return X_train, X_test, y_train, y_test
+    return X_train, y_train, X_test, y_test
 
 
 def fold_index(X, y, num_splits=2, seed=0):
@@ -170,6 +170,44 @@ class SessionData(NamedTuple):
     Y_train: np.ndarray
     X_test: np.ndarray
     Y_test: np.ndarray
+
+    @classmethod
+    def from_preloaded(cls, preloaded_data, num_classes=None):
+        """A SessionData from what a script passes as preloaded_data.
+
+        Takes a SessionData as it is, or the original toolkit's plain 4-tuple
+        (X_train_val, y_train_val, X_test, y_test): features (N, L) or (N, L, 1),
+        or (N, rows, cols) as read from IDX; labels one-hot (to_categorical) or
+        integers (encoded here, with num_classes or max label + 1).
+        Raises ValueError naming what does not fit.
+        """
+        if isinstance(preloaded_data, cls):
+            return preloaded_data
+        if not isinstance(preloaded_data, (tuple, list)) or len(preloaded_data) != 4:
+            raise ValueError("preloaded_data must be a SessionData or a 4-tuple "
+                             "(X_train_val, y_train_val, X_test, y_test)")
+        X_train, Y_train, X_test, Y_test = (np.asarray(part) for part in preloaded_data)
+        if len(X_train) != len(Y_train) or len(X_test) != len(Y_test):
+            raise ValueError(f"preloaded_data: {len(X_train)} training samples with {len(Y_train)} labels, "
+                             f"{len(X_test)} test samples with {len(Y_test)} labels")
+        if X_train.shape[1:] != X_test.shape[1:]:
+            raise ValueError(f"preloaded_data: training samples of shape {X_train.shape[1:]}, "
+                             f"test samples of shape {X_test.shape[1:]}")
+        if Y_train.ndim == 1 or Y_test.ndim == 1:
+            one_hot_parts = [Y.shape[1] for Y in (Y_train, Y_test) if Y.ndim > 1]
+            num_classes = num_classes or (one_hot_parts[0] if one_hot_parts
+                                          else int(max(Y_train.max(), Y_test.max())) + 1)
+            Y_train = Y_train if Y_train.ndim > 1 else one_hot(Y_train, num_classes)
+            Y_test = Y_test if Y_test.ndim > 1 else one_hot(Y_test, num_classes)
+        if Y_train.shape[1] != Y_test.shape[1]:
+            raise ValueError(f"preloaded_data: {Y_train.shape[1]} classes in the training labels, "
+                             f"{Y_test.shape[1]} in the test labels")
+
+        def as_sequences(X):  # (batch, length, channels), as the Conv1D blocks take it
+            X = X.astype(np.float32)
+            return X.reshape(len(X), -1, 1) if X.ndim != 3 or X.shape[2] != 1 else X
+
+        return cls(as_sequences(X_train), Y_train.astype(np.float32), as_sequences(X_test), Y_test.astype(np.float32))
 
     @property
     def input_shape(self):

@@ -22,8 +22,8 @@ import inspect
 import io
 import json
 import os
-import pickle
 import random
+import re
 import signal
 import threading
 import time
@@ -34,20 +34,19 @@ from tqdm import tqdm
 import library_objectives as objectives_lib
 import library_report as report
 from library_block import ACTIVATIONS, DEPLOYED_COST, Block
-from library_config import write_atomically
-from library_net import HEADS, Net
+from library_config import display_path, make_run_dir, write_atomically
+from library_load_and_split_data import SessionData
+from library_net import HEADS, Net, architecture_key
+from library_records import RunRecords, light_state
 from library_worker import EvaluationWorker, WorkerDied
+
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
 
 # Each threshold parameter and the figure (library_objectives) it limits.
 HW_THRESHOLDS = {"params_thr": "n_params", "max_tens_thr": "max_tens", "flops_thr": "flops",
                  "flash_thr": "flash_size", "ram_thr": "ram_size", "latency_thr": "latency_ms"}
 SEARCH_STRATEGIES = ("mutation", "ga", "random")
 
-RECORD_FIELDS = ("child_id", "generation", "status", "mutation", "parents", "depth", "head", "n_params",
-                 "max_tens", "flops", "flops_keras_flops", "flash_size", "flash_measured", "ram_size",
-                 "ram_measured", "ram_activations_measured", "ram_persistent_measured", "latency_ms",
-                 "val_accuracy", "val_f1", "test_accuracy", "test_f1", "deployed_test_accuracy",
-                 "train_seconds", "reason", "architecture_text", "architecture")
 PARETO_FIELDS = ("child_id", "generation", "n_params", "max_tens", "flops", "flash_size", "flash_measured",
                  "ram_size", "ram_measured", "latency_ms", "val_accuracy", "val_f1", "test_accuracy",
                  "deployed_test_accuracy", "architecture_text", "architecture")
@@ -142,6 +141,14 @@ def check_search_parameters(parameters, n_folds=None):
         raise ValueError("invalid parameters: " + "; ".join(problems))
 
 
+def search_parameter_names():
+    """The names of the search's parameters: those of NAS but its data, run folder, naming
+    and user-defined functions (B01_NAS.py passes those itself)."""
+    plumbing = {"self", "preloaded_data", "run_dir", "logs_dir", "nas_saver_name", "partial_saver_name",
+                "custom_constraints", "custom_objectives"}
+    return set(inspect.signature(NAS.__init__).parameters) - plumbing
+
+
 class ConstraintError(RuntimeError):
     """No candidate meeting the hardware thresholds was found within the attempts allowed."""
 
@@ -154,17 +161,24 @@ class NAS:
     """Hardware-aware evolutionary search over lists of Conv1D blocks.
 
     Takes the parameters of B01_NAS.py as keyword arguments of the same names
-    (see README for each one's meaning and unit), plus run_dir, the folder the
-    run writes to, and preloaded_data, a SessionData. custom_constraints and
-    custom_objectives are the user-defined functions of library_objectives.
+    (see README for each one's meaning and unit); the original toolkit's leading
+    ones can also be given by position, in its order. preloaded_data: a
+    SessionData, or the original's 4-tuple (X_train_val, y_train_val, X_test,
+    y_test) with one-hot labels. run_dir: the folder the run writes to; None
+    makes <logs_dir>/<timestamp>_<nas_saver_name> as B01_NAS.py does.
+    partial_saver_name: when given, the saved models are named
+    <partial_saver_name>_best_model.* and <partial_saver_name>_parent.* (else
+    best_model.* and parent.*). custom_constraints and custom_objectives are the
+    user-defined functions of library_objectives.
     """
 
-    def __init__(self, run_dir, preloaded_data, *,
-                 is_train=True, is_train_proxy=True, use_full_training=False, num_selected_folds=2,
-                 max_depth_father=3, max_depth=6, check_hw=True,
+    def __init__(self, is_train_proxy=True, is_train=True, max_depth_father=3, max_depth=6, check_hw=True,
                  params_thr=None, flops_thr=None, flash_thr=None, ram_thr=None, max_tens_thr=None,
                  n_generations=3, n_child=4, n_mutations=1, partial_save_steps=1,
-                 smart_start=True, is_random_walk=False, max_attempts=200,
+                 smart_start=True, is_random_walk=False, nas_saver_name="NAS_logger", partial_saver_name=None,
+                 preloaded_data=None, use_full_training=False, *,
+                 run_dir=None, logs_dir=os.path.join(PROJECT_DIR, "logs"),
+                 num_selected_folds=2, max_attempts=200,
                  filters_choices=(4, 8, 16, 32, 64), kernel_size_choices=(3, 5, 7, 9),
                  stride_choices=(1, 2), pool_size_choices=(2, 3, 4), activation_choices=ACTIVATIONS,
                  head_choices=HEADS, dropout_min=0.05, dropout_max=0.3,
@@ -175,14 +189,23 @@ class NAS:
                  flops_per_cycle=1.0, time_budget_s=None, save_pareto_models=False,
                  custom_constraints=None, custom_objectives=None):
         check_search_parameters(locals())
+        if preloaded_data is None:
+            raise ValueError("NAS needs preloaded_data: a SessionData or (X_train_val, y_train_val, X_test, y_test)")
+        self.preloaded_data = SessionData.from_preloaded(preloaded_data)
+        if run_dir is None:  # the original's calling convention: the run is named from nas_saver_name
+            run_dir = make_run_dir(logs_dir, _run_name_from(nas_saver_name))
+            print(f"NAS run folder: {display_path(run_dir)}")
         self.run_dir = run_dir
         self.models_dir = os.path.join(run_dir, "models")
         os.makedirs(self.models_dir, exist_ok=True)
+        self.saved_names = {"best": "best_model", "parent": "parent"}
+        if partial_saver_name:
+            self.saved_names = {role: f"{partial_saver_name}_{name}" for role, name in self.saved_names.items()}
         self.log_path = os.path.join(run_dir, "nas_log.txt")
-        self.records_path = os.path.join(run_dir, "children.csv")
+        self.records = RunRecords(run_dir)
+        self.records_path = self.records.records_path
         self.pareto_path = os.path.join(run_dir, "pareto.csv")
-        self.checkpoint_path = os.path.join(run_dir, "checkpoint.pkl")
-        self.preloaded_data = preloaded_data
+        self.checkpoint_path = self.records.checkpoint_path
         self.is_train, self.is_train_proxy = is_train, is_train_proxy
         self.use_full_training, self.num_selected_folds = use_full_training, num_selected_folds
         self.max_depth_father, self.max_depth = max_depth_father, max_depth
@@ -227,7 +250,8 @@ class NAS:
         self.best_record = None  # record of the best child so far, for the progress display
         self.generation_bar = None
         self.evaluated_keys = set()  # architecture keys of every evaluated network
-        # architecture key -> the first evaluation of it: child_id, result state (with weights), keras-flops count
+        # architecture key -> the first evaluation of it: child_id, status, keras-flops count and the
+        # network's state without weights (library_records.light_state; the weights are in its network file)
         self.evaluated_results = {}
         self.n_trained = 0  # networks trained (evaluated minus reused)
         self.start_time = None
@@ -235,7 +259,12 @@ class NAS:
 
     # ----- the loop --------------------------------------------------------
     def run_NAS(self, folds):
-        """Runs the search for n_generations on the training folds; returns the absolute best Net.
+        """Runs the search for n_generations on the training folds.
+
+        Returns (last parent, absolute best), both Nets with their trained weights,
+        as the original toolkit does: the mutation loop's parent (the GA's and
+        random search's best ranked network of the last population), and the
+        network best by the first objective among every network trained.
 
         After every generation the run folder gets a checkpoint, and its
         summary.json, pareto.csv, best_architecture.txt, progress.png and
@@ -251,7 +280,7 @@ class NAS:
         self.generation_bar = tqdm(total=self.n_generations + 1, desc="generations", unit="gen", position=0)
         previous_handler = self._catch_ctrl_c()
         try:
-            if os.path.exists(self.checkpoint_path):
+            if self.records.has_checkpoint():
                 population = self.resume_from_checkpoint()
             else:
                 population = self.start(folds)
@@ -271,7 +300,7 @@ class NAS:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
         self.log_summary()
-        return self.absolute_best
+        return population[0], self.absolute_best
 
     def _catch_ctrl_c(self):
         """Makes Ctrl-C stop the search once the network in training is recorded.
@@ -312,9 +341,9 @@ class NAS:
         """Logs the set-up, evaluates generation 0 (the initial parent, or the initial
         population of the GA and of random search). Returns the population."""
         if os.path.exists(self.records_path):  # a run killed before its first checkpoint
-            os.remove(self.records_path)
+            self.records.remove()
             self.log_message("\n== Started again: the run had no finished generation ==")
-        self.log_message(f"NAS run in {self.run_dir}")
+        self.log_message(f"NAS run in {display_path(self.run_dir)}")
         self.log_message(f"Data: {len(self.preloaded_data.X_train)} training and "
                          f"{len(self.preloaded_data.X_test)} test samples of length "
                          f"{self.preloaded_data.input_shape[0]}, {self.preloaded_data.num_classes} classes, "
@@ -362,12 +391,15 @@ class NAS:
         self.check_objectives_on(population[0])
         self.log_message(LOG_HEADER)
         self.train_generation(population, folds)
-        population = self.ranked([network for network in population if self.fitness(network) is not None])
+        population = [network for network in population if self.fitness(network) is not None]
         if not population:
             raise SearchStopped(f"every network of the initial population failed, so there is nothing to "
                                 f"evolve; see the reasons in {self.records_path}")
-        self.absolute_best = population[0]
-        score = self.fitness(population[0])
+        population = self.ranked(population)
+        # The best is the best by the first objective, not the first of NSGA-II's order
+        # (with several objectives that is the least crowded network of the first front).
+        self.absolute_best = self.best_by_first_objective(population)
+        score = self.fitness(self.absolute_best)
         self.save_partial(None, self.absolute_best, 0, score, score)
         if self.search_strategy == "ga":
             self.log_population(population)
@@ -381,51 +413,76 @@ class NAS:
         self.refresh_report(best_improved)
 
     def save_checkpoint(self, population):
-        """Writes checkpoint.pkl (atomically): where the search is and everything needed to go on.
+        """Writes checkpoint.pkl (atomically): where the search is, to go on from there.
 
         Holds the generation, the counts of evaluated and trained networks, the
-        population (the mutation loop's is its parent) and the absolute best with
-        their weights, the result of every architecture evaluated (reused when it
-        comes again) and the random states of the search's stream, of Python and
-        of NumPy. Training re-seeds TensorFlow from the child's number, so no
-        TensorFlow state carries over from one network to the next.
+        population (the mutation loop's is its parent) and the absolute best by
+        their architecture and scores, and the random states of the search's
+        stream, of Python and of NumPy. Weights and deployed models are in each
+        network's file (library_records), written once when it finished, and the
+        history is children.csv, so the checkpoint does not grow with the run.
+        Training re-seeds TensorFlow from the child's number, so no TensorFlow
+        state carries over from one network to the next.
         """
-        state = {"i_gen": self.i_gen, "n_evaluated": self.n_evaluated, "n_trained": self.n_trained,
-                 "search_rng": self.rng.getstate(), "python_random": random.getstate(),
-                 "numpy_random": np.random.get_state(),
-                 "population": [network.to_state() for network in population],
-                 "absolute_best": self.absolute_best.to_state(),
-                 "best_record": self.best_record, "evaluated_keys": sorted(self.evaluated_keys),
-                 "evaluated_results": self.evaluated_results,
-                 "failures_in_a_row": self.failures_in_a_row, "elapsed_seconds": self.elapsed_seconds()}
-        write_atomically(self.checkpoint_path, pickle.dumps(state))
+        self.records.save_checkpoint({
+            "i_gen": self.i_gen, "n_evaluated": self.n_evaluated, "n_trained": self.n_trained,
+            "search_rng": self.rng.getstate(), "python_random": random.getstate(),
+            "numpy_random": np.random.get_state(),
+            "population": [light_state(network.to_state()) for network in population],
+            "absolute_best": light_state(self.absolute_best.to_state()),
+            "best_record": self.best_record,
+            "failures_in_a_row": self.failures_in_a_row, "elapsed_seconds": self.elapsed_seconds()})
 
     def resume_from_checkpoint(self):
         """Restores the search from checkpoint.pkl; drops records of the unfinished generation.
         Returns the population."""
-        with open(self.checkpoint_path, "rb") as checkpoint_file:
-            state = pickle.load(checkpoint_file)
-        # Checkpoints written before the GA held the parent alone and no evaluated results.
+        state = self.records.load_checkpoint()
         self.i_gen, self.n_evaluated = state["i_gen"], state["n_evaluated"]
         self.n_trained = state.get("n_trained", self.n_evaluated)
         self.rng.setstate(state["search_rng"])
         random.setstate(state["python_random"])
         np.random.set_state(state["numpy_random"])
-        self.best_record, self.evaluated_keys = state["best_record"], set(state["evaluated_keys"])
-        self.evaluated_results = state.get("evaluated_results", {})
+        self.best_record = state["best_record"]
         self.failures_in_a_row = state["failures_in_a_row"]
         self.elapsed_before_resume = state["elapsed_seconds"]
-        population = [Net.from_state(network_state, self.log_path, self.preloaded_data)
-                      for network_state in state.get("population", [state.get("parent")])]
-        best = Net.from_state(state["absolute_best"], self.log_path, self.preloaded_data)
-        self.absolute_best = next((network for network in population if network.child_id == best.child_id), best)
         # Networks evaluated after the checkpoint will be evaluated again, identically.
-        with open(self.records_path, newline="") as records_file:
-            kept_lines = records_file.readlines()[:1 + self.n_evaluated]
-        write_atomically(self.records_path, "".join(kept_lines))
+        self.records.keep_first(self.n_evaluated)
+        if state.get("version", 1) >= 2:
+            self.rebuild_history()
+        else:  # a checkpoint of an earlier version holds every evaluated network (and, older still, no GA)
+            self.evaluated_keys = set(state["evaluated_keys"])
+            for key, earlier in state.get("evaluated_results", {}).items():
+                self.records.save_network(earlier["child_id"], dict(earlier, reason=""))
+                self.evaluated_results[key] = dict(earlier, state=light_state(earlier["state"]))
+        population = [self.network_with_weights(network_state)
+                      for network_state in state.get("population", [state.get("parent")])]
+        best = self.network_with_weights(state["absolute_best"])
+        self.absolute_best = next((network for network in population if network.child_id == best.child_id), best)
         self.log_message(f"\n== Resumed after generation {self.i_gen} ({self.n_evaluated} networks evaluated) ==")
-        self.generation_bar.update(self.i_gen + 1)
+        if self.generation_bar is not None:  # None when steps run outside run_NAS
+            self.generation_bar.update(self.i_gen + 1)
         return population
+
+    def rebuild_history(self):
+        """The evaluated architectures and their results, from children.csv (already cut to the
+        checkpoint) and the network files: what resume needs to reuse results as before."""
+        for row in self.records.read():
+            key = architecture_key(json.loads(row["architecture"]), self.preloaded_data.input_shape)
+            self.evaluated_keys.add(key)
+            if row["status"] != "reused":
+                result = self.records.load_network(row["child_id"])
+                self.evaluated_results[key] = {"child_id": row["child_id"], "status": result["status"],
+                                               "flops_keras_flops": result["flops_keras_flops"],
+                                               "state": light_state(result["state"])}
+
+    def network_with_weights(self, state):
+        """The network of a (light) state, with the weights and deployed model of its
+        architecture's evaluation (read from its network file)."""
+        network = Net.from_state(state, self.log_path, self.preloaded_data)
+        earlier = self.evaluated_results.get(network.architecture_key())
+        if earlier is not None and earlier["status"] != "failed":
+            network.take_results(self.records.load_network(earlier["child_id"])["state"])
+        return network
 
     def elapsed_seconds(self):
         """Seconds the search has run, over all its sessions."""
@@ -483,7 +540,11 @@ class NAS:
             if self.fitness(network) is not None and key not in pool_keys:
                 pool.append(network)
                 pool_keys.add(key)
-        next_population = self.ranked(pool)[:self.population_size]
+        if pool:
+            next_population = self.ranked(pool)[:self.population_size]
+        else:  # every child failed and no elite is kept: nothing would be left to evolve
+            self.log_message("Every child failed and no elite is kept; the population stays.")
+            next_population = population
         self.log_population(next_population)
         improved = self.save_best_of(children)
         self.end_generation(next_population, best_improved=improved)
@@ -543,16 +604,20 @@ class NAS:
         return [self.objectives.to_minimise(self.objectives.values(self.figures(net), self.scores(net)))
                 for net in networks]
 
+    def best_by_first_objective(self, networks):
+        """The network with the best first objective (the first of equals); None when none has scores."""
+        scored = [(score, -index) for index, score in enumerate(map(self.fitness, networks)) if score is not None]
+        if not scored:
+            return None
+        return networks[-max(scored)[1]]
+
     def update_best(self, children):
         """Makes the best of children (by the first objective) the absolute best if it beats it.
         Returns True when it did."""
-        scored = [(score, -index) for index, score in enumerate(map(self.fitness, children)) if score is not None]
-        if not scored:
+        best_child = self.best_by_first_objective(children)
+        if best_child is None or self.fitness(best_child) <= self.fitness(self.absolute_best):
             return False
-        best_score, minus_index = max(scored)
-        if best_score <= self.fitness(self.absolute_best):
-            return False
-        self.absolute_best = children[-minus_index]
+        self.absolute_best = best_child
         return True
 
     def log_population(self, population):
@@ -586,7 +651,7 @@ class NAS:
             child.train_settings["seed"] = self.seed * 100_003 + self.n_evaluated
             earlier = self.evaluated_results.get(key)
             if earlier is not None:
-                child.take_results(earlier["state"])
+                child.take_results(self.records.load_network(earlier["child_id"])["state"])
                 child.train_seconds = 0.0
                 status, flops_keras_flops = "reused", earlier["flops_keras_flops"]
                 reason = f"same architecture as {earlier['child_id']}: its result, not trained again"
@@ -596,8 +661,11 @@ class NAS:
             else:
                 status, reason, flops_keras_flops = self._evaluate(child, folds)
                 self.n_trained += 1
+                state = child.to_state()
+                self.records.save_network(child.child_id, {"state": state, "status": status, "reason": reason,
+                                                           "flops_keras_flops": flops_keras_flops})
                 self.evaluated_results[key] = {"child_id": child.child_id, "status": status,
-                                               "state": child.to_state(), "flops_keras_flops": flops_keras_flops}
+                                               "state": light_state(state), "flops_keras_flops": flops_keras_flops}
             gen_per.append(child.val_score)
             test_metrics_list.append(child.test_metrics)
             self._record_child(child, status, reason, flops_keras_flops)
@@ -920,7 +988,7 @@ class NAS:
         """Saves the current parent (None: no parent, the GA and random search) and the
         absolute best (trained weights only) under models/."""
         saved = []
-        for net, name in ((best_network, "best_model"), (parent, "parent")):
+        for net, name in ((best_network, self.saved_names["best"]), (parent, self.saved_names["parent"])):
             if net is not None and net.trained:
                 net.save_keras(os.path.join(self.models_dir, f"{name}.keras"))
                 net.save_deployed(os.path.join(self.models_dir, f"{name}_{net.deploy_precision}"))
@@ -951,8 +1019,7 @@ class NAS:
         every objective of front_objectives, with their figures, scores and architecture
         (each network's own row of children.csv, objective values first)."""
         fields = list(dict.fromkeys([*self.front_objectives.names, *PARETO_FIELDS]))
-        with open(self.records_path, newline="") as records_file:
-            records = {record["child_id"]: record for record in csv.DictReader(records_file)}
+        records = {record["child_id"]: record for record in self.records.read()}
         rows = [dict(values, **records[earlier["child_id"]]) for earlier, _, values in self.front_members()]
         lines = io.StringIO()
         writer = csv.DictWriter(lines, fieldnames=fields, extrasaction="ignore")
@@ -968,6 +1035,7 @@ class NAS:
         saved = []
         for earlier, network, _ in self.front_members():
             if network.trained:
+                network.take_results(self.records.load_network(earlier["child_id"])["state"])
                 network.save_keras(os.path.join(folder, f"{earlier['child_id']}.keras"))
                 network.save_deployed(os.path.join(folder, f"{earlier['child_id']}_{network.deploy_precision}"))
                 saved.append(earlier["child_id"])
@@ -990,14 +1058,9 @@ class NAS:
                   "test_accuracy": test.get("accuracy"), "test_f1": test.get("f1"),
                   "deployed_test_accuracy": deployed.get("test_accuracy"),
                   "train_seconds": round(child.train_seconds or 0.0, 2), "reason": reason,
-                  "architecture_text": child.architecture_text(),
+                  "adjustments": child.adjustments_text(), "architecture_text": child.architecture_text(),
                   "architecture": json.dumps(child.architecture(), separators=(",", ":"))}
-        new_file = not os.path.exists(self.records_path)
-        with open(self.records_path, "a", newline="") as records_file:
-            writer = csv.DictWriter(records_file, fieldnames=RECORD_FIELDS)
-            if new_file:
-                writer.writeheader()
-            writer.writerow(record)
+        self.records.append(record)
         score = "-" if child.val_score is None else f"{child.val_score:.4f}"
         flash_text = f"{flash_size}/{deployed.get('flash_bytes', '-')}"
         ram_text = f"{ram_size}/{deployed.get('arena_bytes', '-')}"
@@ -1036,12 +1099,19 @@ class NAS:
                 f"({ram_size} B estimated)")
             self.log_message(f"  test accuracy of the deployed model run by TFLM: {deployed['test_accuracy']:.4f}")
         if best.trained:
-            self.log_message(f"  saved as {os.path.join(self.models_dir, 'best_model.keras')} and "
-                             f"best_model_{best.deploy_precision}.tflite / .h beside it")
+            name = self.saved_names["best"]
+            self.log_message(f"  saved as {display_path(os.path.join(self.models_dir, name + '.keras'))} and "
+                             f"{name}_{best.deploy_precision}.tflite / .h beside it")
         self.log_message(f"Pareto front over {', '.join(self.front_objectives.names)}: "
-                         f"{len(self.front_members())} networks, in {self.pareto_path}")
+                         f"{len(self.front_members())} networks, in {display_path(self.pareto_path)}")
 
     def log_message(self, message, mode="a"):
         """Writes a line to the NAS log file (mode 'a' appends, 'w' starts it anew)."""
         with open(self.log_path, mode) as log_file:
             log_file.write(message + "\n")
+
+
+def _run_name_from(nas_saver_name):
+    """A run folder name from the original toolkit's nas_saver_name (a log file name or path)."""
+    stem = os.path.splitext(os.path.basename(str(nas_saver_name)))[0]
+    return re.sub(r"[^\w.-]", "_", stem) or "nas"

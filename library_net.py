@@ -95,10 +95,12 @@ DEFAULT_TRAIN_SETTINGS = {"epochs": 20, "batch_size": 64, "patience": 5,
 class Net:
     """A candidate network: Conv1D blocks, then a head, then Dense(num_classes, softmax).
 
-    block_list: list of Block (re-chained to the data's input by the caller, see
-        NAS.correct_blocklist). nas_saver_name: path of the NAS log file that
-        log_message appends to (None: no log). preloaded_data: a SessionData;
-        None loads the demo data with fetch_data. head: 'gap' or 'flatten'.
+    block_list: list of Block; each is placed on its predecessor's output (the
+        first on the data's input), so blocks built by hand need no input sizes.
+        nas_saver_name: path of the NAS log file that log_message appends to
+        (None: no log). preloaded_data: a SessionData or the original toolkit's
+        4-tuple (X_train_val, y_train_val, X_test, y_test); None loads the demo
+        data with fetch_data. head: 'gap' or 'flatten'.
     train_settings: epochs, batch_size, patience, learning_rate, seed, verbose.
     deploy_precision: 'int8' or 'float32', the precision flash and RAM are figured for.
     """
@@ -110,12 +112,13 @@ class Net:
         if deploy_precision not in DEPLOYED_COST:
             raise ValueError(f"deploy_precision must be one of {tuple(DEPLOYED_COST)}, got {deploy_precision!r}")
         self.deploy_precision = deploy_precision
-        self.block_list = list(block_list)
         self.nas_saver_name = nas_saver_name
         self.head = head
         self.head_weights = head_weights
         self.train_settings = dict(DEFAULT_TRAIN_SETTINGS, **(train_settings or {}))
-        self.data = preloaded_data if preloaded_data is not None else self.fetch_data()
+        self.data = (data_lib.SessionData.from_preloaded(preloaded_data) if preloaded_data is not None
+                     else self.fetch_data())
+        self.block_list = chain_blocks(block_list, self.input_shape)
         self.val_score = None
         self.val_metrics = None
         self.test_metrics = None
@@ -134,7 +137,7 @@ class Net:
         encode_labels is accepted for the specification's signature; a Net
         always trains on one-hot labels, so they are encoded either way.
         """
-        X_train, X_test, y_train, y_test = data_lib.load_and_preprocess_data(
+        X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(
             num_classes, test_size, encode_labels=False)
         num_classes = num_classes or int(max(y_train.max(), y_test.max())) + 1
         return data_lib.SessionData(X_train, data_lib.one_hot(y_train, num_classes),
@@ -154,12 +157,13 @@ class Net:
         return {"head": self.head, "blocks": [block.settings() for block in self.block_list]}
 
     def architecture_key(self):
-        """Canonical text of the architecture: equal keys mean the same network.
+        """Canonical text of the network as built: equal keys mean the same network.
 
-        Settings that do not shape the network are left out (the pool size of a
-        block without pooling), so two block lists that build the same model share a key.
+        Made of the built settings (after the adjustments a short input forces),
+        without those that do not shape the network (the pool size of a block
+        without pooling), so two block lists that build the same model share a key.
         """
-        return architecture_key(self.architecture())
+        return _key_of_built(self.head, [block.built_settings() for block in self.block_list])
 
     def architecture_text(self):
         return " | ".join(block.short_name() for block in self.block_list) + f" | head:{self.head}"
@@ -440,7 +444,8 @@ class Net:
         return tflite_path, header_path
 
     def to_state(self):
-        """Everything needed to rebuild this evaluated network without retraining (for checkpoints)."""
+        """Everything needed to rebuild this evaluated network without retraining: the
+        architecture, settings, scores, measured figures, weights and deployed bytes."""
         return {"architecture": self.architecture(), "deploy_precision": self.deploy_precision,
                 "train_settings": self.train_settings,
                 "layer_weights": [block.layer_weights for block in self.block_list],
@@ -460,13 +465,18 @@ class Net:
 
     def take_results(self, state):
         """Takes the weights, scores and measured figures of an evaluation of this architecture."""
-        if architecture_key(state["architecture"]) != self.architecture_key():
+        if architecture_key(state["architecture"], self.input_shape) != self.architecture_key():
             raise ValueError("the results are of another architecture")
-        for block, weights in zip(self.block_list, state["layer_weights"]):
+        for block, weights in zip(self.block_list, state.get("layer_weights") or [None] * len(self.block_list)):
             block.layer_weights = weights
         for name in ("head_weights", "val_score", "val_metrics", "test_metrics", "train_seconds", "trained",
                      "deployed", "deployed_model_bytes"):
-            setattr(self, name, state[name])
+            setattr(self, name, state.get(name))
+
+    def adjustments_text(self):
+        """The adjustments a short input forced on the blocks, as one line ('' when none)."""
+        return "; ".join(f"block {block.block_index}: {text}" for block in self.block_list
+                         for text in block.adjustments)
 
     def to_record(self):
         """Architecture, figures and scores as plain data (JSON-ready)."""
@@ -475,7 +485,7 @@ class Net:
                 "flops": flops, "flash_size": flash_size, "ram_size": ram_size,
                 "deploy_precision": self.deploy_precision, "val_metrics": self.val_metrics,
                 "test_metrics": self.test_metrics, "deployed_measured": self.deployed,
-                "trained": self.trained}
+                "trained": self.trained, "adjustments": self.adjustments_text()}
 
 
 def evaluate_network(task, data, folds):
@@ -505,23 +515,35 @@ def evaluate_network(task, data, folds):
     return {"state": net.to_state(), "status": status, "reason": reason, "flops_keras_flops": flops_keras_flops}
 
 
-def architecture_key(architecture):
-    """Canonical text of a plain-data architecture (Net.architecture()): equal keys mean the same network."""
+def architecture_key(architecture, input_shape):
+    """Canonical text of a plain-data architecture (Net.architecture()) built on an
+    input of input_shape (length, channels): equal keys mean the same network."""
+    blocks = blocks_from_settings(architecture["blocks"], input_shape)
+    return _key_of_built(architecture["head"], [block.built_settings() for block in blocks])
+
+
+def _key_of_built(head, built_settings):
     blocks = [{name: value for name, value in settings.items()
                if not (name == "pool_size" and settings["pooling"] == "none")}
-              for settings in architecture["blocks"]]
-    return json.dumps({"head": architecture["head"], "blocks": blocks}, sort_keys=True, separators=(",", ":"))
+              for settings in built_settings]
+    return json.dumps({"head": head, "blocks": blocks}, sort_keys=True, separators=(",", ":"))
+
+
+def chain_blocks(blocks, input_shape):
+    """Copies of blocks, each placed on its predecessor's output (the first on an input of
+    input_shape (length, channels)), indices in order; weights and settings kept."""
+    chained = []
+    length, channels = input_shape
+    for block_index, block in enumerate(blocks):
+        block = block.copy(input_size=length, input_channels=channels, block_index=block_index)
+        chained.append(block)
+        length, channels = block.output_size, block.output_channels
+    return chained
 
 
 def blocks_from_settings(block_settings, input_shape):
     """Blocks chained on an input of input_shape (length, channels) from a list of settings dicts."""
-    blocks = []
-    length, channels = input_shape
-    for block_index, settings in enumerate(block_settings):
-        block = Block(**settings, input_size=length, input_channels=channels, block_index=block_index)
-        blocks.append(block)
-        length, channels = block.output_size, block.output_channels
-    return blocks
+    return chain_blocks([Block(**settings) for settings in block_settings], input_shape)
 
 
 def net_from_architecture(architecture, nas_saver_name, preloaded_data, train_settings=None,

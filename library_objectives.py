@@ -138,10 +138,10 @@ def rank_and_crowding(vectors):
     Front 0 holds the points no other point dominates; within a front a larger
     crowding distance (inf at the front's ends) means a less crowded point.
     """
-    points = np.asarray(vectors, dtype=float).reshape(len(vectors), -1)
-    ranks, crowding = np.zeros(len(points), dtype=int), np.zeros(len(points))
-    if len(points) == 0:
+    ranks, crowding = np.zeros(len(vectors), dtype=int), np.zeros(len(vectors))
+    if len(vectors) == 0:  # checked first: an empty array has no row length to reshape to
         return ranks, crowding
+    points = np.asarray(vectors, dtype=float).reshape(len(vectors), -1)
     for rank, front in enumerate(NonDominatedSorting().do(points)):
         ranks[front] = rank
         crowding[front] = calc_crowding_distance(points[front])

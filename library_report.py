@@ -3,6 +3,7 @@ and loading a finished run back. Everything here reads the run folder's files, s
 it works on any run, finished or not.
 """
 import csv
+import glob
 import json
 import os
 import statistics
@@ -50,7 +51,7 @@ def write_summary(run_dir, elapsed_seconds, generations_done):
     """Writes run_dir/summary.json: parameters, the best network, its figures and metrics, counts and times."""
     records = read_records(run_dir)
     parameters = _read_json(os.path.join(run_dir, "parameters.json"))
-    best = _read_json(os.path.join(run_dir, "models", "best_model.json"))
+    best = _read_json(best_model_path(run_dir, ".json"))
     statuses = [row["status"] for row in records]
     summary = {
         "run_dir": os.path.abspath(run_dir),
@@ -122,7 +123,7 @@ def plot_tradeoff(run_dir, flash_thr=None, ram_thr=None):
     records = trained_records(run_dir)
     if not records:
         return None
-    best_record = _read_json(os.path.join(run_dir, "models", "best_model.json"))
+    best_record = _read_json(best_model_path(run_dir, ".json"))
     best_id = best_record.get("child_id") if best_record else None
     figure, axes_pair = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for axes, field, threshold, label in ((axes_pair[0], "flash", flash_thr, "flash (bytes)"),
@@ -148,18 +149,28 @@ def plot_tradeoff(run_dir, flash_thr=None, ram_thr=None):
     return _save_figure(figure, os.path.join(run_dir, "tradeoff.png"))
 
 
+def best_model_path(run_dir, extension=".keras"):
+    """Path of the run's best model file with that extension: models/best_model<extension>,
+    or <partial_saver_name>_best_model<extension> for a run that named its saves."""
+    default = os.path.join(run_dir, "models", f"best_model{extension}")
+    if os.path.exists(default):
+        return default
+    named = sorted(glob.glob(os.path.join(run_dir, "models", f"*_best_model{extension}")))
+    return named[0] if named else default
+
+
 def load_best_model(run_dir):
     """Loads a run's best network: returns (Keras model, summary dict).
 
-    The summary is summary.json when the run wrote one, else models/best_model.json.
+    The summary is summary.json when the run wrote one, else the best model's .json record.
     Raises FileNotFoundError naming what is missing.
     """
     import keras
-    model_path = os.path.join(run_dir, "models", "best_model.keras")
+    model_path = best_model_path(run_dir)
     if not os.path.exists(model_path):
         raise FileNotFoundError(f"{model_path}: no saved best model (a dry run, or not a run folder)")
     summary = _read_json(os.path.join(run_dir, "summary.json")) or {
-        "best": _read_json(os.path.join(run_dir, "models", "best_model.json"))}
+        "best": _read_json(best_model_path(run_dir, ".json"))}
     return keras.models.load_model(model_path), summary
 
 

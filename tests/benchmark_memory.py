@@ -34,12 +34,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--children", type=int, default=200)
     arguments = parser.parse_args()
-    X_train, X_test, y_train, y_test = data_lib.load_and_preprocess_data(None, 0.2)
+    X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(None, 0.2)
     X_train, y_train = X_train[:600], y_train[:600]
     folds = data_lib.fold_index(X_train, y_train, 3)
     data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, 6), X_test, data_lib.one_hot(y_test, 6))
     with tempfile.TemporaryDirectory() as run_dir:
-        nas = NAS(run_dir, data, epochs=1, num_selected_folds=1, n_child=1, check_hw=False, seed=0)
+        nas = NAS(run_dir=run_dir, preloaded_data=data, epochs=1, num_selected_folds=1, n_child=1, check_hw=False, seed=0)
         nas.start_time = time.perf_counter()
         parent = nas.initial_parent()
         resident_after = {}

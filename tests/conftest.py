@@ -45,7 +45,7 @@ def demo_subset_files(tmp_path_factory):
 def small_data(demo_subset_files):
     """(SessionData, folds) on the 600-session subset: 3 folds, labels one-hot after folding."""
     images_path, labels_path = demo_subset_files
-    X_train, X_test, y_train, y_test = data_lib.load_and_preprocess_data(
+    X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(
         None, 0.2, images_path=images_path, labels_path=labels_path, seed=0)
     folds = data_lib.fold_index(X_train, y_train, 3, seed=0)
     n_classes = int(max(y_train.max(), y_test.max())) + 1

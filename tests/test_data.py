@@ -31,7 +31,7 @@ def test_input_length_and_classes_come_from_the_files(tmp_path):
     labels = np.arange(60) % 3
     write_idx3(tmp_path / "x.idx3", images)
     write_idx1(tmp_path / "y.idx1", labels)
-    X_train, X_test, y_train, y_test = data_lib.load_and_preprocess_data(
+    X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(
         None, 0.25, encode_labels=True, images_path=str(tmp_path / "x.idx3"),
         labels_path=str(tmp_path / "y.idx1"))
     assert X_train.shape == (45, 15, 1) and X_test.shape == (15, 15, 1)
@@ -48,14 +48,14 @@ def test_scaling_maps_bytes_to_unit_interval():
 def test_split_is_stratified_and_fixed_by_seed():
     first = data_lib.load_and_preprocess_data(None, 0.1, seed=3)
     again = data_lib.load_and_preprocess_data(None, 0.1, seed=3)
-    assert np.array_equal(first[1], again[1])
-    y_train, y_test = first[2], first[3]
+    assert np.array_equal(first[2], again[2])
+    y_train, y_test = first[1], first[3]
     all_fraction = np.bincount(np.concatenate([y_train, y_test])) / (len(y_train) + len(y_test))
     assert np.allclose(np.bincount(y_test) / len(y_test), all_fraction, atol=0.01)
 
 
 def test_folds_partition_the_training_split_and_are_stratified():
-    X_train, _, y_train, _ = data_lib.load_and_preprocess_data(None, 0.1)
+    X_train, y_train, _, _ = data_lib.load_and_preprocess_data(None, 0.1)
     folds = data_lib.fold_index(X_train, y_train, 5)
     validation = np.concatenate([val for _, val in folds])
     assert sorted(validation.tolist()) == list(range(len(y_train)))

@@ -37,7 +37,7 @@ def test_run_leaves_log_records_parameters_and_models(tiny_run):
 def test_saved_best_model_reproduces_the_reported_test_accuracy(tiny_run):
     run_dir, _, images_path, labels_path = tiny_run
     record = json.load(open(os.path.join(run_dir, "models", "best_model.json")))
-    _, X_test, _, y_test = data_lib.load_and_preprocess_data(
+    _, _, X_test, y_test = data_lib.load_and_preprocess_data(
         None, 0.2, images_path=images_path, labels_path=labels_path, seed=0)
     model = keras.models.load_model(os.path.join(run_dir, "models", "best_model.keras"))
     metrics = compute_descriptors(y_test, model.predict(X_test, verbose=0))

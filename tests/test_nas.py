@@ -1,10 +1,15 @@
 """The search engine: mutants are valid and within thresholds, impossible thresholds stop
 with a clear message, selection follows is_random_walk, the same seed repeats the search."""
 import csv
+import math
 
+import keras
 import pytest
 
+import library_deploy as deploy
+from library_block import Block
 from library_nas import NAS, ConstraintError
+from library_net import keras_flops_count
 
 TIGHT = dict(params_thr=20_000, flops_thr=2_000_000, flash_thr=32_000, ram_thr=16_000, max_tens_thr=16_000)
 
@@ -12,17 +17,30 @@ TIGHT = dict(params_thr=20_000, flops_thr=2_000_000, flash_thr=32_000, ram_thr=1
 def make_nas(tmp_path, data, **overrides):
     settings = dict(TIGHT, max_depth=5, n_child=2, n_generations=1, epochs=1, seed=0)
     settings.update(overrides)
-    return NAS(str(tmp_path / "run"), data, **settings)
+    return NAS(run_dir=str(tmp_path / "run"), preloaded_data=data, **settings)
 
 
-def test_500_mutants_are_valid_and_meet_every_threshold(tmp_path, small_data):
+def keras_figures(network):
+    """Parameters, FLOPs and largest tensor of the network's Keras model, counted by Keras and
+    keras-flops: a reference independent of the search's cost model."""
+    model = network.ins_keras_model()
+    tensors = [math.prod(model.inputs[0].shape[1:])] + [math.prod(layer.output.shape[1:]) for layer in model.layers]
+    return model.count_params(), keras_flops_count(model), max(tensors)
+
+
+def deployed_figures(network):
+    """Flash (bytes of the int8 flatbuffer) and TFLM's arena of the network, measured."""
+    model_bytes = network.export_tflite()
+    return len(model_bytes), deploy.tflm_arena(model_bytes)["total"]
+
+
+def test_500_mutants_are_valid_and_keras_confirms_they_meet_every_threshold(tmp_path, small_data):
     data, _ = small_data
     nas = make_nas(tmp_path, data, n_mutations=2)
     parent = nas.initial_parent()
-    for _ in range(500):
+    for i in range(500):
         child = nas.mutate_network_and_control(parent, data)
         assert 1 <= len(child.block_list) <= nas.max_depth
-        assert nas.hw_violations(child) == []
         length, channels = data.input_shape
         for index, block in enumerate(child.block_list):
             assert (block.block_index, block.input_size, block.input_channels) == (index, length, channels)
@@ -30,7 +48,53 @@ def test_500_mutants_are_valid_and_meet_every_threshold(tmp_path, small_data):
             length, channels = block.output_size, block.filters
         rates = [block.dropout_rate for block in child.block_list]
         assert rates == sorted(rates) and rates[0] == nas.dropout_min
+        if i % 25 == 0:  # a sample measured by the references, not by the filter that chose it
+            n_params, flops, max_tens = keras_figures(child)
+            assert n_params <= TIGHT["params_thr"] and flops <= TIGHT["flops_thr"]
+            assert max_tens <= TIGHT["max_tens_thr"]
+        if i % 100 == 0:  # flash and RAM as the device sees them (the estimates agree within 5 %)
+            flash_bytes, arena_bytes = deployed_figures(child)
+            assert flash_bytes <= 1.05 * TIGHT["flash_thr"] and arena_bytes <= 1.05 * TIGHT["ram_thr"]
         parent = child
+        if i % 100 == 99:
+            keras.backend.clear_session()
+
+
+def test_a_candidate_keras_finds_too_large_is_never_drawn(tmp_path, small_data):
+    data, _ = small_data
+    nas = make_nas(tmp_path, data, max_attempts=5)
+    wide = [Block(filters=64, kernel_size=9, stride=1, padding="same", pooling="none") for _ in range(3)]
+    too_large = nas._new_net(wide, "flatten")
+    assert keras_figures(too_large)[0] > TIGHT["params_thr"]  # Keras' count, not ours
+    small = nas._new_net([Block(filters=4, kernel_size=3, stride=2, pooling="max", pool_size=4)], "gap")
+    assert keras_figures(small)[0] <= TIGHT["params_thr"]
+    candidates = iter([too_large, too_large, small])
+    assert nas.draw_valid_network(lambda: next(candidates), (), "a test network") is small
+    with pytest.raises(ConstraintError, match="params_thr = 20000"):
+        nas.draw_valid_network(lambda: too_large, (), "a test network")
+
+
+def test_the_search_space_does_not_drift_over_1500_mutants(tmp_path, small_data):
+    """Blocks on short inputs are built adjusted, but their settings stay within the choices,
+    so children never inherit a kernel or pool size the search space does not hold."""
+    data, _ = small_data
+    nas = make_nas(tmp_path, data, check_hw=False, max_depth=6, n_mutations=2, smart_start=False)
+    space = nas.search_space
+    parent = nas.initial_parent()
+    n_blocks = n_adjusted = 0
+    for _ in range(1500):
+        child = nas.mutate_network(parent, data)
+        for block in child.block_list:
+            n_blocks += 1
+            settings = block.settings()
+            for name in ("filters", "kernel_size", "stride", "padding", "activation", "pooling"):
+                assert settings[name] in space[name], (name, settings)
+            assert settings["pool_size"] in space["pool_size"], settings
+            built = block.built_settings()
+            assert (built != settings) == bool(block.adjustments)  # every adjustment is recorded
+            n_adjusted += built != settings
+        parent = child
+    assert n_blocks > 3000 and 0 < n_adjusted < n_blocks  # short inputs did occur, and were adjusted
 
 
 def test_mutations_reach_every_action_and_both_heads(tmp_path, small_data):
@@ -52,7 +116,9 @@ def test_random_initial_parent_respects_max_depth_father(tmp_path, small_data):
     for seed in range(20):
         nas = make_nas(tmp_path, data, smart_start=False, max_depth_father=2, seed=seed)
         parent = nas.initial_parent()
-        assert 1 <= len(parent.block_list) <= 2 and nas.hw_violations(parent) == []
+        n_params, flops, max_tens = keras_figures(parent)
+        assert 1 <= len(parent.block_list) <= 2
+        assert n_params <= TIGHT["params_thr"] and flops <= TIGHT["flops_thr"] and max_tens <= TIGHT["max_tens_thr"]
 
 
 def test_impossible_thresholds_name_the_threshold_and_the_smallest_value_seen(tmp_path, small_data):

@@ -76,7 +76,7 @@ def test_ctrl_c_exits_non_zero_and_says_how_to_resume(tmp_path, demo_subset_file
 def test_diverging_networks_are_recorded_and_too_many_in_a_row_stop_the_search(tmp_path, small_data):
     data, folds = small_data
     # A learning rate of 1e12 makes the loss NaN within the first steps.
-    nas = NAS(str(tmp_path / "run"), data, learning_rate=1e12, epochs=2, num_selected_folds=1, n_child=3,
+    nas = NAS(run_dir=str(tmp_path / "run"), preloaded_data=data, learning_rate=1e12, epochs=2, num_selected_folds=1, n_child=3,
               max_failures_in_a_row=3, seed=0)
     nas.start_time = time.perf_counter()
     parent = nas.initial_parent()
@@ -151,3 +151,39 @@ def test_script_names_the_labels_file_when_a_class_is_too_small_for_the_folds(tm
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert str(tmp_path / "y.idx1") in result.stderr and "fewer than the 5 folds need" in result.stderr
     assert not os.path.exists(tmp_path / "logs")
+
+
+def test_resume_cuts_children_csv_by_records_when_a_reason_spans_lines(tmp_path, small_data, monkeypatch):
+    data, folds = small_data
+    settings = dict(run_dir=str(tmp_path / "run"), preloaded_data=data, is_train_proxy=False, n_child=2,
+                    n_generations=3, num_selected_folds=1, seed=0)
+    nas = NAS(**settings)
+    nas.start_time = time.perf_counter()
+    population = nas.start(folds)  # generation 0, checkpointed
+    evaluate = nas._evaluate
+
+    def first_child_fails(child, folds):  # errors of TensorFlow often span several lines
+        if child.child_id.endswith("c0002"):
+            return "failed", "InvalidArgumentError: the first line\n  and the second line, \"quoted\"", None
+        return evaluate(child, folds)
+
+    monkeypatch.setattr(nas, "_evaluate", first_child_fails)
+    nas.i_gen = 1
+    population = nas.one_generation(population, folds)  # generation 1, checkpointed
+    checkpointed = records(settings["run_dir"])
+    assert [row["status"] for row in checkpointed] == ["dry_run", "failed", "dry_run"]
+    nas.i_gen = 2  # generation 2 dies after one network, whose reason spans lines too
+    monkeypatch.setattr(nas, "_evaluate", lambda child, folds: ("failed", "Error:\nkilled here", None))
+    nas.train_generation(nas.new_generation(population[0], data)[:1], folds)
+    assert len(records(settings["run_dir"])) == 4
+    nas.worker.close()
+
+    resumed = NAS(**settings)
+    resumed.start_time = time.perf_counter()
+    resumed_population = resumed.resume_from_checkpoint()
+    assert records(settings["run_dir"]) == checkpointed
+    assert [network.child_id for network in resumed_population] == [network.child_id for network in population]
+    # The history is rebuilt from the records: the networks of the lost generation are not in it.
+    assert len(resumed.evaluated_keys) == 3 and resumed.evaluated_keys < nas.evaluated_keys
+    assert [earlier["status"] for earlier in resumed.evaluated_results.values()] == ["dry_run", "failed", "dry_run"]
+    assert checkpointed[1]["reason"] == "InvalidArgumentError: the first line\n  and the second line, \"quoted\""

@@ -19,6 +19,11 @@ SPECIFICATION = [
     (library_net.Net, "proxy_train_routine", ["self", "is_train_proxy", "folds", "num_selected_folds"]),
     (library_net.Net, "hw_measures", ["self"]),
     (library_net.Net, "log_message", ["self", "message"]),
+    (library_nas.NAS, "__init__", ["self", "is_train_proxy", "is_train", "max_depth_father", "max_depth", "check_hw",
+                                   "params_thr", "flops_thr", "flash_thr", "ram_thr", "max_tens_thr",
+                                   "n_generations", "n_child", "n_mutations", "partial_save_steps", "smart_start",
+                                   "is_random_walk", "nas_saver_name", "partial_saver_name", "preloaded_data",
+                                   "use_full_training"]),
     (library_nas.NAS, "run_NAS", ["self", "folds"]),
     (library_nas.NAS, "train_generation", ["self", "child_set", "folds"]),
     (library_nas.NAS, "best_child_selection", ["self", "child_set", "gen_per", "test_metrics_list"]),
@@ -78,3 +83,15 @@ def test_nas_takes_every_search_parameter_of_the_main_script():
     nas_parameters = set(inspect.signature(library_nas.NAS.__init__).parameters)
     assert script_parameters - data_and_output <= nas_parameters
     assert len(script_parameters) > 30
+
+
+def test_load_and_preprocess_data_returns_the_originals_order(demo_subset_files):
+    images_path, labels_path = demo_subset_files
+    X_train_val, y_train_val, X_test, y_test = library_load_and_split_data.load_and_preprocess_data(
+        None, 0.2, encode_labels=False, images_path=images_path, labels_path=labels_path)
+    assert X_train_val.ndim == 3 and X_train_val.dtype.kind == "f"  # features (N, length, 1)
+    assert y_train_val.ndim == 1 and y_train_val.dtype.kind in "iu"  # integer labels, for fold_index
+    assert len(X_train_val) == len(y_train_val) == 480 and len(X_test) == len(y_test) == 120
+    _, y_one_hot, _, _ = library_load_and_split_data.load_and_preprocess_data(
+        None, 0.2, encode_labels=True, images_path=images_path, labels_path=labels_path)
+    assert y_one_hot.shape == (480, 6) and (y_one_hot.argmax(axis=1) == y_train_val).all()
