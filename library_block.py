@@ -254,14 +254,18 @@ class Block:
         return dict(self.settings(), block_index=self.block_index, input_size=self.input_size,
                     input_channels=self.input_channels, output_size=self.output_size)
 
-    def dump(self):
-        """The block's configuration and cost as readable JSON text; also appended to the
-        log file nas_saver_name when the block has one (the original toolkit's habit)."""
+    def describe(self):
+        """The block's configuration and cost as readable JSON text."""
         record = dict(self.to_dict(), n_params=self.n_params(), flops=self.flops(),
                       trained=self.layer_weights is not None)
         if self.adjustments:
             record["adjustments"] = self.adjustments
-        text = json.dumps(record, indent=2)
+        return json.dumps(record, indent=2)
+
+    def dump(self):
+        """describe()'s text, also appended to the log file nas_saver_name when the block
+        has one (the original toolkit's habit). Returns the text."""
+        text = self.describe()
         if self.nas_saver_name is not None:
             with open(self.nas_saver_name, "a") as log_file:
                 log_file.write(text + "\n")

@@ -179,7 +179,7 @@ class Net:
     def dump(self):
         """Logs every block's configuration and cost."""
         for block in self.block_list:
-            self.log_message(f"block {block.block_index}: {block.dump()}")
+            self.log_message(f"block {block.block_index}: {block.describe()}")
         self.log_message(f"head: {self.head} -> Dense({self.num_classes}, softmax)")
 
     def log_message(self, message):
