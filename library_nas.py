@@ -36,7 +36,7 @@ import library_report as report
 from library_block import ACTIVATIONS, DEPLOYED_COST, Block
 from library_config import display_path, make_run_dir, write_atomically
 from library_load_and_split_data import SessionData
-from library_net import HEADS, Net, architecture_key
+from library_net import HEADS, Net, architecture_key, chain_blocks
 from library_records import RunRecords, light_state
 from library_worker import EvaluationWorker, WorkerDied
 
@@ -920,17 +920,12 @@ class NAS:
 
     def correct_blocklist(self, child_blocks):
         """Re-chains blocks on the data's input: each block's input is its predecessor's
-        output, indices follow the order, invalid settings are adjusted (Block.calculate_output_size)."""
-        length, channels = self.preloaded_data.input_shape
-        corrected = []
-        for block_index, block in enumerate(child_blocks):
-            block = block.copy(input_size=length, input_channels=channels, block_index=block_index)
-            corrected.append(block)
-            length, channels = block.output_size, block.output_channels
-        return corrected
+        output, indices follow the order; what a short input cannot build as asked is
+        built adjusted (Block.calculate_output_size). Net does this for every network."""
+        return chain_blocks(child_blocks, self.preloaded_data.input_shape)
 
     def _new_net(self, blocks, head, preloaded_data=None):
-        blocks = self.correct_blocklist(self.recalculate_dropout_rates(blocks))
+        blocks = self.recalculate_dropout_rates(blocks)  # Net chains them on the input (correct_blocklist)
         return Net(blocks, self.log_path, preloaded_data or self.preloaded_data, head=head,
                    train_settings=self.train_settings, deploy_precision=self.deploy_precision)
 
