@@ -108,3 +108,22 @@ def test_pareto_front_keeps_only_undominated_points():
     import library_report
     points = [(10, 0.5), (20, 0.9), (15, 0.4), (30, 0.95), (25, 0.9)]  # (cost, score)
     assert library_report.pareto_front(points) == [0, 1, 3]
+
+
+def test_each_network_is_stored_once_and_the_checkpoint_holds_no_weights(tiny_run):
+    import pickle
+    run_dir = tiny_run[0]
+    with open(os.path.join(run_dir, "children.csv")) as records:
+        rows = list(csv.DictReader(records))
+    stored = sorted(name[:-len(".pkl")] for name in os.listdir(os.path.join(run_dir, "networks")))
+    assert stored == sorted(row["child_id"] for row in rows if row["status"] != "reused")
+    for child_id in stored:  # each file holds that network's weights and deployed model
+        with open(os.path.join(run_dir, "networks", f"{child_id}.pkl"), "rb") as network_file:
+            result = pickle.load(network_file)
+        assert result["state"]["child_id"] == child_id and result["state"]["deployed_model_bytes"]
+        assert all(weights for weights in result["state"]["layer_weights"])
+    with open(os.path.join(run_dir, "checkpoint.pkl"), "rb") as checkpoint_file:
+        checkpoint = pickle.load(checkpoint_file)
+    held = [checkpoint["absolute_best"], *checkpoint["population"]]
+    assert all("layer_weights" not in state and "deployed_model_bytes" not in state for state in held)
+    assert "evaluated_results" not in checkpoint  # the history is children.csv and the network files
