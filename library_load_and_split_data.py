@@ -172,13 +172,13 @@ class SessionData(NamedTuple):
     Y_test: np.ndarray
 
     @classmethod
-    def from_preloaded(cls, preloaded_data, num_classes=None):
+    def from_preloaded(cls, preloaded_data):
         """A SessionData from what a script passes as preloaded_data.
 
         Takes a SessionData as it is, or the original toolkit's plain 4-tuple
         (X_train_val, y_train_val, X_test, y_test): features (N, L) or (N, L, 1),
         or (N, rows, cols) as read from IDX; labels one-hot (to_categorical) or
-        integers (encoded here, with num_classes or max label + 1).
+        integers (encoded here: as many classes as the one-hot part has, else max label + 1).
         Raises ValueError naming what does not fit.
         """
         if isinstance(preloaded_data, cls):
@@ -195,8 +195,7 @@ class SessionData(NamedTuple):
                              f"test samples of shape {X_test.shape[1:]}")
         if Y_train.ndim == 1 or Y_test.ndim == 1:
             one_hot_parts = [Y.shape[1] for Y in (Y_train, Y_test) if Y.ndim > 1]
-            num_classes = num_classes or (one_hot_parts[0] if one_hot_parts
-                                          else int(max(Y_train.max(), Y_test.max())) + 1)
+            num_classes = one_hot_parts[0] if one_hot_parts else int(max(Y_train.max(), Y_test.max())) + 1
             Y_train = Y_train if Y_train.ndim > 1 else one_hot(Y_train, num_classes)
             Y_test = Y_test if Y_test.ndim > 1 else one_hot(Y_test, num_classes)
         if Y_train.shape[1] != Y_test.shape[1]:

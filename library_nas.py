@@ -481,7 +481,7 @@ class NAS:
         network = Net.from_state(state, self.log_path, self.preloaded_data)
         earlier = self.evaluated_results.get(network.architecture_key())
         if earlier is not None and earlier["status"] != "failed":
-            network.take_results(self.records.load_network(earlier["child_id"])["state"])
+            network.take_results(self.records.network_state(earlier["child_id"]))
         return network
 
     def elapsed_seconds(self):
@@ -651,7 +651,7 @@ class NAS:
             child.train_settings["seed"] = self.seed * 100_003 + self.n_evaluated
             earlier = self.evaluated_results.get(key)
             if earlier is not None:
-                child.take_results(self.records.load_network(earlier["child_id"])["state"])
+                child.take_results(self.records.network_state(earlier["child_id"]))
                 child.train_seconds = 0.0
                 status, flops_keras_flops = "reused", earlier["flops_keras_flops"]
                 reason = f"same architecture as {earlier['child_id']}: its result, not trained again"
@@ -1030,7 +1030,7 @@ class NAS:
         saved = []
         for earlier, network, _ in self.front_members():
             if network.trained:
-                network.take_results(self.records.load_network(earlier["child_id"])["state"])
+                network.take_results(self.records.network_state(earlier["child_id"]))
                 network.save_keras(os.path.join(folder, f"{earlier['child_id']}.keras"))
                 network.save_deployed(os.path.join(folder, f"{earlier['child_id']}_{network.deploy_precision}"))
                 saved.append(earlier["child_id"])

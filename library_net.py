@@ -551,6 +551,6 @@ def net_from_architecture(architecture, nas_saver_name, preloaded_data, train_se
     """A Net from the plain-data architecture of Net.architecture() (records, models/*.json)."""
     if isinstance(architecture, str):
         architecture = json.loads(architecture)
-    blocks = blocks_from_settings(architecture["blocks"], preloaded_data.input_shape)
+    blocks = [Block(**settings) for settings in architecture["blocks"]]  # Net places them on the input
     return Net(blocks, nas_saver_name, preloaded_data, head=architecture["head"],
                train_settings=train_settings, deploy_precision=deploy_precision)

@@ -76,7 +76,7 @@ class RunRecords:
             raise RecordsError(f"{self.records_path} holds {len(rows)} records, the checkpoint counts "
                                f"{n_records}: the run folder's files do not belong together")
         lines = io.StringIO()
-        writer = csv.DictWriter(lines, fieldnames=RECORD_FIELDS, extrasaction="ignore", lineterminator="\r\n")
+        writer = csv.DictWriter(lines, fieldnames=RECORD_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows[:n_records])
         write_atomically(self.records_path, lines.getvalue())
@@ -94,6 +94,10 @@ class RunRecords:
         'flops_keras_flops'}, as library_net.evaluate_network returns it), once, atomically."""
         os.makedirs(self.networks_dir, exist_ok=True)
         write_atomically(self.network_path(child_id), pickle.dumps(result))
+
+    def network_state(self, child_id):
+        """The network state (Net.to_state(), with weights and deployed bytes) of child_id's result."""
+        return self.load_network(child_id)["state"]
 
     def load_network(self, child_id):
         """The result save_network wrote for child_id. Raises RecordsError naming the file."""

@@ -1,6 +1,7 @@
 """A script written for the original toolkit runs here unchanged, and the main script's
 parameter block takes a user's own variables."""
 import ast
+import csv
 import glob
 import json
 import os
@@ -67,7 +68,7 @@ def test_a_script_written_for_the_original_toolkit_runs_unchanged(tmp_path):
         best_id, best_trained, best_val, best_test = outcome["best"]
         assert parent_trained and best_trained  # both Nets carry their trained weights
         with open(os.path.join(run_dir, "children.csv")) as records_file:
-            rows = list(__import__("csv").DictReader(records_file))
+            rows = list(csv.DictReader(records_file))
         assert len(rows) == 3 and parent_id in {row["child_id"] for row in rows if row["generation"] == "1"}
         assert best_val == max(float(row["val_accuracy"]) for row in rows)
         # the partial saves are named from partial_saver_name; the saved best model reproduces its test accuracy
