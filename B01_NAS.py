@@ -71,6 +71,12 @@ patience = 5  # epochs without a better validation loss before early stopping (t
 learning_rate = 1e-3  # Adam's initial step size
 verbose = 0  # 0: progress lines only; 1: plus Keras' per-epoch bar and TensorFlow's own messages; 2: one line per epoch
 
+# evaluation: how many networks train at once, and where
+executor = "local"  # "local": worker processes on this machine; "ray": Ray tasks (this machine or a cluster, see ray_address)
+n_workers = 1  # networks trained at once (local: worker processes; ray: tasks in flight)
+threads_per_worker = 2  # TensorFlow threads per network; n_workers x threads_per_worker = the cores to use
+ray_address = None  # executor = "ray": None starts Ray on this machine; "auto" or "host:port" joins a running cluster
+
 # output
 logs_dir = "logs"  # folder of the run folders, relative to this folder or absolute
 run_name = "nas"  # the run folder is <logs_dir>/<timestamp>_<run_name>

@@ -119,6 +119,51 @@ class Objectives:
         return -self.to_minimise(values)[0]
 
 
+class Ranking:
+    """Objectives applied to networks: each one's fitness, NSGA-II's order, the best.
+
+    objectives: Objectives; figures: function(network) -> its figures dict.
+    A network's scores are its validation accuracy and F1 (None before training
+    or when it failed).
+    """
+
+    def __init__(self, objectives, figures):
+        self.objectives, self.figures = objectives, figures
+
+    @staticmethod
+    def scores(net):
+        return {"val_accuracy": net.val_score, "val_f1": (net.val_metrics or {}).get("f1")}
+
+    def values(self, net):
+        """The objective values of net, by name; None when it has no scores."""
+        return self.objectives.values(self.figures(net), self.scores(net))
+
+    def fitness(self, net):
+        """The first objective of net, larger is better; None when net has no scores."""
+        values = self.values(net)
+        return None if values is None else self.objectives.fitness(values)
+
+    def vectors(self, networks):
+        """Each network's objectives as a vector to minimise (every network must have scores)."""
+        return [self.objectives.to_minimise(self.values(net)) for net in networks]
+
+    def ranked(self, networks):
+        """The networks (all with scores), best first: NSGA-II's order on the objectives."""
+        return [networks[i] for i in nsga2_order(self.vectors(networks))]
+
+    def best_by_first_objective(self, networks):
+        """The network with the best first objective (the first of equals); None when none has scores."""
+        scored = [(score, -index) for index, score in enumerate(map(self.fitness, networks)) if score is not None]
+        if not scored:
+            return None
+        return networks[-max(scored)[1]]
+
+    def check_on(self, network):
+        """Computes the objectives of an untrained network with made-up scores, so that a
+        user-defined objective that fails stops the run before any training."""
+        self.objectives.values(self.figures(network), {"val_accuracy": 0.5, "val_f1": 0.5})
+
+
 def check_constraint(name, constraint, figures):
     """Whether the network of these figures passes a user-defined constraint; a
     constraint that raises or returns anything but a truth value is named."""

@@ -1,4 +1,6 @@
-"""The run's records on disk: children.csv, each evaluated network's artefacts, the checkpoint.
+"""The run's records on disk: the NAS log, children.csv, pareto.csv, each evaluated
+network's artefacts, the saved models and the checkpoint. Only the search's driver
+writes them (workers and Ray nodes return results; they never touch the run folder).
 
 children.csv is the history of the search, one CSV record per evaluated network,
 appended as each one finishes. A record may span several lines (a failure's
@@ -15,6 +17,7 @@ children.csv and the network files.
 """
 import csv
 import io
+import json
 import os
 import pickle
 
@@ -29,6 +32,15 @@ RECORD_FIELDS = ("child_id", "generation", "status", "mutation", "parents", "dep
 # What a network state holds besides its architecture and scores: kept in its network file only.
 HEAVY_STATE_FIELDS = ("layer_weights", "head_weights", "deployed_model_bytes")
 
+PARETO_FIELDS = ("child_id", "generation", "n_params", "max_tens", "flops", "flash_size", "flash_measured",
+                 "ram_size", "ram_measured", "latency_ms", "val_accuracy", "val_f1", "test_accuracy",
+                 "deployed_test_accuracy", "architecture_text", "architecture")
+
+# One row of the NAS log's child table; flash and RAM show the estimate / the measured value.
+LOG_ROW = "{:<11} {:<7} {:<14} {:>7} {:>7} {:>10} {:>15} {:>15} {:>7} {}"
+LOG_HEADER = LOG_ROW.format("child", "status", "mutation", "val_acc", "params", "FLOPs",
+                            "flash B est/meas", "RAM B est/meas", "train s", "architecture")
+
 CHECKPOINT_VERSION = 2  # 1: every network's weights inside the checkpoint (still read by resume)
 
 
@@ -42,14 +54,55 @@ def light_state(state):
     return {name: value for name, value in state.items() if name not in HEAVY_STATE_FIELDS}
 
 
+def child_record(child, generation, status, reason, flops_keras_flops, latency_ms):
+    """The children.csv record (over RECORD_FIELDS) of an evaluated network."""
+    n_params, max_tens, flops, flash_size, ram_size = child.hw_measures()
+    val, test = child.val_metrics or {}, child.test_metrics or {}
+    deployed = child.deployed or {}
+    return {"child_id": child.child_id, "generation": generation, "status": status,
+            "mutation": child.mutation or "start", "parents": " ".join(child.parent_ids),
+            "latency_ms": latency_ms, "depth": len(child.block_list), "head": child.head, "n_params": n_params,
+            "max_tens": max_tens, "flops": flops, "flops_keras_flops": flops_keras_flops,
+            "flash_size": flash_size, "flash_measured": deployed.get("flash_bytes"),
+            "ram_size": ram_size, "ram_measured": deployed.get("arena_bytes"),
+            "ram_activations_measured": deployed.get("arena_activations"),
+            "ram_persistent_measured": deployed.get("arena_persistent"),
+            "val_accuracy": val.get("accuracy"), "val_f1": val.get("f1"),
+            "test_accuracy": test.get("accuracy"), "test_f1": test.get("f1"),
+            "deployed_test_accuracy": deployed.get("test_accuracy"),
+            "train_seconds": round(child.train_seconds or 0.0, 2), "reason": reason,
+            "adjustments": child.adjustments_text(), "architecture_text": child.architecture_text(),
+            "architecture": json.dumps(child.architecture(), separators=(",", ":"))}
+
+
+def log_row(record, val_score):
+    """The NAS log's table row of a children.csv record and the network's score."""
+    score = "-" if val_score is None else f"{val_score:.4f}"
+    flash_text = f"{record['flash_size']}/{record['flash_measured'] if record['flash_measured'] is not None else '-'}"
+    ram_text = f"{record['ram_size']}/{record['ram_measured'] if record['ram_measured'] is not None else '-'}"
+    return (LOG_ROW.format(record["child_id"], record["status"], record["mutation"][:14], score,
+                           record["n_params"], record["flops"], flash_text, ram_text, record["train_seconds"],
+                           record["architecture_text"])
+            + (f"  ({record['reason']})" if record["reason"] else ""))
+
+
 class RunRecords:
     """The record files of one run folder."""
 
     def __init__(self, run_dir):
         self.run_dir = run_dir
+        self.log_path = os.path.join(run_dir, "nas_log.txt")
         self.records_path = os.path.join(run_dir, "children.csv")
+        self.pareto_path = os.path.join(run_dir, "pareto.csv")
         self.networks_dir = os.path.join(run_dir, "networks")
+        self.models_dir = os.path.join(run_dir, "models")
         self.checkpoint_path = os.path.join(run_dir, "checkpoint.pkl")
+        os.makedirs(self.models_dir, exist_ok=True)
+
+    def log(self, message, mode="a"):
+        """Writes a line to the NAS log (mode 'a' appends, 'w' starts it anew)."""
+        with open(self.log_path, mode) as log_file:
+            log_file.write(message + "\n")
 
     # ----- children.csv ------------------------------------------------------
     def append(self, record):
@@ -84,6 +137,26 @@ class RunRecords:
     def remove(self):
         if os.path.exists(self.records_path):
             os.remove(self.records_path)
+
+    def write_pareto(self, rows, fields):
+        """Writes pareto.csv (atomically): rows (dicts) over fields."""
+        lines = io.StringIO()
+        writer = csv.DictWriter(lines, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomically(self.pareto_path, lines.getvalue())
+
+    # ----- models --------------------------------------------------------------
+    def save_model(self, net, name, generation, folder=None):
+        """Saves a trained net as <folder>/<name>.keras, its deployed model as
+        <name>_<precision>.tflite / .h, and (in models/) <name>.json with its record."""
+        folder = folder or self.models_dir
+        os.makedirs(folder, exist_ok=True)
+        net.save_keras(os.path.join(folder, f"{name}.keras"))
+        net.save_deployed(os.path.join(folder, f"{name}_{net.deploy_precision}"))
+        if folder == self.models_dir:
+            write_atomically(os.path.join(folder, f"{name}.json"),
+                             json.dumps(dict(net.to_record(), child_id=net.child_id, generation=generation), indent=2))
 
     # ----- network files -----------------------------------------------------
     def network_path(self, child_id):

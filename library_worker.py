@@ -4,8 +4,10 @@ Keras with the TensorFlow backend keeps about 5 MB per model.fit() even after
 keras.backend.clear_session(), so a search that trains thousands of networks in
 one process grows until it dies. Each network is instead evaluated by a worker
 process (library_net.evaluate_network, a pure function) that is replaced after
-`tasks_per_worker` networks; what it leaked goes with it. The same function can
-later run on a pool of workers or Ray.
+`tasks_per_worker` networks; what it leaked goes with it. A worker is a new
+Python process (never a fork of one that imported TensorFlow), its TensorFlow
+thread counts set before TensorFlow runs anything. library_evaluator runs
+several of them at once, or the same function as Ray tasks (evaluate_in_ray_task).
 """
 import os
 import pickle
@@ -28,11 +30,12 @@ class EvaluationWorker:
     tasks_per_worker: networks per worker process. A worker grows by some 20 MB
     per network trained; a new one costs a few seconds of TensorFlow start-up,
     small beside the networks' training.
+    threads: TensorFlow's intra- and inter-op threads in the worker (None: TensorFlow's default).
     """
 
-    def __init__(self, data, folds, quiet=True, tasks_per_worker=10):
+    def __init__(self, data, folds, quiet=True, tasks_per_worker=10, threads=None):
         self.data, self.folds, self.quiet = data, folds, quiet
-        self.tasks_per_worker = tasks_per_worker
+        self.tasks_per_worker, self.threads = tasks_per_worker, threads
         self.process, self.results, self.tasks_done = None, None, 0
         self._finalizer = weakref.finalize(self, _stop, [None, None])
 
@@ -51,6 +54,13 @@ class EvaluationWorker:
         self.tasks_done += 1
         return result
 
+    def kill(self):
+        """Ends the worker process at once, even in the middle of a network (evaluate then
+        raises WorkerDied in the thread that waits for it)."""
+        process = self.process
+        if process is not None:
+            process.kill()
+
     def close(self):
         """Ends the worker process (it finishes nothing further)."""
         self._finalizer.detach()
@@ -60,7 +70,8 @@ class EvaluationWorker:
     def _start(self):
         self.close()
         read_fd, write_fd = os.pipe()
-        command = [sys.executable, "-c", f"import library_worker; library_worker.serve({write_fd}, {self.quiet})"]
+        command = [sys.executable, "-c",
+                   f"import library_worker; library_worker.serve({write_fd}, {self.quiet}, {self.threads})"]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=(write_fd,), cwd=PROJECT_DIR)
         os.close(write_fd)
         self.results = os.fdopen(read_fd, "rb")
@@ -86,19 +97,13 @@ def _stop(handles):
         results.close()
 
 
-def serve(result_fd, quiet):
+def serve(result_fd, quiet, threads):
     """The worker's loop: reads (data, folds), then tasks from stdin; writes each result to result_fd."""
-    import gc
     import signal
 
-    import library_config
     # Ctrl-C in a terminal reaches the whole process group; the search decides when to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with library_config.quiet_native_output(enabled=quiet):
-        import keras
-        import library_net
-    if quiet:
-        library_config.quiet_tensorflow_logs()
+    prepare_process(quiet, threads)
     tasks, results = sys.stdin.buffer, os.fdopen(result_fd, "wb")
     data, folds = pickle.load(tasks)
     while True:
@@ -106,7 +111,44 @@ def serve(result_fd, quiet):
             task = pickle.load(tasks)
         except EOFError:
             return
-        keras.backend.clear_session()
-        gc.collect()
-        pickle.dump(library_net.evaluate_network(task, data, folds), results)
+        pickle.dump(evaluate_here(task, data, folds), results)
         results.flush()
+
+
+_prepared = False
+
+
+def prepare_process(quiet, threads):
+    """Imports TensorFlow quietly and sets its thread counts, once per process, before it runs anything."""
+    global _prepared
+    if _prepared:
+        return
+    import library_config
+    with library_config.quiet_native_output(enabled=quiet):
+        import tensorflow as tf
+        import library_net  # noqa: F401  (keras-flops' registrations, made once)
+    if quiet:
+        library_config.quiet_tensorflow_logs()
+    if threads is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    _prepared = True
+
+
+def evaluate_here(task, data, folds):
+    """library_net.evaluate_network in this process, on a clean Keras session."""
+    import gc
+
+    import keras
+    import library_net
+    keras.backend.clear_session()
+    gc.collect()
+    return library_net.evaluate_network(task, data, folds)
+
+
+def evaluate_in_ray_task(task, data_and_folds, quiet, threads):
+    """A network's evaluation as a Ray task; data_and_folds is put in Ray's object store once
+    and read by each node from there."""
+    prepare_process(quiet, threads)
+    data, folds = data_and_folds
+    return evaluate_here(task, data, folds)

@@ -61,7 +61,7 @@ def main():
     flash_ratios, arena_ratios = [], []
     print(f"{'network':<70} {'flash B toolkit/plain':>22} {'arena B toolkit/plain':>22}")
     for index in range(arguments.networks):
-        net = nas.random_network(nas.max_depth, (), "a benchmark network")
+        net = nas.space.random_network(nas.max_depth, (), "a benchmark network")
         net.proxy_train_routine(True, folds, 1)
         keras_path = os.path.join(folder, f"net{index}.keras")
         net.save_keras(keras_path)

@@ -48,12 +48,12 @@ def main():
             nas.train_generation([child], folds)
             parent = child if child.val_score is not None else parent
             # the search's process plus the worker process that trains the networks
-            worker = resident_megabytes(nas.worker.process.pid)
+            worker = resident_megabytes(nas.evaluator.workers[0].process.pid)
             resident_after[index] = resident_megabytes() + worker
             if index in (1, 20) or index % 20 == 0:
                 print(f"after network {index:4d}: resident memory {resident_after[index]:7.1f} MiB "
                       f"(worker {worker:6.1f} MiB)", flush=True)
-        nas.worker.close()
+        nas.evaluator.close()
     early, late = resident_after[min(20, arguments.children)], resident_after[arguments.children]
     peak = max(value for index, value in resident_after.items() if index >= 20)
     print(f"growth from network 20 to network {arguments.children}: {100 * (late - early) / early:+.1f} %; "

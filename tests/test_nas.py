@@ -47,7 +47,7 @@ def test_500_mutants_are_valid_and_keras_confirms_they_meet_every_threshold(tmp_
             assert block.output_size >= 1
             length, channels = block.output_size, block.filters
         rates = [block.dropout_rate for block in child.block_list]
-        assert rates == sorted(rates) and rates[0] == nas.dropout_min
+        assert rates == sorted(rates) and rates[0] == nas.space.dropout_min
         if i % 25 == 0:  # a sample measured by the references, not by the filter that chose it
             n_params, flops, max_tens = keras_figures(child)
             assert n_params <= TIGHT["params_thr"] and flops <= TIGHT["flops_thr"]
@@ -64,14 +64,14 @@ def test_a_candidate_keras_finds_too_large_is_never_drawn(tmp_path, small_data):
     data, _ = small_data
     nas = make_nas(tmp_path, data, max_attempts=5)
     wide = [Block(filters=64, kernel_size=9, stride=1, padding="same", pooling="none") for _ in range(3)]
-    too_large = nas._new_net(wide, "flatten")
+    too_large = nas.space.new_net(wide, "flatten")
     assert keras_figures(too_large)[0] > TIGHT["params_thr"]  # Keras' count, not ours
-    small = nas._new_net([Block(filters=4, kernel_size=3, stride=2, pooling="max", pool_size=4)], "gap")
+    small = nas.space.new_net([Block(filters=4, kernel_size=3, stride=2, pooling="max", pool_size=4)], "gap")
     assert keras_figures(small)[0] <= TIGHT["params_thr"]
     candidates = iter([too_large, too_large, small])
-    assert nas.draw_valid_network(lambda: next(candidates), (), "a test network") is small
+    assert nas.space.draw_valid(lambda: next(candidates), (), "a test network") is small
     with pytest.raises(ConstraintError, match="params_thr = 20000"):
-        nas.draw_valid_network(lambda: too_large, (), "a test network")
+        nas.space.draw_valid(lambda: too_large, (), "a test network")
 
 
 def test_the_search_space_does_not_drift_over_1500_mutants(tmp_path, small_data):
@@ -79,7 +79,7 @@ def test_the_search_space_does_not_drift_over_1500_mutants(tmp_path, small_data)
     so children never inherit a kernel or pool size the search space does not hold."""
     data, _ = small_data
     nas = make_nas(tmp_path, data, check_hw=False, max_depth=6, n_mutations=2, smart_start=False)
-    space = nas.search_space
+    space = nas.space.choices
     parent = nas.initial_parent()
     n_blocks = n_adjusted = 0
     for _ in range(1500):

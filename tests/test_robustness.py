@@ -12,6 +12,7 @@ import pytest
 
 import library_load_and_split_data as data_lib
 from conftest import PROJECT_DIR, TINY_RUN, run_main, write_idx1, write_idx3
+from library_evaluator import failed_result
 from library_nas import NAS, SearchStopped, check_search_parameters
 
 
@@ -160,23 +161,35 @@ def test_resume_cuts_children_csv_by_records_when_a_reason_spans_lines(tmp_path,
     nas = NAS(**settings)
     nas.start_time = time.perf_counter()
     population = nas.start(folds)  # generation 0, checkpointed
-    evaluate = nas._evaluate
+    real_evaluator = nas._evaluator(folds)
 
-    def first_child_fails(child, folds):  # errors of TensorFlow often span several lines
-        if child.child_id.endswith("c0002"):
-            return "failed", "InvalidArgumentError: the first line\n  and the second line, \"quoted\"", None
-        return evaluate(child, folds)
+    class FailingEvaluator:  # fails the networks `fails` picks, with a multi-line reason; the real one trains the rest
+        folds = real_evaluator.folds
 
-    monkeypatch.setattr(nas, "_evaluate", first_child_fails)
+        def __init__(self, fails, reason):
+            self.fails, self.reason = fails, reason
+
+        def evaluate_all(self, tasks):
+            for index, task in tasks.items():
+                if self.fails(task):
+                    yield index, failed_result(self.reason)
+            yield from real_evaluator.evaluate_all({i: t for i, t in tasks.items() if not self.fails(t)})
+
+        def close(self):
+            real_evaluator.close()
+
+    # errors of TensorFlow often span several lines; the second network (seed 2) fails
+    nas.evaluator = FailingEvaluator(lambda task: task["train_settings"]["seed"] == 2,
+                                     "InvalidArgumentError: the first line\n  and the second line, \"quoted\"")
     nas.i_gen = 1
     population = nas.one_generation(population, folds)  # generation 1, checkpointed
     checkpointed = records(settings["run_dir"])
     assert [row["status"] for row in checkpointed] == ["dry_run", "failed", "dry_run"]
     nas.i_gen = 2  # generation 2 dies after one network, whose reason spans lines too
-    monkeypatch.setattr(nas, "_evaluate", lambda child, folds: ("failed", "Error:\nkilled here", None))
+    nas.evaluator = FailingEvaluator(lambda task: True, "Error:\nkilled here")
     nas.train_generation(nas.new_generation(population[0], data)[:1], folds)
     assert len(records(settings["run_dir"])) == 4
-    nas.worker.close()
+    nas.evaluator.close()
 
     resumed = NAS(**settings)
     resumed.start_time = time.perf_counter()

@@ -30,7 +30,7 @@ def scored_population(nas, size=4):
     """Random valid networks given made-up validation scores (ranking needs scores, not training)."""
     population = []
     for index in range(size):
-        network = nas.random_network(nas.max_depth, {n.architecture_key() for n in population}, "a test network")
+        network = nas.space.random_network(nas.max_depth, {n.architecture_key() for n in population}, "a test network")
         network.val_score, network.child_id = 0.5 + 0.1 * index, f"g000_c{index + 1:04d}"
         population.append(network)
     return population
@@ -50,7 +50,7 @@ def test_crossover_joins_the_head_of_one_parent_to_the_tail_of_the_other(tmp_pat
     joins = {(i, j): first_shapes[:i] + second_shapes[j:]
              for i in range(len(first_shapes) + 1) for j in range(len(second_shapes) + 1)}
     for _ in range(100):
-        child = nas.crossover(first, second)
+        child = nas.space.crossover(first, second)
         shapes = [tuple(getattr(b, s) for s in SHAPE_SETTINGS) for b in child.block_list]
         assert shapes in joins.values()
         assert 1 <= len(child.block_list) <= nas.max_depth and child.head in (first.head, second.head)
@@ -68,7 +68,7 @@ def test_offspring_meet_thresholds_and_user_constraints_and_are_new(tmp_path, sm
     nas = make_nas(tmp_path, data, n_child=12, custom_constraints={"small_memory": small_memory})
     population = scored_population(nas)
     nas.evaluated_keys = {network.architecture_key() for network in population}
-    children = nas.make_offspring(population)
+    children = nas.strategy.propose(population, nas.evaluated_keys)
     assert len({child.architecture_key() for child in children} | nas.evaluated_keys) == 12 + 4
     for child in children:  # measured by Keras, keras-flops, the converter and TFLM, not by the filter
         n_params, flops, max_tens = keras_figures(child)
@@ -82,7 +82,7 @@ def test_a_constraint_no_network_meets_is_named(tmp_path, small_data):
     data, _ = small_data
     nas = make_nas(tmp_path, data, max_attempts=20, custom_constraints={"impossible": lambda figures: False})
     with pytest.raises(ConstraintError, match="constraint impossible: failed by every candidate"):
-        nas.random_network(3, (), "a test network")
+        nas.space.random_network(3, (), "a test network")
 
 
 def test_a_broken_user_function_is_named_before_any_training(tmp_path, small_data):
@@ -102,7 +102,7 @@ def test_latency_is_estimated_from_flops_clock_and_flops_per_cycle(tmp_path, sma
     data, _ = small_data
     nas = make_nas(tmp_path, data, latency_thr=5, clock_mhz=100, flops_per_cycle=0.5)
     for _ in range(20):  # 5 ms at 100 MHz and half a FLOP per cycle: at most 250,000 FLOPs
-        network = nas.random_network(nas.max_depth, (), "a test network")
+        network = nas.space.random_network(nas.max_depth, (), "a test network")
         assert keras_figures(network)[1] <= 250_000  # keras-flops' count
 
 
@@ -126,9 +126,9 @@ def test_tournament_winner_is_the_best_ranked_of_those_drawn(tmp_path, small_dat
     data, _ = small_data
     nas = make_nas(tmp_path, data, tournament_size=60)
     ranks, crowding = [2, 0, 1, 0], [0.0, 1.0, 0.0, 5.0]
-    assert {nas.tournament_selection(ranks, crowding) for _ in range(100)} == {3}
-    nas.tournament_size = 1  # no pressure: every member wins sometimes
-    assert {nas.tournament_selection(ranks, crowding) for _ in range(200)} == {0, 1, 2, 3}
+    assert {nas.strategy.tournament_selection(ranks, crowding) for _ in range(100)} == {3}
+    nas.strategy.tournament_size = 1  # no pressure: every member wins sometimes
+    assert {nas.strategy.tournament_selection(ranks, crowding) for _ in range(200)} == {0, 1, 2, 3}
 
 
 def test_a_user_objective_ranks_the_population(tmp_path, small_data):
@@ -137,18 +137,18 @@ def test_a_user_objective_ranks_the_population(tmp_path, small_data):
         "accuracy_per_kB": (lambda figures, scores: scores["val_accuracy"] * 1000 / figures["flash_size"], "max")})
     population = scored_population(nas)
     by_hand = sorted(population, key=lambda n: -n.val_score * 1000 / n.hw_measures()[3])
-    assert [n.child_id for n in nas.ranked(population)] == [n.child_id for n in by_hand]
+    assert [n.child_id for n in nas.ranking.ranked(population)] == [n.child_id for n in by_hand]
     assert nas.fitness(population[0]) == pytest.approx(population[0].val_score * 1000 / population[0].hw_measures()[3])
 
 
 def test_canonical_key_ignores_settings_that_do_not_shape_the_network(tmp_path, small_data):
     data, _ = small_data
     nas = make_nas(tmp_path, data)
-    network = nas.random_network(3, (), "a test network")
+    network = nas.space.random_network(3, (), "a test network")
     blocks = [block.copy(pooling="none", pool_size=2) for block in network.block_list]
-    same = nas._new_net(blocks, network.head)
-    other_pool_size = nas._new_net([block.copy(pool_size=3) for block in blocks], network.head)
-    pooled = nas._new_net([block.copy(pooling="max", pool_size=2) for block in blocks], network.head)
+    same = nas.space.new_net(blocks, network.head)
+    other_pool_size = nas.space.new_net([block.copy(pool_size=3) for block in blocks], network.head)
+    pooled = nas.space.new_net([block.copy(pooling="max", pool_size=2) for block in blocks], network.head)
     assert same.architecture_key() == other_pool_size.architecture_key() != pooled.architecture_key()
 
 
@@ -156,8 +156,8 @@ def test_an_architecture_evaluated_before_is_reused_not_trained(tmp_path, small_
     data, folds = small_data
     nas = make_nas(tmp_path, data, is_train_proxy=False)  # dry run: quick, scores still real
     nas.start_time = time.perf_counter()
-    network = nas.random_network(3, (), "a test network")
-    again = nas._new_net([block.copy(layer_weights=None) for block in network.block_list], network.head)
+    network = nas.space.random_network(3, (), "a test network")
+    again = nas.space.new_net([block.copy(layer_weights=None) for block in network.block_list], network.head)
     scores, _ = nas.train_generation([network, again], folds)
     rows = rows_of(nas.records_path)
     assert [row["status"] for row in rows] == ["dry_run", "reused"]
@@ -258,7 +258,7 @@ def test_the_best_network_is_best_by_the_first_objective_in_generation_0(tmp_pat
     monkeypatch.setattr(nas, "train_generation", scores_rising_with_flash)
     monkeypatch.setattr(nas, "save_partial", lambda *args: None)
     monkeypatch.setattr(nas, "end_generation", lambda *args, **kwargs: None)
-    population = nas.start_population(folds)
+    population = nas.start(folds)
     most_accurate = max(population, key=lambda network: network.val_score)
     assert population[0] is not most_accurate  # NSGA-II's first is another end of the front
     assert nas.absolute_best is most_accurate
@@ -282,5 +282,5 @@ def test_an_empty_population_ranks_and_a_generation_of_failures_keeps_the_popula
     monkeypatch.setattr(nas, "train_generation", every_child_fails)
     monkeypatch.setattr(nas, "end_generation", lambda *args, **kwargs: None)
     nas.i_gen = 1
-    assert nas.one_ga_step(population, folds) == population
+    assert nas.one_generation(population, folds) == population
     assert "Every child failed and no elite is kept; the population stays." in open(nas.log_path).read()

@@ -1,0 +1,149 @@
+"""Evaluating many networks at once: worker processes on this machine, or Ray tasks.
+
+An evaluator takes tasks {task id: task} (library_net.evaluate_network's task:
+architecture, settings and the network's seed) and yields (task id, result) as
+each network finishes, in whatever order they finish; the search records them
+in id order, so the result of a search does not depend on how many networks
+run at once. The data set goes to each worker process (local) or into Ray's
+object store (once per node), never with each task.
+
+A worker process or Ray node that dies in the middle of a network costs that
+try only: the network is tried again, up to max_tries times in all, then
+recorded as failed with the reason.
+"""
+import os
+import queue
+import threading
+
+from library_worker import EvaluationWorker, WorkerDied, evaluate_in_ray_task
+
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+EXECUTORS = ("local", "ray")
+MAX_TRIES = 3  # tries per network when its worker or node dies
+TASKS_PER_WORKER = 10  # networks per worker process before it is replaced (TensorFlow's memory growth)
+# What Ray ships to every node: the project's code, not its data, runs or history.
+RAY_RUNTIME_ENV = {"working_dir": PROJECT_DIR,
+                   "excludes": [".git", "logs", "data", "docs", "tests", "__pycache__", ".pytest_cache"],
+                   "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3"}}
+
+
+def failed_result(reason):
+    """The result of a network that could not be evaluated (no state: it keeps its own)."""
+    return {"state": None, "status": "failed", "reason": reason, "flops_keras_flops": None}
+
+
+def make_evaluator(executor, data, folds, n_workers, threads_per_worker, ray_address=None, quiet=True):
+    """The evaluator of `executor` ("local" or "ray") for networks trained on data and folds."""
+    if executor == "ray":
+        return RayEvaluator(data, folds, n_workers, threads_per_worker, ray_address, quiet)
+    return LocalEvaluator(data, folds, n_workers, threads_per_worker, quiet)
+
+
+class LocalEvaluator:
+    """n_workers worker processes on this machine, each training one network at a time
+    with threads_per_worker TensorFlow threads."""
+
+    def __init__(self, data, folds, n_workers=1, threads_per_worker=None, quiet=True, max_tries=MAX_TRIES,
+                 tasks_per_worker=TASKS_PER_WORKER):
+        self.folds = folds
+        self.workers = [EvaluationWorker(data, folds, quiet, tasks_per_worker, threads_per_worker)
+                        for _ in range(n_workers)]
+        self.max_tries = max_tries
+        self.stopping = threading.Event()
+
+    def evaluate_all(self, tasks):
+        """Yields (task id, result) for each of tasks {id: task} as it finishes. Leaving the
+        loop early ends the networks still in training."""
+        waiting, finished = queue.SimpleQueue(), queue.SimpleQueue()
+        for item in sorted(tasks.items()):
+            waiting.put(item)
+
+        def drive(worker):
+            while not self.stopping.is_set():
+                try:
+                    task_id, task = waiting.get_nowait()
+                except queue.Empty:
+                    return
+                finished.put((task_id, self._evaluate(worker, task)))
+
+        threads = [threading.Thread(target=drive, args=(worker,), daemon=True)
+                   for worker in self.workers[:len(tasks)]]
+        for thread in threads:
+            thread.start()
+        try:
+            for _ in range(len(tasks)):
+                yield finished.get()
+        finally:
+            if any(thread.is_alive() for thread in threads):  # left early: stop what still trains
+                self.stopping.set()
+                for worker in self.workers:
+                    worker.kill()
+                for thread in threads:
+                    thread.join()
+                self.stopping.clear()
+
+    def _evaluate(self, worker, task):
+        for _ in range(self.max_tries):
+            try:
+                return worker.evaluate(task)
+            except WorkerDied as error:
+                if self.stopping.is_set():
+                    return failed_result("stopped")
+                last_error = error
+        return failed_result(f"WorkerDied: {last_error} (on each of {self.max_tries} tries)")
+
+    def close(self):
+        for worker in self.workers:
+            worker.close()
+
+
+class RayEvaluator:
+    """Ray tasks, at most n_workers at once, each asking Ray for threads_per_worker CPUs.
+
+    ray_address: None starts Ray on this machine (ended by close); "auto" or
+    "host:port" joins a running cluster. The project's code is shipped to every
+    node (RAY_RUNTIME_ENV); the data set is put in the object store once. Ray
+    retries a task whose worker or node died (max_tries in all) and replaces
+    each worker process after tasks_per_worker networks.
+    """
+
+    def __init__(self, data, folds, n_workers, threads_per_worker, ray_address=None, quiet=True,
+                 max_tries=MAX_TRIES, tasks_per_worker=TASKS_PER_WORKER):
+        import ray
+        self.ray, self.folds = ray, folds
+        self.started_ray = not ray.is_initialized()
+        if self.started_ray:
+            ray.init(address=ray_address, runtime_env=RAY_RUNTIME_ENV, include_dashboard=False,
+                     log_to_driver=not quiet, logging_level="ERROR" if quiet else "INFO")
+        self.data_ref = ray.put((data, folds))
+        self.n_workers, self.threads, self.quiet, self.max_tries = n_workers, threads_per_worker, quiet, max_tries
+        self.remote = ray.remote(num_cpus=threads_per_worker or 1, max_retries=max_tries - 1,
+                                 max_calls=tasks_per_worker)(evaluate_in_ray_task)
+
+    def evaluate_all(self, tasks):
+        """Yields (task id, result) for each of tasks {id: task} as it finishes. Leaving the
+        loop early cancels the networks still in training."""
+        ray = self.ray
+        waiting, running = sorted(tasks.items()), {}
+        try:
+            while waiting or running:
+                while waiting and len(running) < self.n_workers:
+                    task_id, task = waiting.pop(0)
+                    running[self.remote.remote(task, self.data_ref, self.quiet, self.threads)] = task_id
+                done, _ = ray.wait(list(running), num_returns=1)
+                for reference in done:
+                    task_id = running.pop(reference)
+                    try:
+                        result = ray.get(reference)
+                    except ray.exceptions.RayError as error:  # its worker or node died on every try
+                        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                        result = failed_result(f"{type(error).__name__}: {first_line} "
+                                               f"(on each of {self.max_tries} tries)")
+                    yield task_id, result
+        finally:
+            for reference in running:
+                ray.cancel(reference, force=True)
+
+    def close(self):
+        if self.started_ray:
+            self.ray.shutdown()

@@ -1,0 +1,254 @@
+"""The networks the search may build and the operators that make them.
+
+SearchSpace draws random blocks and networks, mutates (add, remove or change a
+block, switch the head), crosses two block lists over, and keeps every network
+it returns within the hardware thresholds and user-defined constraints
+(Constraints), checked on the analytic cost model before any Keras model is
+built. Every draw comes from one random stream, so a seed gives the same
+networks in the same order.
+"""
+from library_block import Block
+from library_net import Net, chain_blocks
+import library_objectives as objectives_lib
+
+# Each threshold parameter and the figure (library_objectives) it limits.
+HW_THRESHOLDS = {"params_thr": "n_params", "max_tens_thr": "max_tens", "flops_thr": "flops",
+                 "flash_thr": "flash_size", "ram_thr": "ram_size", "latency_thr": "latency_ms"}
+
+# A small hand-crafted parent (smart_start): three conv/pool stages that shorten the
+# sequence 8x, then a Flatten head. On the demo data it reaches ~0.97 test accuracy.
+SMART_START_HEAD = "flatten"
+SMART_START_BLOCKS = (
+    dict(filters=16, kernel_size=5, stride=2, padding="same", activation="relu", pooling="max", pool_size=2),
+    dict(filters=32, kernel_size=3, stride=1, padding="same", activation="relu", pooling="max", pool_size=2),
+    dict(filters=32, kernel_size=3, stride=1, padding="same", activation="relu", pooling="max", pool_size=2),
+)
+
+
+class ConstraintError(RuntimeError):
+    """No candidate meeting the hardware thresholds was found within the attempts allowed."""
+
+
+class Constraints:
+    """The hardware thresholds (None = no limit) and user-defined constraints a network must meet.
+
+    thresholds: {threshold parameter of HW_THRESHOLDS: limit or None}.
+    custom_constraints: name -> function(figures) returning True when a network passes.
+    check_hw: False accepts every network.
+    """
+
+    def __init__(self, thresholds, custom_constraints, check_hw, clock_mhz, flops_per_cycle):
+        self.thresholds, self.custom_constraints = dict(thresholds), dict(custom_constraints or {})
+        self.check_hw, self.clock_mhz, self.flops_per_cycle = check_hw, clock_mhz, flops_per_cycle
+
+    def figures(self, net):
+        """The hardware figures of net, by name (library_objectives), from the cost model."""
+        return objectives_lib.hardware_figures(net, self.clock_mhz, self.flops_per_cycle)
+
+    def violations(self, net, smallest_seen=None):
+        """Names of the thresholds and constraints net breaks, with its figure (empty when
+        check_hw is off).
+
+        smallest_seen: a dict that keeps, per threshold, the smallest figure seen
+        so far, and per constraint whether any candidate passed (for the message
+        when no candidate meets them).
+        """
+        if not self.check_hw:
+            return []
+        figures = self.figures(net)
+        violations = []
+        for name, figure_name in HW_THRESHOLDS.items():
+            limit, figure = self.thresholds[name], figures[figure_name]
+            if limit is None:
+                continue
+            if smallest_seen is not None:
+                smallest_seen[name] = min(smallest_seen.get(name, figure), figure)
+            if figure > limit:
+                violations.append(f"{name} ({figure_name} {figure} > {limit})")
+        for name, constraint in self.custom_constraints.items():
+            passed = objectives_lib.check_constraint(name, constraint, figures)
+            if smallest_seen is not None:
+                smallest_seen[name] = smallest_seen.get(name, False) or passed
+            if not passed:
+                violations.append(f"constraint {name}")
+        return violations
+
+    def error(self, smallest_seen, what, n_attempts):
+        """The ConstraintError for `what` after n_attempts candidates: each threshold or
+        constraint no candidate met and the smallest value seen for it."""
+        never_met = {name: value for name, value in smallest_seen.items()
+                     if (value is False if name in self.custom_constraints else value > self.thresholds[name])}
+        shown = never_met or smallest_seen
+
+        def describe(name, value):
+            if name in self.custom_constraints:
+                return f"constraint {name}: {'passed by some candidate' if value else 'failed by every candidate'}"
+            return f"{name} = {self.thresholds[name]}: smallest {HW_THRESHOLDS[name]} seen {value}"
+
+        details = "; ".join(describe(name, value) for name, value in shown.items())
+        if never_met:
+            summary = f"No candidate met: {details}."
+        else:
+            summary = f"Each threshold was met by some candidate, never all at once: {details}."
+        return ConstraintError(f"No candidate for {what} met the hardware thresholds in {n_attempts} attempts. "
+                               f"{summary} Raise them or shrink the search space.")
+
+
+class SearchSpace:
+    """Block settings, heads and depths the search draws from, and its operators.
+
+    choices: {block setting: list of values}; head_choices: heads; max_depth:
+    most blocks in a network; dropout_min/max: the dropout of the first/last
+    block (growing with depth in between); n_mutations: mutations per child;
+    max_attempts: candidates drawn before a ConstraintError; constraints:
+    Constraints; rng: the search's random.Random. data, log_path,
+    train_settings and deploy_precision are given to every Net made.
+    """
+
+    def __init__(self, choices, head_choices, max_depth, dropout_min, dropout_max, n_mutations, max_attempts,
+                 constraints, rng, data, log_path, train_settings, deploy_precision):
+        self.choices, self.head_choices = choices, list(head_choices)
+        self.max_depth, self.dropout_min, self.dropout_max = max_depth, dropout_min, dropout_max
+        self.n_mutations, self.max_attempts = n_mutations, max_attempts
+        self.constraints, self.rng = constraints, rng
+        self.data, self.log_path = data, log_path
+        self.train_settings, self.deploy_precision = train_settings, deploy_precision
+
+    # ----- networks -----------------------------------------------------------
+    def new_net(self, blocks, head, data=None):
+        """A Net of blocks (dropout set by depth; Net chains them on the input) and head."""
+        return Net(self.with_dropout_by_depth(blocks), self.log_path, data or self.data, head=head,
+                   train_settings=self.train_settings, deploy_precision=self.deploy_precision)
+
+    def smart_start_network(self):
+        return self.new_net([Block(**settings, dropout_rate=0.0) for settings in SMART_START_BLOCKS],
+                            SMART_START_HEAD)
+
+    def random_block(self, input_size, block_index, depth):
+        """A block with random settings from the choices, placed at block_index of depth blocks."""
+        settings = {name: self.rng.choice(choices) for name, choices in self.choices.items()}
+        return Block(**settings, dropout_rate=self.dropout_rate(block_index, depth),
+                     input_size=input_size, input_channels=1, block_index=block_index)
+
+    def random_network(self, max_depth, seen_keys, what):
+        """A random valid network: depth uniform in 1..max_depth, every setting and the head
+        uniform over the choices; unlike seen_keys when the attempts allow."""
+        def random_candidate():
+            depth = self.rng.randint(1, max_depth)
+            blocks = [self.random_block(None, block_index, depth) for block_index in range(depth)]
+            return self.new_net(blocks, self.rng.choice(self.head_choices))
+
+        return self.draw_valid(random_candidate, seen_keys, what)
+
+    def draw_valid(self, make_candidate, seen_keys, what):
+        """Calls make_candidate() until a candidate meets every threshold and constraint
+        and is not in seen_keys; returns it. A valid repeat is returned only if nothing
+        new is found in max_attempts tries; if no candidate is valid, raises
+        ConstraintError naming `what`, each threshold or constraint no candidate met
+        and the smallest value seen for it."""
+        smallest_seen, valid_repeat = {}, None
+        for _ in range(self.max_attempts):
+            candidate = make_candidate()
+            if self.constraints.violations(candidate, smallest_seen):
+                continue
+            if candidate.architecture_key() not in seen_keys:
+                return candidate
+            valid_repeat = valid_repeat or candidate
+        if valid_repeat is not None:
+            return valid_repeat
+        raise self.constraints.error(smallest_seen, what, self.max_attempts)
+
+    def valid_mutant(self, parent, seen_keys=(), data=None):
+        """A valid mutant of parent (n_mutations mutations), unlike seen_keys when the attempts allow."""
+        def mutant():
+            child = parent
+            for _ in range(self.n_mutations):
+                child = self.mutate(child, data)
+            return child
+
+        return self.draw_valid(mutant, seen_keys, f"a child of {parent.architecture_text()}")
+
+    # ----- operators ------------------------------------------------------------
+    def mutate(self, parent, data=None):
+        """One mutation of parent: add, remove or change a block, or switch the head. Returns a new Net."""
+        blocks = [block.copy(layer_weights=None) for block in parent.block_list]
+        actions = ["change"]
+        if len(blocks) < self.max_depth:
+            actions.append("add")
+        if len(blocks) > 1:
+            actions.append("remove")
+        if len(self.head_choices) > 1:
+            actions.append("switch_head")
+        action = self.rng.choice(actions)
+        head = parent.head
+        if action == "add":
+            blocks = self.add_block(blocks)
+        elif action == "remove":
+            blocks = self.remove_block(blocks)
+        elif action == "change":
+            blocks = self.change_block(blocks)
+        else:
+            head = self.rng.choice([choice for choice in self.head_choices if choice != parent.head])
+        child = self.new_net(blocks, head, data)
+        # Chained mutations (n_mutations > 1) of a not yet evaluated mutant read "add+change".
+        chained = parent.child_id is None and parent.mutation
+        child.mutation = f"{parent.mutation}+{action}" if chained else action
+        child.parent_ids = parent.parent_ids if parent.child_id is None else (parent.child_id,)
+        return child
+
+    def remove_block(self, blocks):
+        index = self.rng.randrange(len(blocks))
+        return blocks[:index] + blocks[index + 1:]
+
+    def change_block(self, blocks):
+        """Redraws one setting of one block."""
+        index = self.rng.randrange(len(blocks))
+        setting = self.rng.choice(sorted(self.choices))
+        choices = [c for c in self.choices[setting] if c != getattr(blocks[index], setting)]
+        if not choices:
+            return list(blocks)
+        changed = blocks[index].copy(**{setting: self.rng.choice(choices)})
+        return blocks[:index] + [changed] + blocks[index + 1:]
+
+    def add_block(self, blocks):
+        index = self.rng.randint(0, len(blocks))
+        return blocks[:index] + [self.random_block(None, index, len(blocks) + 1)] + blocks[index:]
+
+    def crossover(self, first, second):
+        """One-point crossover at block boundaries: the first blocks of `first`, then the
+        last blocks of `second` (1..max_depth blocks in all), the head of either.
+        Returns a new Net (its blocks chained on the input)."""
+        for _ in range(self.max_attempts):
+            cut_first = self.rng.randint(0, len(first.block_list))
+            cut_second = self.rng.randint(0, len(second.block_list))
+            blocks = first.block_list[:cut_first] + second.block_list[cut_second:]
+            if 1 <= len(blocks) <= self.max_depth:
+                break
+        else:  # every draw was empty or too deep: keep the first parent's blocks
+            blocks = first.block_list
+        child = self.new_net([block.copy(layer_weights=None) for block in blocks],
+                             self.rng.choice([first.head, second.head]))
+        child.mutation = "crossover"
+        child.parent_ids = (first.child_id, second.child_id)
+        return child
+
+    def copy_of(self, network):
+        """network's architecture as a new, untrained Net (a GA child without crossover)."""
+        child = self.new_net([block.copy(layer_weights=None) for block in network.block_list], network.head)
+        child.parent_ids = (network.child_id,)
+        return child
+
+    # ----- dropout and chaining --------------------------------------------------
+    def dropout_rate(self, block_index, depth):
+        # Deeper blocks see more abstract features and overfit more: dropout grows with depth.
+        if depth <= 1:
+            return self.dropout_min
+        return round(self.dropout_min + (self.dropout_max - self.dropout_min) * block_index / (depth - 1), 3)
+
+    def with_dropout_by_depth(self, blocks):
+        """Copies of blocks with dropout_min at the first, dropout_max at the last."""
+        return [block.copy(dropout_rate=self.dropout_rate(i, len(blocks))) for i, block in enumerate(blocks)]
+
+    def chained(self, blocks):
+        """Blocks re-chained on the data's input (what Net does for every network)."""
+        return chain_blocks(blocks, self.data.input_shape)
