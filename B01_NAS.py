@@ -73,8 +73,8 @@ verbose = 0  # 0: progress lines only; 1: plus Keras' per-epoch bar and TensorFl
 
 # evaluation: how many networks train at once, and where
 executor = "local"  # "local": worker processes on this machine; "ray": Ray tasks (this machine or a cluster, see ray_address)
-n_workers = 1  # networks trained at once (local: worker processes; ray: tasks in flight)
-threads_per_worker = 2  # TensorFlow threads per network; n_workers x threads_per_worker = the cores to use
+n_workers = 2  # networks trained at once (local: worker processes; ray: tasks in flight)
+threads_per_worker = 1  # TensorFlow threads per network; n_workers x threads_per_worker = the cores to use
 ray_address = None  # executor = "ray": None starts Ray on this machine; "auto" or "host:port" joins a running cluster
 
 # output

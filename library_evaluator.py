@@ -64,7 +64,11 @@ class LocalEvaluator:
                     task_id, task = waiting.get_nowait()
                 except queue.Empty:
                     return
-                finished.put((task_id, self._evaluate(worker, task)))
+                try:
+                    result = self._evaluate(worker, task)
+                except Exception as error:  # never leave the search waiting for a result
+                    result = failed_result(f"{type(error).__name__}: {error}")
+                finished.put((task_id, result))
 
         threads = [threading.Thread(target=drive, args=(worker,), daemon=True)
                    for worker in self.workers[:len(tasks)]]

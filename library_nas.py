@@ -165,7 +165,7 @@ class NAS:
                  search_strategy="mutation", population_size=6, n_elites=2, tournament_size=2,
                  crossover_rate=0.9, objectives=("val_accuracy",), latency_thr=None, clock_mhz=80,
                  flops_per_cycle=1.0, time_budget_s=None, save_pareto_models=False,
-                 executor="local", n_workers=1, threads_per_worker=2, ray_address=None,
+                 executor="local", n_workers=2, threads_per_worker=1, ray_address=None,
                  custom_constraints=None, custom_objectives=None):
         check_search_parameters(locals())
         if preloaded_data is None:
@@ -710,8 +710,10 @@ class NAS:
                          + ", ".join(self.front_ranking.objectives.names) + ".")
         settings = self.executor_settings
         where = "" if settings["executor"] == "local" else f" (Ray at {settings['ray_address'] or 'a new local instance'})"
-        self.log_message(f"Evaluation: {settings['executor']} executor{where}, {settings['n_workers']} networks at "
-                         f"once, {settings['threads_per_worker']} TensorFlow threads each.")
+        threads = settings["threads_per_worker"]
+        self.log_message(f"Evaluation: {settings['executor']} executor{where}, {settings['n_workers']} "
+                         f"network{'s' * (settings['n_workers'] > 1)} at once, {threads} TensorFlow "
+                         f"thread{'s' * (threads > 1)} each.")
 
     def log_summary(self):
         best = self.absolute_best

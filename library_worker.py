@@ -41,15 +41,16 @@ class EvaluationWorker:
 
     def evaluate(self, task):
         """The worker's result for task; raises WorkerDied if the worker ended without one."""
-        if self.process is None or self.tasks_done >= self.tasks_per_worker:
-            self._start()
         try:
+            if self.process is None or self.tasks_done >= self.tasks_per_worker:
+                self._start()  # a worker can die in start-up too, while it is sent the data
             pickle.dump(task, self.process.stdin)
             self.process.stdin.flush()
             result = pickle.load(self.results)
-        except (EOFError, BrokenPipeError, pickle.UnpicklingError) as error:
-            exit_code = self.process.wait()
-            self._forget()
+        except (EOFError, OSError, pickle.UnpicklingError) as error:  # OSError: BrokenPipeError and kin
+            process = self.process
+            self.close()
+            exit_code = process.returncode if process is not None else None
             raise WorkerDied(f"the evaluation process ended (exit code {exit_code}) without a result") from error
         self.tasks_done += 1
         return result

@@ -1,0 +1,196 @@
+"""Many networks at once: the same result whatever the parallelism, and faults that cost a try only."""
+import csv
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import PROJECT_DIR, TINY_RUN, real_run
+from library_evaluator import LocalEvaluator
+from library_nas import NAS
+
+ray = pytest.importorskip("ray")
+
+# What must not depend on how networks are trained at once (timings may).
+COMPARED_COLUMNS = ("child_id", "generation", "status", "mutation", "parents", "architecture", "flops_keras_flops",
+                    "flash_measured", "ram_measured", "val_accuracy", "val_f1", "test_accuracy",
+                    "deployed_test_accuracy", "reason")
+
+
+def compared(run_dir):
+    with open(os.path.join(run_dir, "children.csv"), newline="") as records:
+        return [{name: row[name] for name in COMPARED_COLUMNS} for row in csv.DictReader(records)]
+
+
+def test_local_one_worker_and_ray_two_workers_give_the_same_children_csv(tmp_path_factory, demo_subset_files):
+    settings = (*TINY_RUN, "n_child=3", "threads_per_worker=1")
+    one_worker, _, _, _ = real_run(tmp_path_factory, demo_subset_files, "local_1",
+                                   (*settings, "executor=local", "n_workers=1"))
+    ray_two, stdout, _, _ = real_run(tmp_path_factory, demo_subset_files, "ray_2",
+                                     (*settings, "executor=ray", "n_workers=2"))
+    rows = compared(one_worker)
+    assert len(rows) == 7 and all(row["status"] == "ok" for row in rows)
+    assert compared(ray_two) == rows
+    assert "Ray at a new local instance" in open(os.path.join(ray_two, "nas_log.txt")).read()
+    assert "networks/h" in stdout
+
+
+def tiny_task_and_data(small_data, tmp_path, epochs=2):
+    data, folds = small_data
+    nas = NAS(run_dir=str(tmp_path / "run"), preloaded_data=data, epochs=epochs, patience=epochs,
+              num_selected_folds=1, seed=0)
+    network = nas.space.smart_start_network()
+    network.train_settings["seed"] = 1
+    return nas.task_of(network), data, folds
+
+
+def kill_each_worker_process(evaluator, n_kills, delay_s):
+    """Kills the evaluator's worker process delay_s after each start, n_kills times (a thread)."""
+    def killer():
+        killed = set()
+        while len(killed) < n_kills:
+            process = evaluator.workers[0].process
+            if process is not None and process.pid not in killed:
+                time.sleep(delay_s)
+                process.kill()
+                killed.add(process.pid)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_worker_killed_while_it_works_costs_one_try_and_the_result_is_the_same(small_data, tmp_path):
+    task, data, folds = tiny_task_and_data(small_data, tmp_path, epochs=20)  # some 15 s of training
+    evaluator = LocalEvaluator(data, folds, n_workers=1, threads_per_worker=1, max_tries=3)
+    try:
+        ((_, undisturbed),) = list(evaluator.evaluate_all({0: task}))
+        evaluator.workers[0].close()
+        killer = kill_each_worker_process(evaluator, n_kills=1, delay_s=8)  # start-up takes about 5 s
+        ((_, retried),) = list(evaluator.evaluate_all({0: task}))
+        killer.join(timeout=60)
+    finally:
+        evaluator.close()
+    assert not killer.is_alive()
+    assert undisturbed["status"] == retried["status"] == "ok"
+    assert retried["state"]["val_score"] == undisturbed["state"]["val_score"]
+
+
+def test_a_network_whose_worker_dies_on_every_try_is_failed_and_the_next_one_trains(small_data, tmp_path):
+    task, data, folds = tiny_task_and_data(small_data, tmp_path)
+    evaluator = LocalEvaluator(data, folds, n_workers=1, threads_per_worker=1, max_tries=2)
+    try:
+        killer = kill_each_worker_process(evaluator, n_kills=2, delay_s=3)
+        ((_, failed),) = list(evaluator.evaluate_all({0: task}))
+        killer.join(timeout=60)
+        ((_, next_one),) = list(evaluator.evaluate_all({1: task}))
+    finally:
+        evaluator.close()
+    assert failed["status"] == "failed" and failed["state"] is None
+    assert failed["reason"].startswith("WorkerDied:") and "on each of 2 tries" in failed["reason"]
+    assert next_one["status"] == "ok"
+
+
+# The `ray` command of this Python (beside it when its folder is not on PATH).
+RAY_CLI = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray") or "ray"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_node(arguments, environment):
+    """A Ray node in its own process group (`ray start --block`), so that it can be killed whole."""
+    command = [RAY_CLI, "start", "--block",
+               "--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats", *arguments]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=environment)
+
+
+def kill_node(node):
+    try:
+        os.killpg(node.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    node.wait(timeout=30)
+
+
+def kill_processes_mentioning(text):
+    """Kills every process whose command line contains text (this test's Ray temp folder);
+    a Ray cluster of someone else's on this machine is left alone."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if text.encode() in cmdline.read():
+                    os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+
+
+def wait_until(condition, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} within {timeout_s} s")
+        time.sleep(0.5)
+
+
+def test_a_search_on_a_two_node_ray_cluster_survives_losing_a_node(tmp_path, demo_subset_files):
+    """A real two-node Ray cluster on loopback: its second node is killed in the middle of the
+    run; the networks it was training are retried on the head, and every network is recorded."""
+    port = free_port()
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must stay short
+    address = f"127.0.0.1:{port}"
+    # Ray >= 2.59 authenticates by token: the same one for the nodes and the driver, as on a real cluster.
+    environment = dict(os.environ, RAY_TMPDIR=temp_dir, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    head = start_node(["--head", f"--port={port}", f"--temp-dir={temp_dir}"], environment)
+    second = None
+    driver = None
+    try:
+        def nodes_alive():
+            status = subprocess.run([RAY_CLI, "status", f"--address={address}"], capture_output=True, text=True,
+                                    env=environment)
+            return status.returncode == 0 and status.stdout.count("node_") >= 2
+        wait_until(lambda: subprocess.run([RAY_CLI, "status", f"--address={address}"], capture_output=True,
+                                          env=environment).returncode == 0, 120, "the head node started")
+        second = start_node([f"--address={address}"], environment)
+        wait_until(nodes_alive, 120, "the second node joined")
+        images_path, labels_path = demo_subset_files
+        logs_dir = tmp_path / "logs"
+        output = open(tmp_path / "driver_output.txt", "w")
+        driver = subprocess.Popen(
+            [sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), f"images_path={images_path}",
+             f"labels_path={labels_path}", f"logs_dir={logs_dir}", *TINY_RUN, "n_child=4", "executor=ray",
+             f"ray_address={address}", "n_workers=2", "threads_per_worker=1", "run_name=cluster"],
+            cwd=PROJECT_DIR, stdout=output, stderr=subprocess.STDOUT, env=environment)
+
+        def records_written():
+            paths = glob.glob(os.path.join(logs_dir, "*_cluster", "children.csv"))
+            return len(open(paths[0]).read().splitlines()) - 1 if paths else 0
+        wait_until(lambda: records_written() >= 2 or driver.poll() is not None, 400, "two networks recorded")
+        assert driver.poll() is None, open(output.name).read()
+        kill_node(second)  # in the middle of generation 1: it was training one of its networks
+        driver.wait(timeout=600)
+    finally:
+        for process in (driver, second, head):
+            if process is not None and process.poll() is None:
+                kill_node(process) if process is not driver else process.kill()
+        kill_processes_mentioning(temp_dir)  # anything of this cluster that left its process group
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert driver.returncode == 0, open(output.name).read()
+    (run_dir,) = glob.glob(os.path.join(logs_dir, "*_cluster"))
+    rows = compared(run_dir)
+    assert [row["child_id"] for row in rows] == [f"g{(i + 3) // 4:03d}_c{i + 1:04d}" for i in range(9)]
+    assert all(row["status"] == "ok" for row in rows), [row["reason"] for row in rows]
