@@ -430,7 +430,7 @@ class NAS:
 
     # ----- lifecycle: Ctrl-C, time, checkpoint, resume -----------------------------
     def _catch_ctrl_c(self):
-        """Makes Ctrl-C stop the search once the network in training is recorded.
+        """Makes Ctrl-C stop the search once the next network is recorded.
 
         A KeyboardInterrupt raised at an arbitrary point can be swallowed (inside
         a finalizer during garbage collection) or cut a write short, so the first
@@ -444,7 +444,7 @@ class NAS:
             if self.stop_requested:
                 raise KeyboardInterrupt
             self.stop_requested = True
-            tqdm.write("Ctrl-C: stopping once the network in training is recorded (Ctrl-C again: at once).")
+            tqdm.write("Ctrl-C: stopping once the next network is recorded (Ctrl-C again: at once).")
 
         return signal.signal(signal.SIGINT, request_stop)
 

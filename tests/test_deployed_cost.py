@@ -38,7 +38,7 @@ def test_flash_within_5_percent_and_arena_within_10_percent(precision, n_network
 
 
 def test_trained_int8_model_runs_in_tflm_close_to_float_accuracy(small_data, tmp_path):
-    from library_nas import SMART_START_BLOCKS, SMART_START_HEAD
+    from library_search_space import SMART_START_BLOCKS, SMART_START_HEAD
     from library_net import net_from_architecture
     data, folds = small_data
     architecture = {"head": SMART_START_HEAD, "blocks": [dict(b, dropout_rate=0.1) for b in SMART_START_BLOCKS]}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import library_load_and_split_data as data_lib
-from conftest import TINY_RUN, run_main
+from conftest import run_main
 from library_compute_stats import compute_descriptors
 
 
@@ -72,21 +72,6 @@ def test_unknown_or_mistyped_override_is_rejected_with_valid_names():
     assert "unknown parameter 'n_generation'" in result.stderr and "n_generations" in result.stderr
     result = run_main("n_child=two")
     assert result.returncode != 0 and "n_child='two'" in result.stderr
-
-
-def test_same_seed_repeats_the_whole_run(tmp_path, demo_subset_files, tiny_run):
-    """A second run with the same seed and settings evaluates the same architectures with the same scores."""
-    images_path, labels_path = demo_subset_files
-    first_run_dir = tiny_run[0]
-    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
-                      *TINY_RUN, "run_name=again")
-    assert result.returncode == 0, result.stderr
-    (second_run_dir,) = glob.glob(os.path.join(tmp_path, "*_again"))
-    def columns(run_dir):
-        with open(os.path.join(run_dir, "children.csv")) as records:
-            return [(row["architecture"], row["val_accuracy"], row["flash_measured"])
-                    for row in csv.DictReader(records)]
-    assert columns(first_run_dir) == columns(second_run_dir)
 
 
 def test_summary_and_load_best_model_give_the_run_in_three_lines(tiny_run):

@@ -31,16 +31,17 @@ def compared(run_dir):
         return [{name: row[name] for name in COMPARED_COLUMNS} for row in csv.DictReader(records)]
 
 
-def test_local_one_worker_and_ray_two_workers_give_the_same_children_csv(tmp_path_factory, demo_subset_files):
-    settings = (*TINY_RUN, "n_child=3", "threads_per_worker=1")
-    one_worker, _, _, _ = real_run(tmp_path_factory, demo_subset_files, "local_1",
-                                   (*settings, "executor=local", "n_workers=1"))
+def test_the_same_seed_on_ray_with_two_workers_repeats_a_local_one_worker_run(tmp_path_factory, demo_subset_files,
+                                                                                tiny_run):
+    """The tiny run (local executor, 1 worker, 1 thread) again on Ray with 2 workers: the same
+    architectures, statuses, scores and measured figures, network by network."""
     ray_two, stdout, _, _ = real_run(tmp_path_factory, demo_subset_files, "ray_2",
-                                     (*settings, "executor=ray", "n_workers=2"))
-    rows = compared(one_worker)
-    assert len(rows) == 7 and all(row["status"] == "ok" for row in rows)
+                                     (*TINY_RUN, "executor=ray", "n_workers=2"))
+    rows = compared(tiny_run[0])
+    assert len(rows) == 5 and all(row["status"] == "ok" for row in rows)
     assert compared(ray_two) == rows
-    assert "Ray at a new local instance" in open(os.path.join(ray_two, "nas_log.txt")).read()
+    assert "ray executor (Ray at a new local instance), 2 networks at once" in open(
+        os.path.join(ray_two, "nas_log.txt")).read()
     assert "networks/h" in stdout
 
 
@@ -172,16 +173,18 @@ def test_a_search_on_a_two_node_ray_cluster_survives_losing_a_node(tmp_path, dem
         output = open(tmp_path / "driver_output.txt", "w")
         driver = subprocess.Popen(
             [sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), f"images_path={images_path}",
-             f"labels_path={labels_path}", f"logs_dir={logs_dir}", *TINY_RUN, "n_child=4", "executor=ray",
+             f"labels_path={labels_path}", f"logs_dir={logs_dir}", *TINY_RUN, "n_generations=1", "n_child=4",
+             "executor=ray",
              f"ray_address={address}", "n_workers=2", "threads_per_worker=1", "run_name=cluster"],
             cwd=PROJECT_DIR, stdout=output, stderr=subprocess.STDOUT, env=environment)
 
         def records_written():
             paths = glob.glob(os.path.join(logs_dir, "*_cluster", "children.csv"))
             return len(open(paths[0]).read().splitlines()) - 1 if paths else 0
-        wait_until(lambda: records_written() >= 2 or driver.poll() is not None, 400, "two networks recorded")
+        wait_until(lambda: records_written() >= 1 or driver.poll() is not None, 400, "generation 0 recorded")
         assert driver.poll() is None, open(output.name).read()
-        kill_node(second)  # in the middle of generation 1: it was training one of its networks
+        time.sleep(3)  # generation 1's first two networks are being trained, one on each node
+        kill_node(second)
         driver.wait(timeout=600)
     finally:
         for process in (driver, second, head):
@@ -192,5 +195,5 @@ def test_a_search_on_a_two_node_ray_cluster_survives_losing_a_node(tmp_path, dem
     assert driver.returncode == 0, open(output.name).read()
     (run_dir,) = glob.glob(os.path.join(logs_dir, "*_cluster"))
     rows = compared(run_dir)
-    assert [row["child_id"] for row in rows] == [f"g{(i + 3) // 4:03d}_c{i + 1:04d}" for i in range(9)]
+    assert [row["child_id"] for row in rows] == ["g000_c0001"] + [f"g001_c{i:04d}" for i in range(2, 6)]
     assert all(row["status"] == "ok" for row in rows), [row["reason"] for row in rows]
