@@ -55,9 +55,7 @@ def small_data(demo_subset_files):
 
 
 # Settings of the tiny real run shared by the end-to-end and robustness tests.
-# One worker with one thread: the parallel tests compare other executors and worker counts with it.
-TINY_RUN = ("test_size=0.2", "num_folds=3", "num_selected_folds=1", "n_generations=2", "n_child=2", "epochs=2",
-            "n_workers=1", "threads_per_worker=1")
+TINY_RUN = ("test_size=0.2", "num_folds=3", "num_selected_folds=1", "n_generations=2", "n_child=2", "epochs=2")
 
 
 def run_main(*overrides, timeout=900):

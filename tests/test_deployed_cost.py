@@ -25,7 +25,7 @@ def measured_and_estimated(precision, n_networks, seed):
     return rows
 
 
-@pytest.mark.parametrize("precision, n_networks", [("int8", 50), ("float32", 20)])
+@pytest.mark.parametrize("precision, n_networks", [("int8", 30), ("float32", 20)])
 def test_flash_within_5_percent_and_arena_within_10_percent(precision, n_networks):
     for net, flash_measured, arena in measured_and_estimated(precision, n_networks, seed=2026):
         _, _, _, flash_size, ram_size = net.hw_measures()
