@@ -183,7 +183,7 @@ class NAS:
             self.saved_names = {role: f"{partial_saver_name}_{name}" for role, name in self.saved_names.items()}
         self.is_train, self.is_train_proxy = is_train, is_train_proxy
         self.use_full_training, self.num_selected_folds = use_full_training, num_selected_folds
-        self.max_depth_father, self.max_depth = max_depth_father, max_depth
+        self.max_depth = max_depth
         self.thresholds = {"params_thr": params_thr, "max_tens_thr": max_tens_thr, "flops_thr": flops_thr,
                            "flash_thr": flash_thr, "ram_thr": ram_thr, "latency_thr": latency_thr}
         self.constraints = Constraints(self.thresholds, custom_constraints, check_hw, clock_mhz, flops_per_cycle)
@@ -196,7 +196,7 @@ class NAS:
                                                     self.constraints.figures)
         self.search_strategy, self.time_budget_s = search_strategy, time_budget_s
         self.save_pareto_models = save_pareto_models
-        self.n_generations, self.n_child = n_generations, n_child
+        self.n_generations = n_generations
         self.partial_save_steps = partial_save_steps
         self.max_failures_in_a_row = max_failures_in_a_row
         self.failures_in_a_row = 0
