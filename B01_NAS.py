@@ -100,12 +100,18 @@ parameters = {name: value for name, value in list(globals().items())
 
 import library_config  # noqa: E402  (the parameters above stay the first thing a reader sees)
 
+project_dir = os.path.dirname(os.path.abspath(__file__))
 try:
     overrides = library_config.parse_overrides(sys.argv[1:], parameters)
-    parameters.update(overrides)
-    if parameters["resume_from"] is not None:  # the run's own parameters, then this command's overrides
-        parameters.update(library_config.read_parameters(parameters["resume_from"]), **overrides)
-except library_config.ParameterError as error:
+    resume_dir = overrides.get("resume_from", parameters["resume_from"])
+    if resume_dir is None:
+        parameters.update(overrides)
+    else:  # the run's own parameters, then the few this command may change; one writer per run folder
+        resume_dir = os.path.join(project_dir, str(resume_dir))
+        parameters = library_config.resume_parameters(resume_dir, parameters, overrides)
+        library_config.hold_run_folder(resume_dir)
+    library_config.check_run_name(parameters["run_name"])
+except (library_config.ParameterError, library_config.RunFolderBusy) as error:
     sys.exit(f"B01_NAS.py: {error}")
 # TensorFlow announces its CPU features and the GPU it did not find from C++ at import.
 with library_config.quiet_native_output(enabled=parameters["verbose"] == 0):
@@ -115,9 +121,13 @@ with library_config.quiet_native_output(enabled=parameters["verbose"] == 0):
     from library_records import RecordsError
 if parameters["verbose"] == 0:
     library_config.quiet_tensorflow_logs()
-project_dir = os.path.dirname(os.path.abspath(__file__))
 # The search takes its own parameters; a helper variable of yours above the rule line stays yours.
 search_parameters = {name: value for name, value in parameters.items() if name in search_parameter_names()}
+try:
+    check_search_parameters(dict(search_parameters, custom_constraints=custom_constraints,
+                                 custom_objectives=custom_objectives), n_folds=parameters["num_folds"])
+except ValueError as error:
+    sys.exit(f"B01_NAS.py: {error}")
 
 # load and split: a stratified test split, then stratified folds of the rest
 try:
@@ -131,35 +141,36 @@ try:
     folds = data_lib.fold_index(X_train, y_train, parameters["num_folds"], seed=parameters["seed"])
 except ValueError as error:
     sys.exit(f"B01_NAS.py: {parameters['labels_path']}, num_folds={parameters['num_folds']}: {error}")
-try:
-    check_search_parameters(dict(search_parameters, custom_constraints=custom_constraints,
-                                 custom_objectives=custom_objectives), n_folds=len(folds))
-except ValueError as error:
-    sys.exit(f"B01_NAS.py: {error}")
 n_classes = parameters["num_classes"] or int(max(y_train.max(), y_test.max())) + 1
 data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, n_classes),
                             X_test, data_lib.one_hot(y_test, n_classes))
-if parameters["resume_from"] is None:
-    run_dir = library_config.make_run_dir(os.path.join(project_dir, parameters["logs_dir"]), parameters["run_name"])
-else:
-    run_dir = parameters["resume_from"]
-library_config.write_parameters(run_dir, parameters)
-print(f"Run folder: {library_config.display_path(run_dir)}")
-print(f"Data: {len(X_train)} training / {len(X_test)} test sessions of length {data.input_shape[0]}, "
-      f"{n_classes} classes, {len(folds)} folds")
+try:
+    run_dir = resume_dir or library_config.make_run_dir(os.path.join(project_dir, parameters["logs_dir"]),
+                                                        parameters["run_name"])
+except library_config.ParameterError as error:
+    sys.exit(f"B01_NAS.py: {error}")
+resume_command = f"python B01_NAS.py resume_from={library_config.path_as_parameter(run_dir, project_dir)}"
 
 # search
 nas = NAS(run_dir=run_dir, preloaded_data=data, custom_constraints=custom_constraints,
           custom_objectives=custom_objectives, **search_parameters)
 try:
+    nas.claim_run_folder(folds)  # this process writes it alone; a resume gets the data and split it had
+    library_config.write_parameters(run_dir, parameters)
+    print(f"Run folder: {library_config.display_path(run_dir)}")
+    print(f"Data: {len(X_train)} training / {len(X_test)} test sessions of length {data.input_shape[0]}, "
+          f"{n_classes} classes, {len(folds)} folds")
     last_parent, best = nas.run_NAS(folds)
-except (ConstraintError, SearchStopped, UserFunctionError, RecordsError) as error:
+except (ConstraintError, SearchStopped, UserFunctionError, RecordsError, library_config.RunFolderBusy) as error:
     # unmet thresholds, failures, a broken custom function, a run folder whose records do not fit
+    if resume_dir is None and not os.path.exists(nas.records_path):  # nothing was evaluated: no folder
+        library_config.remove_run_folder(run_dir)
     sys.exit(f"B01_NAS.py: {error}")
-except KeyboardInterrupt:
-    sys.exit(f"\nInterrupted. Everything up to the last finished generation is saved in "
-             f"{library_config.display_path(run_dir)}.\n"
-             f"To continue: python B01_NAS.py resume_from={library_config.display_path(run_dir)}")
+except KeyboardInterrupt:  # Ctrl-C or SIGTERM
+    print(f"\nInterrupted. Everything up to the last finished generation is saved in "
+          f"{library_config.display_path(run_dir)}.\nTo continue: {resume_command}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)  # everything is written and closed; TensorFlow's teardown would make Ctrl-C wait seconds
 
 # report
 n_params, max_tens, flops, flash_size, ram_size = best.hw_measures()

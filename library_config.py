@@ -1,14 +1,18 @@
-"""The experiment's parameters and its run folder: command-line overrides, the folder,
-the parameter snapshot, and writing its files atomically.
+"""The experiment's parameters and its run folder: command-line overrides, what a
+resume may change, the folder and its one-writer lock, the parameter snapshot,
+and writing its files atomically.
 
 B01_NAS.py keeps its parameters as plain assignments; this module only takes
 them as a dict, so library code never reads the main script's globals.
 """
 import ast
 import datetime
+import fcntl
 import json
 import logging
 import os
+import shutil
+import socket
 import sys
 import tempfile
 
@@ -21,10 +25,11 @@ def parse_overrides(arguments, defaults):
     """Parses `name=value` command-line arguments against the defaults.
 
     Values are read as Python literals and must match the default's type
-    (an int is accepted where a float is expected; a None default takes any
-    literal; None is accepted anywhere and checked where the value is used).
-    Returns a dict of the overridden parameters. Raises ParameterError for an
-    unknown name (listing the valid ones), a malformed argument or a wrong type.
+    (an int is accepted where a float is expected, a whole float such as 2e6
+    where an int is, and any number for a threshold (`*_thr`); a None default
+    takes any literal; None is accepted anywhere and checked where the value is
+    used). Returns a dict of the overridden parameters. Raises ParameterError
+    for an unknown name (listing the valid ones), a malformed argument or a wrong type.
     """
     overrides = {}
     for argument in arguments:
@@ -46,21 +51,64 @@ def _parse_value(name, text, default):
         if default is None:  # e.g. resume_from: a path is text, not a Python literal
             return text
         raise ParameterError(f"{name}={text!r}: not a valid value (expected {type(default).__name__})") from None
+    return _typed(name, value, default, text)
+
+
+def _typed(name, value, default, shown):
+    """value as the type of default, or ParameterError naming name={shown!r}."""
     if default is None or value is None:  # None means "no limit" for the thresholds
         return value
     if isinstance(default, bool) != isinstance(value, bool):
-        raise ParameterError(f"{name}={text!r}: expected {type(default).__name__}")
+        raise ParameterError(f"{name}={shown!r}: expected {type(default).__name__}")
     if isinstance(default, float) and isinstance(value, int):
         return float(value)
+    if isinstance(default, int) and isinstance(value, float):
+        if value.is_integer():  # 2e6 is how people write two million
+            return int(value)
+        if name.endswith("_thr"):  # thresholds are numbers of any kind
+            return value
     if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
         return list(value)
     if type(value) is not type(default):
-        raise ParameterError(f"{name}={text!r}: expected {type(default).__name__}, got {type(value).__name__}")
+        raise ParameterError(f"{name}={shown!r}: expected {type(default).__name__}, got {type(value).__name__}")
     return value
 
 
+def check_run_name(run_name):
+    """Raises ParameterError unless run_name can name a folder inside logs_dir."""
+    if not run_name or "/" in run_name or os.sep in run_name or run_name in (".", "..") or "\0" in run_name:
+        raise ParameterError(f"run_name={run_name!r}: must be a folder name, without a path separator or '..'")
+
+
+# What a resume may change: how long the search goes on and where it runs. Anything
+# else (data, split, seed, search space, training, thresholds) would mix two
+# experiments in one run folder.
+RESUMABLE_PARAMETERS = ("resume_from", "n_generations", "time_budget_s", "executor", "n_workers",
+                        "threads_per_worker", "ray_address", "verbose", "partial_save_steps",
+                        "save_pareto_models", "max_failures_in_a_row")
+
+
+def resume_parameters(run_dir, defaults, overrides):
+    """The parameters to resume run_dir with: its parameters.json, then overrides.
+
+    Raises ParameterError naming every override that would change what the run
+    is (its data, split, seed, search space, training or thresholds): only
+    RESUMABLE_PARAMETERS may differ from the run's own values.
+    """
+    saved = read_parameters(run_dir, defaults)
+    changed = [f"{name}={value!r} (the run has {saved.get(name, defaults[name])!r})"
+               for name, value in overrides.items()
+               if name not in RESUMABLE_PARAMETERS and value != saved.get(name, defaults[name])]
+    if changed:
+        raise ParameterError(f"resume_from={run_dir}: a resume continues the same experiment and cannot change "
+                             f"{'; '.join(changed)}. Only {', '.join(RESUMABLE_PARAMETERS[1:])} may change; "
+                             f"start a new run for anything else")
+    return {**defaults, **saved, **overrides}
+
+
 def make_run_dir(logs_dir, run_name):
-    """Creates logs_dir/<YYYYmmdd-HHMMSS>_<run_name>, never an existing folder. Returns its path."""
+    """Creates logs_dir/<YYYYmmdd-HHMMSS>_<run_name>, never an existing folder. Returns its path.
+    Raises ParameterError naming logs_dir when the folder cannot be made there."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = os.path.join(logs_dir, f"{stamp}_{run_name}")
     run_dir, suffix = base, 1
@@ -71,6 +119,60 @@ def make_run_dir(logs_dir, run_name):
         except FileExistsError:
             suffix += 1
             run_dir = f"{base}_{suffix}"
+        except OSError as error:  # read-only, not a folder, no permission, disk full
+            raise ParameterError(f"logs_dir={logs_dir}: cannot make the run folder there "
+                                 f"({error.strerror or error})") from None
+
+
+class RunFolderBusy(RuntimeError):
+    """Another live process writes to the run folder; the message names it and the process."""
+
+
+LOCK_FILE_NAME = "run.lock"
+_held_locks = {}  # real path of a run folder -> its open lock file, held until the process ends
+
+
+def hold_run_folder(run_dir):
+    """Makes this process the run folder's only writer until it ends.
+
+    Takes an exclusive lock on run_dir/run.lock (flock), which the system lets
+    go when the holder ends in any way, kill -9 included, so a dead run's lock
+    is taken over. Taking it again in the same process does nothing. Raises
+    RunFolderBusy, naming the process that holds it, when another one does.
+    """
+    key = os.path.realpath(run_dir)
+    if key in _held_locks:
+        return
+    lock_file = open(os.path.join(run_dir, LOCK_FILE_NAME), "a+")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock_file.seek(0)
+        holder = lock_file.read().strip() or "another process"
+        lock_file.close()
+        raise RunFolderBusy(f"{run_dir} is in use by {holder}: a run folder has one writer at a time; "
+                            f"wait for that search to end, or stop it, then resume") from None
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(f"process {os.getpid()} on {socket.gethostname()} since "
+                    f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}\n")
+    lock_file.flush()
+    _held_locks[key] = lock_file
+
+
+def remove_run_folder(run_dir):
+    """Removes a run folder this process made and holds (a run that failed before its first network)."""
+    lock_file = _held_locks.pop(os.path.realpath(run_dir), None)
+    if lock_file is not None:
+        lock_file.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def path_as_parameter(path, project_dir):
+    """path as a path parameter of B01_NAS.py takes it: relative to the project folder
+    when it lies inside it, else absolute (so a printed command works from any folder)."""
+    relative = os.path.relpath(os.path.abspath(path), project_dir)
+    return os.path.abspath(path) if relative.startswith("..") else relative
 
 
 def display_path(path):
@@ -86,13 +188,35 @@ def write_parameters(run_dir, parameters):
     return path
 
 
-def read_parameters(run_dir):
-    """The parameters a run used (run_dir/parameters.json). Raises ParameterError if it is not a run folder."""
+def read_parameters(run_dir, defaults=None):
+    """The parameters a run used (run_dir/parameters.json).
+
+    defaults: the script's parameters; when given, every saved name must be one
+    of them and its value of the same type. Raises ParameterError naming the
+    file when it is missing, not JSON, or holds an unknown name or a wrong type.
+    """
     path = os.path.join(run_dir, "parameters.json")
+    if not os.path.isdir(run_dir):
+        raise ParameterError(f"resume_from={run_dir}: no such folder")
     if not os.path.isfile(path):
-        raise ParameterError(f"resume_from={run_dir!r}: no parameters.json there, so it is not a run folder")
-    with open(path) as file:
-        return json.load(file)
+        raise ParameterError(f"resume_from={run_dir}: no parameters.json there, so it is not a run folder")
+    try:
+        with open(path) as file:
+            saved = json.load(file)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ParameterError(f"{path}: cannot be read as the run's parameters ({error})") from None
+    if not isinstance(saved, dict):
+        raise ParameterError(f"{path}: holds {type(saved).__name__}, not the run's parameters (a JSON object)")
+    if defaults is not None:
+        unknown = sorted(set(saved) - set(defaults))
+        if unknown:
+            raise ParameterError(f"{path}: unknown parameter{'s' * (len(unknown) > 1)} {', '.join(unknown)} "
+                                 f"(not in B01_NAS.py)")
+        try:
+            saved = {name: _typed(name, value, defaults[name], value) for name, value in saved.items()}
+        except ParameterError as error:
+            raise ParameterError(f"{path}: {error}") from None
+    return saved
 
 
 def write_atomically(path, content):

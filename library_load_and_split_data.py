@@ -1,11 +1,16 @@
 """IDX session files: reading, normalisation, the stratified test split and K folds.
 
 The IDX format is MNIST's: a big-endian header (uint32 magic, uint32 count and,
-for images, uint32 rows and cols) followed by uint8 payload. Each sample of an
-`.idx3` file becomes one 1-D sequence of rows x cols bytes for the Conv1D search.
+for images, uint32 rows and cols) followed by uint8 payload, plain or
+gzip-compressed (as MNIST is distributed). Each sample of an `.idx3` file becomes
+one 1-D sequence of rows x cols bytes for the Conv1D search.
 """
+import gzip
+import hashlib
+import math
 import os
 import struct
+import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -23,31 +28,65 @@ class DataFileError(ValueError):
     """A data file is missing or malformed; the message names the file."""
 
 
+GZIP_MAGIC = b"\x1f\x8b"  # MNIST's files are distributed gzip-compressed (.gz)
+GZIP_MAX_RATIO = 1100  # deflate cannot expand data more than about 1032:1
+READ_CHUNK_BYTES = 64 << 20
+
+
 def _read_idx(filename, expected_magic, n_dims):
-    """Reads an uint8 IDX file with `n_dims` dimensions and checks its header."""
+    """Reads an uint8 IDX file (plain or gzip-compressed) with `n_dims` dimensions.
+
+    The header is read and checked first, so a file that is not IDX is never
+    read whole; sizes are computed in Python integers, so no header can
+    overflow them.
+    """
+    if os.path.isdir(filename):
+        raise DataFileError(f"{filename}: is a directory, not an IDX file")
     if not os.path.isfile(filename):
         raise DataFileError(f"{filename}: no such file")
-    with open(filename, "rb") as f:
-        raw = f.read()
     header_bytes = 4 * (1 + n_dims)
-    if len(raw) == 0:
+    file_bytes = os.path.getsize(filename)
+    with open(filename, "rb") as raw_file:
+        compressed = raw_file.read(2) == GZIP_MAGIC
+    if file_bytes == 0:
         raise DataFileError(f"{filename}: the file is empty")
-    if len(raw) < header_bytes:
-        raise DataFileError(
-            f"{filename}: {len(raw)} bytes is shorter than the {header_bytes}-byte IDX header")
-    magic, *dims = struct.unpack(f">{1 + n_dims}I", raw[:header_bytes])
-    if magic != expected_magic:
-        raise DataFileError(
-            f"{filename}: magic number {magic}, expected {expected_magic} "
-            f"(uint8 IDX with {n_dims} dimension{'s' if n_dims > 1 else ''})")
-    payload_bytes = int(np.prod(dims, dtype=np.int64))
-    if len(raw) - header_bytes != payload_bytes:
-        raise DataFileError(
-            f"{filename}: header says {' x '.join(map(str, dims))} = {payload_bytes} payload bytes, "
-            f"the file holds {len(raw) - header_bytes} (truncated or trailing bytes)")
-    if dims[0] == 0:
-        raise DataFileError(f"{filename}: the header declares 0 samples")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_bytes).reshape(dims)
+    opener = gzip.open if compressed else open
+    try:
+        with opener(filename, "rb") as f:
+            header = f.read(header_bytes)
+            if len(header) < header_bytes:
+                raise DataFileError(f"{filename}: {len(header)} bytes is shorter than the "
+                                    f"{header_bytes}-byte IDX header")
+            magic, *dims = struct.unpack(f">{1 + n_dims}I", header)
+            if magic != expected_magic:
+                raise DataFileError(
+                    f"{filename}: magic number {magic}, expected {expected_magic} "
+                    f"(uint8 IDX with {n_dims} dimension{'s' if n_dims > 1 else ''})")
+            if dims[0] == 0:
+                raise DataFileError(f"{filename}: the header declares 0 samples")
+            if 0 in dims[1:]:
+                raise DataFileError(f"{filename}: the header declares samples of "
+                                    f"{' x '.join(map(str, dims[1:]))} = 0 bytes")
+            payload_bytes = math.prod(dims)
+            shape_text = f"header says {' x '.join(map(str, dims))} = {payload_bytes} payload bytes"
+            if not compressed and file_bytes - header_bytes != payload_bytes:
+                raise DataFileError(f"{filename}: {shape_text}, the file holds {file_bytes - header_bytes} "
+                                    f"(truncated or trailing bytes)")
+            if compressed and payload_bytes > GZIP_MAX_RATIO * file_bytes:
+                raise DataFileError(f"{filename}: {shape_text}, more than a {file_bytes}-byte gzip file can hold")
+            payload = bytearray()
+            while len(payload) <= payload_bytes:  # one byte more than declared shows trailing bytes
+                chunk = f.read(min(READ_CHUNK_BYTES, payload_bytes + 1 - len(payload)))
+                if not chunk:
+                    break
+                payload += chunk
+    except (OSError, EOFError, zlib.error) as error:  # a broken gzip stream, a read error
+        raise DataFileError(f"{filename}: cannot be read ({error})") from None
+    if len(payload) != payload_bytes:
+        raise DataFileError(f"{filename}: {shape_text}, the {'decompressed ' * compressed}file holds "
+                            f"{'more' if len(payload) > payload_bytes else len(payload)} "
+                            f"(truncated or trailing bytes)")
+    return np.frombuffer(bytes(payload), dtype=np.uint8).reshape(dims)
 
 
 def read_idx3(filename):
@@ -92,13 +131,19 @@ def _check_dataset(images, labels, images_path, labels_path, num_classes, test_s
     if len(images) != len(labels):
         raise DataFileError(
             f"{images_path} holds {len(images)} samples but {labels_path} holds {len(labels)} labels")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 2):
+        raise ValueError(f"num_classes must be None (from the labels) or an integer >= 2, got {num_classes!r}")
     if num_classes is not None and labels.max() >= num_classes:
         bad = np.unique(labels[labels >= num_classes]).tolist()
         raise DataFileError(
             f"{labels_path}: labels {bad} are >= num_classes={num_classes}")
-    if not 0 < test_size < 1:
-        raise ValueError(f"test_size must be in (0, 1), got {test_size}")
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)) or not 0 < test_size < 1:
+        raise ValueError(f"test_size must be in (0, 1), got {test_size!r}")
     classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2:
+        raise DataFileError(f"{labels_path}: every label is {classes[0]}; with one class there is nothing "
+                            f"to classify (validation and test accuracy would be meaningless)")
     n_test = int(np.ceil(test_size * len(labels)))
     if n_test < len(classes) or len(labels) - n_test < len(classes):
         raise DataFileError(
@@ -159,6 +204,19 @@ def get_fold_split(X, Y, folds, i_fold):
     """Returns X_train, X_val, Y_train, Y_val of fold i_fold of `folds`."""
     train_idx, val_idx = folds[i_fold]
     return X[train_idx], X[val_idx], Y[train_idx], Y[val_idx]
+
+
+def data_fingerprint(data, folds):
+    """What a search is run on, to check a resume against: the shapes, the number of
+    classes and folds, and one SHA-256 of the split data and the fold indices
+    (another file, seed, test_size or num_folds changes it)."""
+    digest = hashlib.sha256()
+    for array in (*data, *(indices for fold in folds for indices in fold)):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array)
+    return {"training_samples": list(data.X_train.shape), "test_samples": list(data.X_test.shape),
+            "num_classes": data.num_classes, "num_folds": len(folds), "sha256": digest.hexdigest()}
 
 
 class SessionData(NamedTuple):

@@ -28,9 +28,9 @@ from tqdm import tqdm
 import library_objectives as objectives_lib
 import library_report as report
 from library_block import ACTIVATIONS, DEPLOYED_COST
-from library_config import display_path, make_run_dir
+from library_config import display_path, hold_run_folder, make_run_dir
 from library_evaluator import EXECUTORS, make_evaluator
-from library_load_and_split_data import SessionData
+from library_load_and_split_data import SessionData, data_fingerprint
 from library_net import HEADS, Net, architecture_key
 from library_records import LOG_HEADER, PARETO_FIELDS, RunRecords, child_record, light_state, log_row
 from library_search_space import HW_THRESHOLDS, ConstraintError, Constraints, SearchSpace
@@ -88,6 +88,11 @@ def check_search_parameters(parameters, n_folds=None):
         value = parameters[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             problems.append(f"{name} must be a positive number, got {value!r}")
+    value = parameters["seed"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 32:
+        problems.append(f"seed must be an integer from 0 to 2**32 - 1, got {value!r}")
+    if parameters["verbose"] not in (0, 1, 2) or isinstance(parameters["verbose"], bool):
+        problems.append(f"verbose must be 0, 1 or 2, got {parameters['verbose']!r}")
     value = parameters["time_budget_s"]
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
         problems.append(f"time_budget_s must be a positive number of seconds or None, got {value!r}")
@@ -252,13 +257,17 @@ class NAS:
         after the generation in which the budget runs out, as a normal end does.
         When run_dir holds a checkpoint, the search resumes from it and continues
         exactly as an uninterrupted run would.
-        Raises ConstraintError, SearchStopped; KeyboardInterrupt is logged and re-raised.
+        Raises ConstraintError, SearchStopped; RunFolderBusy when another process
+        writes to run_dir; RecordsError when run_dir's records are unreadable or its
+        data or split is not this search's; KeyboardInterrupt (Ctrl-C or SIGTERM)
+        is logged and re-raised.
         """
         check_search_parameters({"use_full_training": self.use_full_training,
                                  "num_selected_folds": self.num_selected_folds}, n_folds=len(folds))
+        self.claim_run_folder(folds)
         self.start_time = time.perf_counter()
         self.generation_bar = tqdm(total=self.n_generations + 1, desc="generations", unit="gen", position=0)
-        previous_handler = self._catch_ctrl_c()
+        previous_handlers = self._catch_stop_signals()
         try:
             if self.records.has_checkpoint():
                 population = self.resume_from_checkpoint()
@@ -281,10 +290,20 @@ class NAS:
             if self.evaluator is not None:
                 self.evaluator.close()
                 self.evaluator = None
-            if previous_handler is not None:
-                signal.signal(signal.SIGINT, previous_handler)
+            for signal_number, handler in previous_handlers.items():
+                signal.signal(signal_number, handler)
         self.log_summary()
         return population[0], self.absolute_best
+
+    def claim_run_folder(self, folds):
+        """Makes this process the run folder's only writer, and checks a resumed run is
+        given the data and split it was searched on (recorded in data.json at its start).
+        Raises RunFolderBusy or RecordsError (which names the file) before anything in
+        the folder changes."""
+        hold_run_folder(self.run_dir)
+        self.records.check_data(data_fingerprint(self.preloaded_data, folds))
+        if self.records.has_checkpoint():  # readable, and children.csv belongs to it
+            self.records.first_records(self.records.load_checkpoint()["n_evaluated"])
 
     def start(self, folds):
         """Logs the set-up, evaluates generation 0 (the initial parent, or the initial
@@ -340,19 +359,25 @@ class NAS:
         whose training diverges or raises is recorded as failed, with the reason,
         and gets None for both; the search goes on.
         """
-        tasks, keys = {}, []
+        tasks, keys, results = {}, [], {}
         for index, child in enumerate(child_set):
             self.n_evaluated += 1
             child.child_id = f"g{self.i_gen:03d}_c{self.n_evaluated:04d}"
             child.train_settings["seed"] = self.seed * 100_003 + self.n_evaluated
             key = child.architecture_key()
             if key not in self.evaluated_keys:
-                tasks[index] = self.task_of(child)
+                finished_before = self.result_saved_before_resume(child)
+                if finished_before is not None:
+                    results[index] = finished_before
+                    self.log_message(f"{child.child_id} finished before the run was interrupted: "
+                                     f"its saved result is used, not trained again.")
+                else:
+                    tasks[index] = self.task_of(child)
             self.evaluated_keys.add(key)
             keys.append(key)
         children_bar = tqdm(total=len(child_set), desc=f"generation {self.i_gen}", unit="child", position=1,
                             leave=False)
-        results, n_recorded = {}, 0
+        n_recorded = 0
 
         def record_what_is_ready():  # in id order: a child waits for those before it
             nonlocal n_recorded
@@ -373,6 +398,20 @@ class NAS:
                 finished.close()  # leaving early (a stop, an error) ends the networks in training
             children_bar.close()
         return [child.val_score for child in child_set], [child.test_metrics for child in child_set]
+
+    def result_saved_before_resume(self, child):
+        """The result a session that ended inside this generation saved for child (same id,
+        architecture and seed; a resume proposes the same children again), so a resumed
+        generation does not train again what was finished. None when there is none, or
+        when that network failed (it gets another try)."""
+        if not self.records.has_network(child.child_id):
+            return None
+        saved = self.records.load_network(child.child_id)
+        state = saved["state"]
+        if (saved["status"] == "failed" or state.get("train_settings") != child.train_settings
+                or architecture_key(state["architecture"], self.preloaded_data.input_shape) != child.architecture_key()):
+            return None
+        return saved
 
     def task_of(self, child):
         """What an evaluator needs to evaluate child (library_net.evaluate_network's task)."""
@@ -429,24 +468,28 @@ class NAS:
         return self.evaluator
 
     # ----- lifecycle: Ctrl-C, time, checkpoint, resume -----------------------------
-    def _catch_ctrl_c(self):
-        """Makes Ctrl-C stop the search once the next network is recorded.
+    def _catch_stop_signals(self):
+        """Makes Ctrl-C (SIGINT) and SIGTERM (what schedulers and containers send) stop the
+        search once the next network is recorded.
 
         A KeyboardInterrupt raised at an arbitrary point can be swallowed (inside
         a finalizer during garbage collection) or cut a write short, so the first
-        Ctrl-C only asks; the search stops at the next safe point. A second Ctrl-C
-        stops at once. Returns the handler to restore (None off the main thread).
+        signal only asks; the search stops at the next safe point. A second one
+        stops at once (the networks in training are ended). Returns the handlers
+        to restore ({} off the main thread).
         """
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
 
         def request_stop(signal_number, frame):
             if self.stop_requested:
                 raise KeyboardInterrupt
             self.stop_requested = True
-            tqdm.write("Ctrl-C: stopping once the next network is recorded (Ctrl-C again: at once).")
+            name = "Ctrl-C" if signal_number == signal.SIGINT else signal.Signals(signal_number).name
+            tqdm.write(f"{name}: stopping once the next network is recorded (Ctrl-C again: at once).")
 
-        return signal.signal(signal.SIGINT, request_stop)
+        return {signal_number: signal.signal(signal_number, request_stop)
+                for signal_number in (signal.SIGINT, signal.SIGTERM)}
 
     def time_is_up(self):
         """True when time_budget_s is set and spent (logged once)."""
@@ -505,10 +548,10 @@ class NAS:
         self.best_record = state["best_record"]
         self.failures_in_a_row = state["failures_in_a_row"]
         self.elapsed_before_resume = state["elapsed_seconds"]
-        # Networks evaluated after the checkpoint will be evaluated again, identically.
-        self.records.keep_first(self.n_evaluated)
+        # The networks recorded after the checkpoint are proposed again, identically; those
+        # that finished are taken from their network files (result_saved_before_resume).
         if state.get("version", 1) >= 2:
-            self.rebuild_history()
+            self.rebuild_history(self.records.first_records(self.n_evaluated))
         else:  # a checkpoint of an earlier version holds every evaluated network (and, older still, no GA)
             self.evaluated_keys = set(state["evaluated_keys"])
             for key, earlier in state.get("evaluated_results", {}).items():
@@ -518,15 +561,17 @@ class NAS:
                       for network_state in state.get("population", [state.get("parent")])]
         best = self.network_with_weights(state["absolute_best"])
         self.absolute_best = next((network for network in population if network.child_id == best.child_id), best)
+        self.records.keep_first(self.n_evaluated)
         self.log_message(f"\n== Resumed after generation {self.i_gen} ({self.n_evaluated} networks evaluated) ==")
+        self.save_missing_models(population)
         if self.generation_bar is not None:  # None when steps run outside run_NAS
             self.generation_bar.update(self.i_gen + 1)
         return population
 
-    def rebuild_history(self):
-        """The evaluated architectures and their results, from children.csv (already cut to the
-        checkpoint) and the network files: what resume needs to reuse results as before."""
-        for row in self.records.read():
+    def rebuild_history(self, rows):
+        """The evaluated architectures and their results, from the checkpoint's records of
+        children.csv and the network files: what resume needs to reuse results as before."""
+        for row in rows:
             key = architecture_key(json.loads(row["architecture"]), self.preloaded_data.input_shape)
             self.evaluated_keys.add(key)
             if row["status"] != "reused":
@@ -534,6 +579,15 @@ class NAS:
                 self.evaluated_results[key] = {"child_id": row["child_id"], "status": result["status"],
                                                "flops_keras_flops": result["flops_keras_flops"],
                                                "state": light_state(result["state"])}
+
+    def save_missing_models(self, population):
+        """Writes the best model and the parent again when they are missing from models/
+        (deleted after the run), from their network files."""
+        for net, name in ((self.absolute_best, self.saved_names["best"]),
+                          (self.strategy.parent(population), self.saved_names["parent"])):
+            if net is not None and net.trained and not os.path.exists(os.path.join(self.models_dir, f"{name}.keras")):
+                self.records.save_model(net, name, self.i_gen)
+                self.log_message(f"{name} ({net.child_id}) was missing from {self.models_dir}: written again.")
 
     def network_with_weights(self, state):
         """The network of a (light) state, with the weights and deployed model of its

@@ -42,6 +42,8 @@ LOG_HEADER = LOG_ROW.format("child", "status", "mutation", "val_acc", "params", 
                             "flash B est/meas", "RAM B est/meas", "train s", "architecture")
 
 CHECKPOINT_VERSION = 2  # 1: every network's weights inside the checkpoint (still read by resume)
+CHECKPOINT_KEYS = ("i_gen", "n_evaluated", "search_rng", "python_random", "numpy_random", "absolute_best",
+                   "best_record", "failures_in_a_row", "elapsed_seconds")
 
 
 class RecordsError(RuntimeError):
@@ -121,17 +123,34 @@ class RunRecords:
         with open(self.records_path, newline="") as records_file:
             return list(csv.DictReader(records_file))
 
-    def keep_first(self, n_records):
-        """Cuts children.csv to its first n_records records (atomically). Raises RecordsError
-        when it holds fewer: the file does not belong to the checkpoint."""
-        rows = self.read()
+    def first_records(self, n_records):
+        """The first n_records records of children.csv: those a checkpoint counts (what follows
+        them is the unfinished generation, possibly cut short by a crash). Raises RecordsError
+        when the file is missing, holds fewer, or repeats a network."""
+        if n_records and not os.path.exists(self.records_path):
+            raise RecordsError(f"{self.records_path} is missing; the checkpoint counts {n_records} networks "
+                               f"recorded there, so the run cannot go on from it")
+        try:
+            rows = self.read()[:n_records]
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            raise RecordsError(f"{self.records_path}: cannot be read ({error})") from None
         if len(rows) < n_records:
             raise RecordsError(f"{self.records_path} holds {len(rows)} records, the checkpoint counts "
                                f"{n_records}: the run folder's files do not belong together")
+        ids = [row.get("child_id") for row in rows]
+        if len(set(ids)) < len(ids):
+            repeated = sorted({child_id for child_id in ids if ids.count(child_id) > 1})
+            raise RecordsError(f"{self.records_path} records {', '.join(map(str, repeated))} more than once "
+                               f"(two searches wrote to this run folder at once); it cannot be resumed")
+        return rows
+
+    def keep_first(self, n_records):
+        """Cuts children.csv to its first n_records records (atomically); see first_records."""
+        rows = self.first_records(n_records)
         lines = io.StringIO()
         writer = csv.DictWriter(lines, fieldnames=RECORD_FIELDS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows[:n_records])
+        writer.writerows(rows)
         write_atomically(self.records_path, lines.getvalue())
 
     def remove(self):
@@ -162,6 +181,9 @@ class RunRecords:
     def network_path(self, child_id):
         return os.path.join(self.networks_dir, f"{child_id}.pkl")
 
+    def has_network(self, child_id):
+        return os.path.exists(self.network_path(child_id))
+
     def save_network(self, child_id, result):
         """Writes one evaluated network's result ({'state', 'status', 'reason',
         'flops_keras_flops'}, as library_net.evaluate_network returns it), once, atomically."""
@@ -189,5 +211,37 @@ class RunRecords:
         write_atomically(self.checkpoint_path, pickle.dumps(dict(state, version=CHECKPOINT_VERSION)))
 
     def load_checkpoint(self):
-        with open(self.checkpoint_path, "rb") as checkpoint_file:
-            return pickle.load(checkpoint_file)
+        """The state save_checkpoint wrote. Raises RecordsError naming the file when it is
+        empty, cut short, not a checkpoint, or lacks what resume needs."""
+        try:
+            with open(self.checkpoint_path, "rb") as checkpoint_file:
+                state = pickle.load(checkpoint_file)
+        except Exception as error:  # unpickling garbage can raise almost anything
+            raise RecordsError(f"{self.checkpoint_path}: cannot be read as a checkpoint "
+                               f"({type(error).__name__}: {error}); the run cannot go on from it") from None
+        missing = [] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
+        missing = missing or [key for key in CHECKPOINT_KEYS if key not in state]
+        if missing:
+            raise RecordsError(f"{self.checkpoint_path}: not a checkpoint of this toolkit (no "
+                               f"{', '.join(missing)}); the run cannot go on from it")
+        return state
+
+    # ----- the data a run was searched on ---------------------------------------
+    def check_data(self, fingerprint):
+        """Records fingerprint (library_load_and_split_data.data_fingerprint) in data.json at a
+        run's start; later, raises RecordsError when it differs from the recorded one."""
+        path = os.path.join(self.run_dir, "data.json")
+        if not os.path.exists(path):
+            write_atomically(path, json.dumps(fingerprint, indent=2))
+            return
+        try:
+            with open(path) as data_file:
+                recorded = json.load(data_file)
+        except (OSError, ValueError) as error:
+            raise RecordsError(f"{path}: cannot be read ({error})") from None
+        differences = [f"{name} {recorded.get(name)} then, {value} now" for name, value in fingerprint.items()
+                       if recorded.get(name) != value]
+        if differences:
+            raise RecordsError(f"{self.run_dir} was searched on other data or another split "
+                               f"({'; '.join(differences)}): a run continues only on its own data files, "
+                               f"seed, test_size, num_folds and num_classes")

@@ -36,8 +36,8 @@ class EvaluationWorker:
     def __init__(self, data, folds, quiet=True, tasks_per_worker=10, threads=None):
         self.data, self.folds, self.quiet = data, folds, quiet
         self.tasks_per_worker, self.threads = tasks_per_worker, threads
-        self.process, self.results, self.tasks_done = None, None, 0
-        self._finalizer = weakref.finalize(self, _stop, [None, None])
+        self.process, self.results, self.lifeline, self.tasks_done = None, None, None, 0
+        self._finalizer = weakref.finalize(self, _stop, [None, None, None])
 
     def evaluate(self, task):
         """The worker's result for task; raises WorkerDied if the worker ended without one."""
@@ -65,45 +65,61 @@ class EvaluationWorker:
     def close(self):
         """Ends the worker process (it finishes nothing further)."""
         self._finalizer.detach()
-        _stop([self.process, self.results])
+        _stop([self.process, self.results, self.lifeline])
         self._forget()
 
     def _start(self):
         self.close()
         read_fd, write_fd = os.pipe()
-        command = [sys.executable, "-c",
-                   f"import library_worker; library_worker.serve({write_fd}, {self.quiet}, {self.threads})"]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=(write_fd,), cwd=PROJECT_DIR)
+        # The lifeline: the worker never reads anything from it but its end, which comes when
+        # this process closes it or ends in any way (kill -9 included); the worker then ends too.
+        lifeline_read, lifeline_write = os.pipe()
+        command = [sys.executable, "-c", f"import library_worker; library_worker.serve("
+                   f"{write_fd}, {lifeline_read}, {self.quiet}, {self.threads})"]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=(write_fd, lifeline_read),
+                                        cwd=PROJECT_DIR)
         os.close(write_fd)
-        self.results = os.fdopen(read_fd, "rb")
+        os.close(lifeline_read)
+        self.results, self.lifeline = os.fdopen(read_fd, "rb"), lifeline_write
         self.tasks_done = 0
-        self._finalizer = weakref.finalize(self, _stop, [self.process, self.results])
+        self._finalizer = weakref.finalize(self, _stop, [self.process, self.results, self.lifeline])
         pickle.dump((self.data, self.folds), self.process.stdin)
         self.process.stdin.flush()
 
     def _forget(self):
-        self.process, self.results = None, None
+        self.process, self.results, self.lifeline = None, None, None
 
 
 def _stop(handles):
-    process, results = handles
+    """Ends a worker at once: its lifeline's end makes it exit whatever it is doing."""
+    process, results, lifeline = handles
+    if lifeline is not None:
+        os.close(lifeline)
     if process is not None:
         try:
-            process.stdin.close()  # the worker ends when its input ends
-            process.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
+            process.stdin.close()
+        except OSError:  # BrokenPipeError: it has ended already
+            pass
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
     if results is not None:
         results.close()
 
 
-def serve(result_fd, quiet, threads):
-    """The worker's loop: reads (data, folds), then tasks from stdin; writes each result to result_fd."""
+def serve(result_fd, lifeline_fd, quiet, threads):
+    """The worker's loop: reads (data, folds), then tasks from stdin; writes each result to result_fd.
+    Ends as soon as lifeline_fd ends (the search closed it, or the search's process is gone)."""
     import signal
+    import threading
 
-    # Ctrl-C in a terminal reaches the whole process group; the search decides when to stop.
+    # Ctrl-C in a terminal and a scheduler's SIGTERM reach the whole process group; the
+    # search decides when to stop, and its end ends this worker through the lifeline.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_end_with_the_search, args=(lifeline_fd,), daemon=True).start()
     prepare_process(quiet, threads)
     tasks, results = sys.stdin.buffer, os.fdopen(result_fd, "wb")
     data, folds = pickle.load(tasks)
@@ -114,6 +130,11 @@ def serve(result_fd, quiet, threads):
             return
         pickle.dump(evaluate_here(task, data, folds), results)
         results.flush()
+
+
+def _end_with_the_search(lifeline_fd):
+    os.read(lifeline_fd, 1)  # returns (empty) only when every writing end is closed
+    os._exit(0)
 
 
 _prepared = False

@@ -1,5 +1,8 @@
 """IDX parsing, normalisation, the stratified split and folds, on real and hand-made files."""
 
+import gzip
+import struct
+
 import numpy as np
 import pytest
 
@@ -73,6 +76,12 @@ def test_folds_partition_the_training_split_and_are_stratified():
     (b"\x00\x00\x08\x01" + b"\x00\x00\x00\x01" * 3 + b"\x00", "magic number 2049"),
     (b"\x00\x00\x08\x03" + b"\x00\x00\x00\x02" + b"\x00\x00\x00\x02" * 2 + b"\x00" * 7, "truncated"),
     (b"\x00\x00\x08\x03" + b"\x00\x00\x00\x01" + b"\x00\x00\x00\x02" * 2 + b"\x00" * 5, "trailing"),
+    # 64 x 536903681 x 536838145 is 2**64 + 64: it wraps to 64 in 64-bit integers
+    (struct.pack(">IIII", 2051, 64, 536903681, 536838145) + b"\x00" * 64, "= 18446744073709551680 payload bytes"),
+    (struct.pack(">IIII", 2051, 5, 0, 28), "samples of 0 x 28 = 0 bytes"),
+    (gzip.compress(struct.pack(">IIII", 2051, 2, 2, 2) + b"\x00" * 7), "decompressed file holds 7"),
+    (gzip.compress(struct.pack(">IIII", 2051, 2, 2, 2) + b"\x00" * 8)[:-12], "cannot be read"),
+    (gzip.compress(struct.pack(">IIII", 2051, 1000, 1000, 1000)), "more than a .*-byte gzip file can hold"),
 ])
 def test_malformed_idx3_is_rejected_with_the_file_named(tmp_path, content, message):
     path = tmp_path / "bad.idx3"
@@ -97,3 +106,35 @@ def test_mismatched_counts_and_out_of_range_labels_are_rejected(tmp_path):
     with pytest.raises(data_lib.DataFileError, match=r"labels \[3\] are >= num_classes=3"):
         data_lib.load_and_preprocess_data(3, 0.2, images_path=str(tmp_path / "x.idx3"),
                                           labels_path=str(tmp_path / "y.idx1"))
+
+
+def test_gzip_compressed_idx_is_read_as_the_plain_file(tmp_path):
+    rng = np.random.default_rng(2)
+    images, labels = rng.integers(0, 256, size=(30, 4, 7), dtype=np.uint8), np.arange(30) % 3
+    write_idx3(tmp_path / "x.idx3", images)
+    write_idx1(tmp_path / "y.idx1", labels)
+    for name in ("x.idx3", "y.idx1"):  # as MNIST is distributed: train-images-idx3-ubyte.gz
+        (tmp_path / (name + ".gz")).write_bytes(gzip.compress((tmp_path / name).read_bytes()))
+    assert np.array_equal(data_lib.read_idx3(str(tmp_path / "x.idx3.gz")), images)
+    assert np.array_equal(data_lib.read_idx1(str(tmp_path / "y.idx1.gz")), labels)
+
+
+def test_a_directory_a_huge_non_idx_file_and_one_class_are_named(tmp_path):
+    with pytest.raises(data_lib.DataFileError, match="is a directory, not an IDX file"):
+        data_lib.read_idx3(str(tmp_path))
+    huge = tmp_path / "huge.idx3"  # 3 GB (sparse): refused from its header and size, never read whole
+    with open(huge, "wb") as f:
+        f.write(struct.pack(">IIII", 2051, 10, 28, 28))
+        f.truncate(3 << 30)
+    with pytest.raises(data_lib.DataFileError, match="header says 10 x 28 x 28 = 7840 payload bytes, the file holds"):
+        data_lib.read_idx3(str(huge))
+    write_idx3(tmp_path / "x.idx3", np.zeros((20, 2, 2)))
+    write_idx1(tmp_path / "y.idx1", np.full(20, 4))
+    with pytest.raises(data_lib.DataFileError, match="every label is 4; with one class there is nothing to classify"):
+        data_lib.load_and_preprocess_data(None, 0.2, images_path=str(tmp_path / "x.idx3"),
+                                          labels_path=str(tmp_path / "y.idx1"))
+    write_idx1(tmp_path / "y.idx1", np.arange(20) % 2)
+    for num_classes in ("abc", 3.5, 1):
+        with pytest.raises(ValueError, match=f"num_classes must be None .* or an integer >= 2, got {num_classes!r}"):
+            data_lib.load_and_preprocess_data(num_classes, 0.2, images_path=str(tmp_path / "x.idx3"),
+                                              labels_path=str(tmp_path / "y.idx1"))

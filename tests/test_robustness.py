@@ -1,4 +1,4 @@
-"""Runs that survive: exact resume after SIGKILL, Ctrl-C, failing networks, bad parameters and data."""
+"""Runs that survive: exact resume after SIGKILL, SIGTERM and Ctrl-C, failing networks, bad parameters and data."""
 import csv
 import glob
 import os
@@ -48,29 +48,35 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, tiny_run)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert os.path.exists(os.path.join(run_dir, "checkpoint.pkl"))
-    result = run_main(f"resume_from={run_dir}")
-    assert result.returncode == 0, result.stderr
+    # Two resumes started together: one writes, the other is refused at once.
+    resumes = [start_main(f"resume_from={run_dir}") for _ in range(2)]
+    outputs = [resume.communicate(timeout=600) for resume in resumes]
+    assert sorted(resume.returncode != 0 for resume in resumes) == [False, True], outputs
+    (refused_stderr,) = [stderr for resume, (_, stderr) in zip(resumes, outputs) if resume.returncode != 0]
+    assert f"{run_dir} is in use by process" in refused_stderr and "Traceback" not in refused_stderr
     def key_columns(rows):
         return [(row["child_id"], row["architecture"], row["val_accuracy"], row["test_accuracy"],
                  row["flash_measured"], row["ram_measured"]) for row in rows]
     assert key_columns(records(run_dir)) == key_columns(records(uninterrupted_dir))
     log = open(os.path.join(run_dir, "nas_log.txt")).read()
     assert "== Resumed after generation 1 (3 networks evaluated) ==" in log
+    # the network recorded before the kill is not trained again
+    assert "g002_c0004 finished before the run was interrupted: its saved result is used" in log
     best_line = [line for line in log.splitlines() if line.startswith("Absolute best:")]
     assert best_line == [line for line in open(os.path.join(uninterrupted_dir, "nas_log.txt")).read().splitlines()
                          if line.startswith("Absolute best:")]
 
 
-def test_ctrl_c_exits_non_zero_and_says_how_to_resume(tmp_path, demo_subset_files):
+def test_sigterm_like_ctrl_c_records_the_network_in_flight_and_says_how_to_resume(tmp_path, demo_subset_files):
     images_path, labels_path = demo_subset_files
     process = start_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
                          *TINY_RUN, "run_name=interrupted")
-    run_dir = wait_for_rows(tmp_path, 2, process)
-    process.send_signal(signal.SIGINT)
+    run_dir = wait_for_rows(tmp_path, 2, process)  # the parent and one child of generation 1
+    process.send_signal(signal.SIGTERM)  # what a scheduler or a container sends
     _, stderr = process.communicate(timeout=300)
     assert process.returncode != 0
     assert f"resume_from={run_dir}" in stderr
-    assert len(records(run_dir)) >= 2  # what was written stays readable
+    assert len(records(run_dir)) >= 3  # the network in training when it came was recorded
     assert "Interrupted during generation" in open(os.path.join(run_dir, "nas_log.txt")).read()
 
 
