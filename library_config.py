@@ -11,10 +11,12 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import sys
 import tempfile
+import time
 
 
 class ParameterError(ValueError):
@@ -147,8 +149,7 @@ def hold_run_folder(run_dir):
     try:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        lock_file.seek(0)
-        holder = lock_file.read().strip() or "another process"
+        holder = _lock_holder(lock_file)
         lock_file.close()
         raise RunFolderBusy(f"{run_dir} is in use by {holder}: a run folder has one writer at a time; "
                             f"wait for that search to end, or stop it, then resume") from None
@@ -158,6 +159,30 @@ def hold_run_folder(run_dir):
                     f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}\n")
     lock_file.flush()
     _held_locks[key] = lock_file
+
+
+def _lock_holder(lock_file):
+    """Who holds a run folder's lock, as its file says. The holder writes itself there just
+    after it takes the lock, so for a moment the file may be empty or still name the
+    previous, dead holder: read again for up to a second until it names a live process."""
+    for _ in range(20):
+        lock_file.seek(0)
+        text = lock_file.read().strip()
+        match = re.match(r"process (\d+) on (\S+) ", text)
+        if match and (match.group(2) != socket.gethostname() or _is_alive(int(match.group(1)))):
+            return text  # (a holder on another machine sharing the folder cannot be checked from here)
+        time.sleep(0.05)
+    return "another process"
+
+
+def _is_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def remove_run_folder(run_dir):
