@@ -55,9 +55,12 @@ flops_thr = 2_000_000  # FLOPs of one inference (keras-flops' count)
 flash_thr = 32_000  # bytes of flash: the TFLite flatbuffer at deploy_precision
 ram_thr = 16_000  # bytes of RAM: TFLM's tensor arena (activations + persistent) at deploy_precision
 max_tens_thr = 16_000  # elements of the largest activation tensor
-latency_thr = None  # milliseconds of one inference, estimated from the FLOPs at clock_mhz and flops_per_cycle
-clock_mhz = 80  # clock of the target microcontroller, for the latency estimate
-flops_per_cycle = 1.0  # FLOPs per clock cycle its kernels sustain (measure one model on the device: FLOPs / (ms x MHz x 1000))
+latency_thr = None  # milliseconds of one inference on target_device (estimated by its profile)
+energy_thr = None  # millijoules of one inference on target_device (its power x the latency)
+target_device = "generic"  # "STM32F746", "STM32F401RE", "STM32L4" (CMSIS-NN kernels; add "/tflm-reference" for TFLM's reference kernels), a key of custom_devices, or "generic"
+clock_mhz = 80  # target_device = "generic": clock of the microcontroller (MHz)
+flops_per_cycle = 1.0  # target_device = "generic": FLOPs per clock cycle its kernels sustain (measure one model: FLOPs / (ms x MHz x 1000))
+power_mw = 30.0  # target_device = "generic": average power during inference (mW), for energy_mj
 deploy_precision = "int8"  # "int8" (integer-only microcontrollers) or "float32": what flash and RAM are figured for
 
 # training
@@ -85,7 +88,7 @@ seed = 0  # seeds the split, the folds, the search and training
 resume_from = None  # a run folder to continue from its last finished generation, with its saved parameters
 
 # user-defined constraints and objectives. A constraint is a function of `figures` (dict: n_params,
-# max_tens, flops, flash_size, ram_size, latency_ms) that returns True when a network passes; it is
+# max_tens, flops, flash_size, ram_size, latency_ms, energy_mj) that returns True when a network passes; it is
 # checked with the thresholds, before training. An objective is (function of `figures` and `scores`
 # (dict: val_accuracy, val_f1), "max" or "min"); name it in `objectives` to search for it.
 custom_constraints = {
@@ -93,6 +96,12 @@ custom_constraints = {
 }
 custom_objectives = {
     # "accuracy_per_flash_kB": (lambda figures, scores: scores["val_accuracy"] * 1000 / figures["flash_size"], "max"),
+}
+# Your own boards: name -> a profile with the keys of library_device.DEVICE_PROFILES' (start from one of
+# them, or from library_device.fit_profile on models timed on your board: README, "Latency and energy");
+# name it in target_device.
+custom_devices = {
+    # "STM32F401RE_at_100MHz": dict(DEVICE_PROFILES["STM32F401RE"], clock_mhz=100),  # with: from library_device import DEVICE_PROFILES
 }
 # -----------------------------------------------------------------------------
 parameters = {name: value for name, value in list(globals().items())
@@ -125,7 +134,8 @@ if parameters["verbose"] == 0:
 search_parameters = {name: value for name, value in parameters.items() if name in search_parameter_names()}
 try:
     check_search_parameters(dict(search_parameters, custom_constraints=custom_constraints,
-                                 custom_objectives=custom_objectives), n_folds=parameters["num_folds"])
+                                 custom_objectives=custom_objectives, custom_devices=custom_devices),
+                            n_folds=parameters["num_folds"])
 except ValueError as error:
     sys.exit(f"B01_NAS.py: {error}")
 
@@ -153,7 +163,7 @@ resume_command = f"python B01_NAS.py resume_from={library_config.path_as_paramet
 
 # search
 nas = NAS(run_dir=run_dir, preloaded_data=data, custom_constraints=custom_constraints,
-          custom_objectives=custom_objectives, **search_parameters)
+          custom_objectives=custom_objectives, custom_devices=custom_devices, **search_parameters)
 try:
     nas.claim_run_folder(folds)  # this process writes it alone; a resume gets the data and split it had
     library_config.write_parameters(run_dir, parameters)

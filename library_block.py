@@ -38,6 +38,7 @@ DEPLOYED_COST = {
 ACTIVATIONS = ("relu", "relu6", "tanh")
 POOLINGS = ("none", "max", "avg")
 PADDINGS = ("same", "valid")
+POOLING_OPS = {"max": "MAX_POOL_2D", "avg": "AVERAGE_POOL_2D"}  # the TFLite operator of each pooling
 
 
 class Block:
@@ -196,6 +197,20 @@ class Block:
         if self.pooling_used != "none":
             total += self.pool_size_used * self.output_size * self.filters
         return total
+
+    def deployed_ops(self):
+        """The operators the deployed (TFLite) block runs and each one's work, as
+        [(operator, work)]: CONV_2D by multiply-accumulates (BatchNormalization is
+        folded into it and ReLU/ReLU6 fused), TANH by elements, MAX_POOL_2D /
+        AVERAGE_POOL_2D by elements read; dropout is gone. What a target device
+        profile (library_device) prices."""
+        conv_outputs = self.conv_output_size * self.filters
+        ops = [("CONV_2D", conv_outputs * self.kernel_size_used * self.input_channels)]
+        if self.activation == "tanh":
+            ops.append(("TANH", conv_outputs))
+        if self.pooling_used != "none":
+            ops.append((POOLING_OPS[self.pooling_used], self.output_size * self.filters * self.pool_size_used))
+        return ops
 
     def tensor_sizes(self):
         """Element counts of the block's activation tensors, in order: conv output, block output."""

@@ -29,6 +29,7 @@ import library_objectives as objectives_lib
 import library_report as report
 from library_block import ACTIVATIONS, DEPLOYED_COST
 from library_config import display_path, hold_run_folder, make_run_dir
+from library_device import TargetDevice, check_profile
 from library_evaluator import EXECUTORS, make_evaluator
 from library_load_and_split_data import SessionData, data_fingerprint
 from library_net import HEADS, Net, architecture_key
@@ -84,10 +85,21 @@ def check_search_parameters(parameters, n_folds=None):
         problems.append(f"the population GA needs n_elites ({parameters['n_elites']}) <= population_size "
                         f"({parameters['population_size']}) <= n_elites + n_child ({parameters['n_child']}), "
                         f"so that elites and children can fill the next population")
-    for name in ("clock_mhz", "flops_per_cycle"):
+    for name in ("clock_mhz", "flops_per_cycle", "power_mw"):
         value = parameters[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             problems.append(f"{name} must be a positive number, got {value!r}")
+    custom_devices = parameters["custom_devices"]
+    if custom_devices is not None and not isinstance(custom_devices, dict):
+        problems.append(f"custom_devices must be a dict name -> device profile, got {custom_devices!r}")
+    elif not problems:
+        for name, profile in (custom_devices or {}).items():
+            problems += check_profile(name, profile)
+        try:
+            TargetDevice.named(parameters["target_device"], custom_devices, parameters["clock_mhz"],
+                               parameters["flops_per_cycle"], parameters["power_mw"])
+        except ValueError as error:
+            problems.append(str(error))
     value = parameters["seed"]
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 32:
         problems.append(f"seed must be an integer from 0 to 2**32 - 1, got {value!r}")
@@ -136,7 +148,7 @@ def search_parameter_names():
     """The names of the search's parameters: those of NAS but its data, run folder, naming
     and user-defined functions (B01_NAS.py passes those itself)."""
     plumbing = {"self", "preloaded_data", "run_dir", "logs_dir", "nas_saver_name", "partial_saver_name",
-                "custom_constraints", "custom_objectives"}
+                "custom_constraints", "custom_objectives", "custom_devices"}
     return set(inspect.signature(NAS.__init__).parameters) - plumbing
 
 
@@ -152,7 +164,8 @@ class NAS:
     partial_saver_name: when given, the saved models are named
     <partial_saver_name>_best_model.* and <partial_saver_name>_parent.* (else
     best_model.* and parent.*). custom_constraints and custom_objectives are the
-    user-defined functions of library_objectives.
+    user-defined functions of library_objectives; custom_devices, device profiles
+    (library_device) that target_device may name.
     """
 
     def __init__(self, is_train_proxy=True, is_train=True, max_depth_father=3, max_depth=6, check_hw=True,
@@ -171,7 +184,8 @@ class NAS:
                  crossover_rate=0.9, objectives=("val_accuracy",), latency_thr=None, clock_mhz=80,
                  flops_per_cycle=1.0, time_budget_s=None, save_pareto_models=False,
                  executor="local", n_workers=2, threads_per_worker=1, ray_address=None,
-                 custom_constraints=None, custom_objectives=None):
+                 target_device="generic", power_mw=30.0, energy_thr=None,
+                 custom_constraints=None, custom_objectives=None, custom_devices=None):
         check_search_parameters(locals())
         if preloaded_data is None:
             raise ValueError("NAS needs preloaded_data: a SessionData or (X_train_val, y_train_val, X_test, y_test)")
@@ -190,8 +204,13 @@ class NAS:
         self.use_full_training, self.num_selected_folds = use_full_training, num_selected_folds
         self.max_depth = max_depth
         self.thresholds = {"params_thr": params_thr, "max_tens_thr": max_tens_thr, "flops_thr": flops_thr,
-                           "flash_thr": flash_thr, "ram_thr": ram_thr, "latency_thr": latency_thr}
-        self.constraints = Constraints(self.thresholds, custom_constraints, check_hw, clock_mhz, flops_per_cycle)
+                           "flash_thr": flash_thr, "ram_thr": ram_thr, "latency_thr": latency_thr,
+                           "energy_thr": energy_thr}
+        self.device = TargetDevice.named(target_device, custom_devices, clock_mhz, flops_per_cycle, power_mw)
+        self.constraints = Constraints(self.thresholds, custom_constraints, check_hw, self.device)
+        # latency and energy are shown (log, plot) where they matter to this search
+        self.device_figures_shown = [name for name, threshold in (("latency_ms", latency_thr), ("energy_mj", energy_thr))
+                                     if threshold is not None or name in objectives]
         self.ranking = objectives_lib.Ranking(objectives_lib.Objectives(list(objectives), custom_objectives),
                                               self.constraints.figures)
         # The Pareto front is over the objectives; a single objective is set against flash and RAM.
@@ -510,10 +529,13 @@ class NAS:
         if self.generation_bar is not None:  # None when steps run outside run_NAS
             self.generation_bar.update(1)
         if best_improved and self.absolute_best.trained:
-            report.write_best_architecture(self.run_dir, self.absolute_best)
+            report.write_best_architecture(self.run_dir, self.absolute_best, self.device)
         report.write_summary(self.run_dir, self.elapsed_seconds(), self.i_gen)
         report.plot_progress(self.run_dir)
-        report.plot_tradeoff(self.run_dir, self.thresholds["flash_thr"], self.thresholds["ram_thr"])
+        labels = {"latency_ms": f"latency on {self.device.name} (ms)", "energy_mj": f"energy on {self.device.name} (mJ)"}
+        report.plot_tradeoff(self.run_dir, self.thresholds["flash_thr"], self.thresholds["ram_thr"],
+                             [(name, self.thresholds[f"{name.split('_')[0]}_thr"], labels[name])
+                              for name in self.device_figures_shown])
 
     def save_checkpoint(self, population):
         """Writes checkpoint.pkl (atomically): where the search is, to go on from there.
@@ -586,7 +608,7 @@ class NAS:
         for net, name in ((self.absolute_best, self.saved_names["best"]),
                           (self.strategy.parent(population), self.saved_names["parent"])):
             if net is not None and net.trained and not os.path.exists(os.path.join(self.models_dir, f"{name}.keras")):
-                self.records.save_model(net, name, self.i_gen)
+                self.records.save_model(net, name, self.i_gen, device_figures=self.device_figures(net))
                 self.log_message(f"{name} ({net.child_id}) was missing from {self.models_dir}: written again.")
 
     def network_with_weights(self, state):
@@ -602,6 +624,13 @@ class NAS:
     def figures(self, net):
         """The hardware figures of net, by name (library_objectives), from the cost model."""
         return self.constraints.figures(net)
+
+    def device_figures(self, net):
+        """net's estimated latency and energy on the target device, in all and per layer."""
+        figures = self.figures(net)
+        return {"target_device": self.device.name, "latency_ms": figures["latency_ms"],
+                "energy_mj": figures["energy_mj"],
+                "layer_latency_ms": {name: round(ms, 4) for name, ms in self.device.layer_latencies_ms(net)}}
 
     def fitness(self, net):
         """The first objective of net, larger is better; None when net has no scores."""
@@ -677,7 +706,7 @@ class NAS:
         saved = []
         for net, name in ((best_network, self.saved_names["best"]), (parent, self.saved_names["parent"])):
             if net is not None and net.trained:
-                self.records.save_model(net, name, i_gen)
+                self.records.save_model(net, name, i_gen, device_figures=self.device_figures(net))
                 saved.append(f"{name} ({net.child_id})")
         gen_text = f"{gen_best_score:.4g}" if gen_best_score is not None else "none"
         self.log_message(f"Saved after generation {i_gen}: {', '.join(saved) or 'nothing (dry run: no trained weights)'}; "
@@ -718,10 +747,9 @@ class NAS:
         self.log_message(f"Saved the Pareto front's models in {folder}: {', '.join(saved) or 'none (dry run)'}.")
 
     def _record_child(self, child, status, reason, flops_keras_flops):
-        record = child_record(child, self.i_gen, status, reason, flops_keras_flops,
-                              self.figures(child)["latency_ms"])
+        record = child_record(child, self.i_gen, status, reason, flops_keras_flops, self.figures(child))
         self.records.append(record)
-        self.log_message(log_row(record, child.val_score))
+        self.log_message(log_row(record, child.val_score, with_device=bool(self.device_figures_shown)))
         if flops_keras_flops is not None and flops_keras_flops != record["flops"]:
             self.log_message(f"  note: keras-flops counts {flops_keras_flops} FLOPs, the cost model {record['flops']}.")
         if child.val_score is not None and (self.best_record is None
@@ -754,8 +782,8 @@ class NAS:
         self.log_message("Thresholds: " + ", ".join(
             f"{name} = {value if value is not None else 'none'}" for name, value in self.thresholds.items())
             + ("" if self.constraints.check_hw else " (not checked: check_hw is False)")
-            + f"; flash and RAM for the {self.deploy_precision} deployment; latency at "
-              f"{self.constraints.clock_mhz} MHz, {self.constraints.flops_per_cycle} FLOPs per cycle.")
+            + f"; flash and RAM for the {self.deploy_precision} deployment; latency and energy on "
+              f"{self.device.describe()}.")
         if self.constraints.custom_constraints:
             self.log_message("User-defined constraints: " + ", ".join(self.constraints.custom_constraints) + ".")
         directions = ", ".join(f"{name} ({direction})"

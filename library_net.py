@@ -209,6 +209,24 @@ class Net:
         # Dense: MatMul 2 per weight, BiasAdd 1 and Softmax 5 per class (TensorFlow's registry).
         return pooling + 2 * self._head_features() * self.num_classes + 6 * self.num_classes
 
+    def cost_layers(self):
+        """The deployed network as layers a target device profile prices (library_device):
+        [{"name", "flops", "ops": [(TFLite operator, work)]}]: the input's reshape, each
+        block, and the head (its reduction or flatten, FULLY_CONNECTED by multiply-
+        accumulates, SOFTMAX by classes), as the TFLite converter makes them (a test
+        compares the operators with converted models). FLOPs as keras-flops counts them."""
+        last_length, last_channels = self._last_output_shape()
+        if self.head == "gap":  # back to (length, channels), then the mean over the length
+            features = [("RESHAPE", last_length * last_channels), ("MEAN", last_length * last_channels)]
+        else:  # flattened, unless the length is 1 (the fully connected layer then reads it as it is)
+            features = [("RESHAPE", last_length * last_channels)] if last_length > 1 else []
+        head_ops = [*features, ("FULLY_CONNECTED", self._head_features() * self.num_classes),
+                    ("SOFTMAX", self.num_classes)]
+        return ([{"name": "input", "flops": 0, "ops": [("RESHAPE", int(np.prod(self.input_shape)))]}]
+                + [{"name": f"block {block.block_index}", "flops": block.flops(), "ops": block.deployed_ops()}
+                   for block in self.block_list]
+                + [{"name": f"head ({self.head})", "flops": self._head_flops(), "ops": head_ops}])
+
     # ----- hardware measures -----------------------------------------------
     def hw_measures(self):
         """[n_params, max_tens, flops, flash_size, ram_size] of the network, analytic.

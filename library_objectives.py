@@ -3,7 +3,8 @@
 A network is described to objectives and constraints by two dicts:
   figures: its hardware figures, known before any training: n_params, max_tens
            (elements), flops, flash_size and ram_size (bytes, for the deployment
-           precision) and latency_ms (estimated, see estimated_latency_ms);
+           precision), latency_ms and energy_mj of one inference on the target
+           device (estimated by its profile, library_device);
   scores:  its validation scores after training: val_accuracy, val_f1 (the test
            split is never shown to the search).
 Objectives are ranked as NSGA-II does (non-dominated sorting, then crowding
@@ -17,7 +18,7 @@ from pymoo.indicators.hv import HV
 from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-FIGURE_NAMES = ("n_params", "max_tens", "flops", "flash_size", "ram_size", "latency_ms")
+FIGURE_NAMES = ("n_params", "max_tens", "flops", "flash_size", "ram_size", "latency_ms", "energy_mj")
 SCORE_NAMES = ("val_accuracy", "val_f1")
 # Built-in objectives and their direction.
 BUILTIN_OBJECTIVES = {"val_accuracy": "max", "val_f1": "max", **{name: "min" for name in FIGURE_NAMES}}
@@ -27,23 +28,14 @@ class UserFunctionError(ValueError):
     """A user-defined constraint or objective raised or returned something unusable."""
 
 
-def estimated_latency_ms(flops, clock_mhz, flops_per_cycle):
-    """Inference time in milliseconds on a microcontroller running at clock_mhz that
-    sustains flops_per_cycle FLOPs per clock cycle.
-
-    A first-order estimate (memory stalls and per-layer overheads are folded into
-    flops_per_cycle): measure one model on the target and set flops_per_cycle to
-    its FLOPs / (time x clock). This is also the worked example of a metric: a
-    plain function of the hardware figures.
-    """
-    return flops / (flops_per_cycle * clock_mhz * 1e3)
-
-
-def hardware_figures(net, clock_mhz, flops_per_cycle):
-    """The figures dict of a network, from its analytic cost model (no Keras model is built)."""
+def hardware_figures(net, device):
+    """The figures dict of a network, from its analytic cost model (no Keras model is built);
+    latency and energy on device (a library_device.TargetDevice)."""
     n_params, max_tens, flops, flash_size, ram_size = net.hw_measures()
+    latency_ms = device.latency_ms(net)
     return {"n_params": n_params, "max_tens": max_tens, "flops": flops, "flash_size": flash_size,
-            "ram_size": ram_size, "latency_ms": round(estimated_latency_ms(flops, clock_mhz, flops_per_cycle), 4)}
+            "ram_size": ram_size, "latency_ms": round(latency_ms, 4),
+            "energy_mj": round(device.energy_mj(latency_ms), 5)}
 
 
 def check_custom_functions(custom_constraints, custom_objectives):

@@ -26,14 +26,14 @@ from library_config import write_atomically
 RECORD_FIELDS = ("child_id", "generation", "status", "mutation", "parents", "depth", "head", "n_params",
                  "max_tens", "flops", "flops_keras_flops", "flash_size", "flash_measured", "ram_size",
                  "ram_measured", "ram_activations_measured", "ram_persistent_measured", "latency_ms",
-                 "val_accuracy", "val_f1", "test_accuracy", "test_f1", "deployed_test_accuracy",
+                 "energy_mj", "val_accuracy", "val_f1", "test_accuracy", "test_f1", "deployed_test_accuracy",
                  "train_seconds", "reason", "adjustments", "architecture_text", "architecture")
 
 # What a network state holds besides its architecture and scores: kept in its network file only.
 HEAVY_STATE_FIELDS = ("layer_weights", "head_weights", "deployed_model_bytes")
 
 PARETO_FIELDS = ("child_id", "generation", "n_params", "max_tens", "flops", "flash_size", "flash_measured",
-                 "ram_size", "ram_measured", "latency_ms", "val_accuracy", "val_f1", "test_accuracy",
+                 "ram_size", "ram_measured", "latency_ms", "energy_mj", "val_accuracy", "val_f1", "test_accuracy",
                  "deployed_test_accuracy", "architecture_text", "architecture")
 
 # One row of the NAS log's child table; flash and RAM show the estimate / the measured value.
@@ -56,14 +56,14 @@ def light_state(state):
     return {name: value for name, value in state.items() if name not in HEAVY_STATE_FIELDS}
 
 
-def child_record(child, generation, status, reason, flops_keras_flops, latency_ms):
+def child_record(child, generation, status, reason, flops_keras_flops, figures):
     """The children.csv record (over RECORD_FIELDS) of an evaluated network."""
     n_params, max_tens, flops, flash_size, ram_size = child.hw_measures()
     val, test = child.val_metrics or {}, child.test_metrics or {}
     deployed = child.deployed or {}
     return {"child_id": child.child_id, "generation": generation, "status": status,
             "mutation": child.mutation or "start", "parents": " ".join(child.parent_ids),
-            "latency_ms": latency_ms, "depth": len(child.block_list), "head": child.head, "n_params": n_params,
+            "latency_ms": figures["latency_ms"], "energy_mj": figures["energy_mj"], "depth": len(child.block_list), "head": child.head, "n_params": n_params,
             "max_tens": max_tens, "flops": flops, "flops_keras_flops": flops_keras_flops,
             "flash_size": flash_size, "flash_measured": deployed.get("flash_bytes"),
             "ram_size": ram_size, "ram_measured": deployed.get("arena_bytes"),
@@ -77,14 +77,16 @@ def child_record(child, generation, status, reason, flops_keras_flops, latency_m
             "architecture": json.dumps(child.architecture(), separators=(",", ":"))}
 
 
-def log_row(record, val_score):
-    """The NAS log's table row of a children.csv record and the network's score."""
+def log_row(record, val_score, with_device=False):
+    """The NAS log's table row of a children.csv record and the network's score;
+    with_device adds its latency and energy on the target."""
     score = "-" if val_score is None else f"{val_score:.4f}"
     flash_text = f"{record['flash_size']}/{record['flash_measured'] if record['flash_measured'] is not None else '-'}"
     ram_text = f"{record['ram_size']}/{record['ram_measured'] if record['ram_measured'] is not None else '-'}"
     return (LOG_ROW.format(record["child_id"], record["status"], record["mutation"][:14], score,
                            record["n_params"], record["flops"], flash_text, ram_text, record["train_seconds"],
                            record["architecture_text"])
+            + (f"  [{record['latency_ms']:.2f} ms, {record['energy_mj']:.3f} mJ]" if with_device else "")
             + (f"  ({record['reason']})" if record["reason"] else ""))
 
 
@@ -166,16 +168,18 @@ class RunRecords:
         write_atomically(self.pareto_path, lines.getvalue())
 
     # ----- models --------------------------------------------------------------
-    def save_model(self, net, name, generation, folder=None):
+    def save_model(self, net, name, generation, folder=None, device_figures=None):
         """Saves a trained net as <folder>/<name>.keras, its deployed model as
-        <name>_<precision>.tflite / .h, and (in models/) <name>.json with its record."""
+        <name>_<precision>.tflite / .h, and (in models/) <name>.json with its record
+        and device_figures (its latency and energy on the target)."""
         folder = folder or self.models_dir
         os.makedirs(folder, exist_ok=True)
         net.save_keras(os.path.join(folder, f"{name}.keras"))
         net.save_deployed(os.path.join(folder, f"{name}_{net.deploy_precision}"))
         if folder == self.models_dir:
             write_atomically(os.path.join(folder, f"{name}.json"),
-                             json.dumps(dict(net.to_record(), child_id=net.child_id, generation=generation), indent=2))
+                             json.dumps(dict(net.to_record(), child_id=net.child_id, generation=generation,
+                                             **(device_figures or {})), indent=2))
 
     # ----- network files -----------------------------------------------------
     def network_path(self, child_id):

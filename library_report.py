@@ -18,7 +18,7 @@ from library_config import write_atomically  # noqa: E402
 
 # children.csv columns read as numbers
 NUMERIC_FIELDS = ("generation", "n_params", "max_tens", "flops", "flash_size", "flash_measured", "ram_size",
-                  "ram_measured", "latency_ms", "val_accuracy", "test_accuracy", "deployed_test_accuracy",
+                  "ram_measured", "latency_ms", "energy_mj", "val_accuracy", "test_accuracy", "deployed_test_accuracy",
                   "train_seconds")
 
 
@@ -70,8 +70,9 @@ def write_summary(run_dir, elapsed_seconds, generations_done):
     return summary
 
 
-def write_best_architecture(run_dir, net):
-    """Writes run_dir/best_architecture.txt: the best network's blocks and its Keras layer table."""
+def write_best_architecture(run_dir, net, device=None):
+    """Writes run_dir/best_architecture.txt: the best network's blocks, its Keras layer table,
+    and with device (library_device.TargetDevice) its estimated latency per layer there."""
     model = net.ins_keras_model()
     rows = [("layer", "type", "output shape", "params")]
     for layer in model.layers:
@@ -87,6 +88,11 @@ def write_best_architecture(run_dir, net):
               f"{net.deploy_precision} deployment: flash {flash_size} B, RAM {ram_size} B (estimated)"]
     if net.deployed:
         lines.append(f"measured: flash {net.deployed['flash_bytes']} B, TFLM arena {net.deployed['arena_bytes']} B")
+    if device is not None:
+        latency_ms = device.latency_ms(net)
+        lines += ["", f"on {device.describe()}:",
+                  f"  latency {latency_ms:.3f} ms, energy {device.energy_mj(latency_ms):.4f} mJ (estimated)"]
+        lines += [f"  {name:<16} {ms:9.3f} ms" for name, ms in device.layer_latencies_ms(net)]
     write_atomically(os.path.join(run_dir, "best_architecture.txt"), "\n".join(lines) + "\n")
     del model
 
@@ -114,8 +120,10 @@ def plot_progress(run_dir):
     return _save_figure(figure, os.path.join(run_dir, "progress.png"))
 
 
-def plot_tradeoff(run_dir, flash_thr=None, ram_thr=None):
-    """tradeoff.png: validation accuracy against flash and against RAM for every evaluated network.
+def plot_tradeoff(run_dir, flash_thr=None, ram_thr=None, device_panels=()):
+    """tradeoff.png: validation accuracy against flash and against RAM for every evaluated
+    network, and against each of device_panels: (figure name, threshold or None, axis label),
+    e.g. ("latency_ms", 50, "latency on STM32F746 (ms)").
 
     Thresholds are drawn as dashed lines, the best network as a star, and the
     Pareto front (no other network is both smaller and more accurate) as a step line.
@@ -125,11 +133,14 @@ def plot_tradeoff(run_dir, flash_thr=None, ram_thr=None):
         return None
     best_record = _read_json(best_model_path(run_dir, ".json"))
     best_id = best_record.get("child_id") if best_record else None
-    figure, axes_pair = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for axes, field, threshold, label in ((axes_pair[0], "flash", flash_thr, "flash (bytes)"),
-                                          (axes_pair[1], "ram", ram_thr, "RAM: TFLM arena (bytes)")):
-        # the measured value where there is one, else the estimate
-        costs = [row[f"{field}_measured"] or row[f"{field}_size"] for row in records]
+    panels = [("flash", flash_thr, "flash (bytes)", " B"), ("ram", ram_thr, "RAM: TFLM arena (bytes)", " B"),
+              *((field, threshold, label, "") for field, threshold, label in device_panels)]
+    figure, axes_list = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), sharey=True)
+    for axes, (field, threshold, label, unit) in zip(axes_list, panels):
+        if field in ("flash", "ram"):  # the measured value where there is one, else the estimate
+            costs = [row[f"{field}_measured"] or row[f"{field}_size"] for row in records]
+        else:
+            costs = [row[field] for row in records]
         scores = [row["val_accuracy"] for row in records]
         axes.scatter(costs, scores, s=18, alpha=0.6, label="evaluated networks")
         front = pareto_front(list(zip(costs, scores)))
@@ -140,12 +151,12 @@ def plot_tradeoff(run_dir, flash_thr=None, ram_thr=None):
                 axes.scatter([costs[i]], [scores[i]], marker="*", s=220, color="tab:red", zorder=3,
                              label=f"best ({best_id})")
         if threshold is not None:
-            axes.axvline(threshold, color="gray", linestyle="--", label=f"threshold {threshold} B")
+            axes.axvline(threshold, color="gray", linestyle="--", label=f"threshold {threshold}{unit}")
         axes.set_xlabel(label)
         axes.grid(alpha=0.3)
         axes.legend(loc="lower right", fontsize=8)
-    axes_pair[0].set_ylabel("validation accuracy")
-    figure.suptitle("Accuracy against the device's memory")
+    axes_list[0].set_ylabel("validation accuracy")
+    figure.suptitle("Accuracy against the device's memory" + (" and time" if device_panels else ""))
     return _save_figure(figure, os.path.join(run_dir, "tradeoff.png"))
 
 

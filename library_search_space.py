@@ -13,7 +13,8 @@ import library_objectives as objectives_lib
 
 # Each threshold parameter and the figure (library_objectives) it limits.
 HW_THRESHOLDS = {"params_thr": "n_params", "max_tens_thr": "max_tens", "flops_thr": "flops",
-                 "flash_thr": "flash_size", "ram_thr": "ram_size", "latency_thr": "latency_ms"}
+                 "flash_thr": "flash_size", "ram_thr": "ram_size", "latency_thr": "latency_ms",
+                 "energy_thr": "energy_mj"}
 
 # A small hand-crafted parent (smart_start): three conv/pool stages that shorten the
 # sequence 8x, then a Flatten head. On the demo data it reaches ~0.97 test accuracy.
@@ -35,15 +36,16 @@ class Constraints:
     thresholds: {threshold parameter of HW_THRESHOLDS: limit or None}.
     custom_constraints: name -> function(figures) returning True when a network passes.
     check_hw: False accepts every network.
+    device: the target (library_device.TargetDevice) that latency and energy are figured on.
     """
 
-    def __init__(self, thresholds, custom_constraints, check_hw, clock_mhz, flops_per_cycle):
+    def __init__(self, thresholds, custom_constraints, check_hw, device):
         self.thresholds, self.custom_constraints = dict(thresholds), dict(custom_constraints or {})
-        self.check_hw, self.clock_mhz, self.flops_per_cycle = check_hw, clock_mhz, flops_per_cycle
+        self.check_hw, self.device = check_hw, device
 
     def figures(self, net):
         """The hardware figures of net, by name (library_objectives), from the cost model."""
-        return objectives_lib.hardware_figures(net, self.clock_mhz, self.flops_per_cycle)
+        return objectives_lib.hardware_figures(net, self.device)
 
     def violations(self, net, smallest_seen=None):
         """Names of the thresholds and constraints net breaks, with its figure (empty when

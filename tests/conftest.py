@@ -81,9 +81,11 @@ def tiny_run(tmp_path_factory, demo_subset_files):
     return real_run(tmp_path_factory, demo_subset_files, "tiny", TINY_RUN)
 
 
-# The tiny run again as a multi-objective population GA (NSGA-II on accuracy and flash).
+# The tiny run again as a multi-objective population GA (NSGA-II on accuracy and flash), on a named
+# microcontroller with a (loose) energy threshold.
 TINY_GA_RUN = (*TINY_RUN, "search_strategy=ga", "population_size=3", "n_elites=2",
-               'objectives=["val_accuracy","flash_size"]', "save_pareto_models=True", "smart_start=False")
+               'objectives=["val_accuracy","flash_size"]', "save_pareto_models=True", "smart_start=False",
+               "target_device=STM32F746", "energy_thr=5.0")
 
 
 @pytest.fixture(scope="session")

@@ -20,14 +20,20 @@ def measured_and_estimated(precision, n_networks, seed):
         model = net.ins_keras_model()
         randomize_weights(model, seed=seed + index)
         model_bytes = deploy.convert_to_tflite(model, net.data.X_train, precision)
-        rows.append((net, len(model_bytes), deploy.tflm_arena(model_bytes)))
+        rows.append((net, len(model_bytes), deploy.tflm_arena(model_bytes), operators_of(model_bytes)))
         keras.backend.clear_session()
     return rows
 
 
+def operators_of(model_bytes):
+    """The operator names of a TFLite flatbuffer, in execution order."""
+    import tensorflow as tf
+    return [op["op_name"] for op in tf.lite.Interpreter(model_content=model_bytes)._get_ops_details()]
+
+
 @pytest.mark.parametrize("precision, n_networks", [("int8", 30), ("float32", 20)])
 def test_flash_within_5_percent_and_arena_within_10_percent(precision, n_networks):
-    for net, flash_measured, arena in measured_and_estimated(precision, n_networks, seed=2026):
+    for net, flash_measured, arena, operators in measured_and_estimated(precision, n_networks, seed=2026):
         _, _, _, flash_size, ram_size = net.hw_measures()
         estimate = net.deployed_arena_bytes()
         where = f"{precision} {net.architecture_text()} on input {net.input_shape}, {net.num_classes} classes"
@@ -35,6 +41,8 @@ def test_flash_within_5_percent_and_arena_within_10_percent(precision, n_network
         assert abs(ram_size - arena["total"]) <= 0.10 * arena["total"], where
         # The activation plan reproduces TFLM's greedy planner, so it is exact.
         assert estimate["activations"] == arena["activations"], where
+        # What a device profile prices (library_device) is what the converter made.
+        assert [op for layer in net.cost_layers() for op, _ in layer["ops"]] == operators, where
 
 
 def test_trained_int8_model_runs_in_tflm_close_to_float_accuracy(small_data, tmp_path):

@@ -3,6 +3,7 @@ boundaries, NSGA-II ranking, user-defined constraints and objectives, the latenc
 estimate, never training an architecture twice, the time budget, the Pareto front."""
 import csv
 import glob
+import json
 import os
 import signal
 import time
@@ -11,6 +12,7 @@ import keras
 import pytest
 
 import library_objectives as objectives_lib
+from library_device import TargetDevice
 from conftest import TINY_GA_RUN, run_main
 from library_nas import NAS, ConstraintError, check_search_parameters
 from test_nas import deployed_figures, keras_figures
@@ -96,10 +98,14 @@ def test_a_broken_user_function_is_named_before_any_training(tmp_path, small_dat
         nas.check_objectives_on(nas.initial_parent())
 
 
-def test_latency_is_estimated_from_flops_clock_and_flops_per_cycle(tmp_path, small_data):
-    assert objectives_lib.estimated_latency_ms(2_000_000, clock_mhz=80, flops_per_cycle=1.0) == pytest.approx(25.0)
-    assert objectives_lib.estimated_latency_ms(2_000_000, clock_mhz=160, flops_per_cycle=2.0) == pytest.approx(6.25)
+def test_the_generic_device_estimates_latency_from_flops_clock_and_flops_per_cycle(tmp_path, small_data):
     data, _ = small_data
+    network = make_nas(tmp_path / "a", data).initial_parent()
+    for clock_mhz, flops_per_cycle in ((80, 1.0), (160, 2.0)):
+        device = TargetDevice.named("generic", clock_mhz=clock_mhz, flops_per_cycle=flops_per_cycle, power_mw=50)
+        expected_ms = network.hw_measures()[2] / (flops_per_cycle * clock_mhz * 1e3)
+        assert device.latency_ms(network) == pytest.approx(expected_ms)
+        assert device.energy_mj(device.latency_ms(network)) == pytest.approx(50 * expected_ms / 1e3)
     nas = make_nas(tmp_path, data, latency_thr=5, clock_mhz=100, flops_per_cycle=0.5)
     for _ in range(20):  # 5 ms at 100 MHz and half a FLOP per cycle: at most 250,000 FLOPs
         network = nas.space.random_network(nas.max_depth, (), "a test network")
@@ -208,6 +214,17 @@ def test_ga_run_writes_a_true_pareto_front_and_saves_its_models(tiny_ga_run):
     log = open(os.path.join(run_dir, "nas_log.txt")).read()
     assert "Search strategy: ga; objectives: val_accuracy (max), flash_size (min)" in log
     assert "Population after generation 2" in log and "Pareto front:" in stdout
+    # on the named device, with an energy threshold: latency and energy recorded, logged, plotted, saved
+    assert "latency and energy on STM32F746 (Cortex-M7, 216 MHz, cmsis-nn kernels, 250.1 mW" in log
+    for row in children:
+        assert 0 < float(row["energy_mj"]) <= 5.0
+        assert float(row["energy_mj"]) == pytest.approx(250.1 * float(row["latency_ms"]) / 1e3, rel=1e-3)
+        assert f"[{float(row['latency_ms']):.2f} ms, {float(row['energy_mj']):.3f} mJ]" in log
+    assert all(row["energy_mj"] for row in front)
+    best = json.load(open(os.path.join(run_dir, "models", "best_model.json")))
+    assert best["target_device"] == "STM32F746" and sum(best["layer_latency_ms"].values()) < best["latency_ms"]
+    assert json.load(open(os.path.join(run_dir, "summary.json")))["best"]["energy_mj"] == best["energy_mj"]
+    assert "on STM32F746" in open(os.path.join(run_dir, "best_architecture.txt")).read()
 
 
 def test_ga_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, tiny_ga_run):
