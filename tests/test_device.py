@@ -124,6 +124,15 @@ def test_unknown_devices_and_bad_profiles_are_named():
     with pytest.raises(ValueError, match="device profile 'mine': clock_mhz must be a positive number"):
         check_search_parameters({"target_device": "mine",
                                  "custom_devices": {"mine": dict(DEVICE_PROFILES["STM32L4"], clock_mhz=0)}})
-    faster = dict(DEVICE_PROFILES["STM32L4"], clock_mhz=160)
-    check_search_parameters({"target_device": "mine", "custom_devices": {"mine": faster}})
     assert device_lib.check_profile("broken", {"clock_mhz": 80}) != []
+
+
+def test_a_board_of_ones_own_is_used_by_the_search(tmp_path, small_data):
+    data, _ = small_data
+    faster = dict(DEVICE_PROFILES["STM32L4"], clock_mhz=160)  # the L4 profile at twice the clock
+    check_search_parameters({"target_device": "mine", "custom_devices": {"mine": faster}})
+    nas = NAS(run_dir=str(tmp_path / "run"), preloaded_data=data, target_device="mine",
+              custom_devices={"mine": faster})
+    parent = nas.initial_parent()
+    assert nas.figures(parent)["latency_ms"] == pytest.approx(
+        TargetDevice.named("STM32L4").latency_ms(parent) / 2, rel=1e-3)

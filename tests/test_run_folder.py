@@ -1,5 +1,6 @@
 """Runs that survive, part 2: one writer per run folder, resumes that cannot mix
 experiments, stop signals, no orphaned workers, one-line messages for damaged files."""
+import csv
 import glob
 import json
 import os
@@ -253,6 +254,27 @@ def long_run(tmp_path, demo_subset_files):
     images_path, labels_path = demo_subset_files
     return start_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
                       *TINY_RUN, "epochs=500", "patience=500", "run_name=long")
+
+
+def test_sigterm_records_the_network_in_training_then_stops_and_says_how_to_resume(tmp_path, demo_subset_files):
+    images_path, labels_path = demo_subset_files
+    process = start_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
+                         *TINY_RUN, "run_name=terminated")
+    try:
+        wait_for_worker(process)
+        time.sleep(2)  # the initial parent is in training (the worker is still starting TensorFlow)
+        process.send_signal(signal.SIGTERM)  # what a scheduler or a container sends
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode != 0 and "Traceback" not in stderr
+    assert "SIGTERM: stopping once the next network is recorded" in stdout
+    (run_dir,) = glob.glob(os.path.join(tmp_path, "*_terminated"))
+    assert f"resume_from={run_dir}" in stderr
+    with open(os.path.join(run_dir, "children.csv")) as records_file:
+        rows = list(csv.DictReader(records_file))
+    assert [(row["child_id"], row["status"]) for row in rows] == [("g000_c0001", "ok")]  # recorded, then stopped
+    assert "Interrupted during generation 0" in open(os.path.join(run_dir, "nas_log.txt")).read()
 
 
 def test_a_second_stop_signal_stops_at_once_and_leaves_no_worker(tmp_path, demo_subset_files):
