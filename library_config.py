@@ -16,7 +16,6 @@ import shutil
 import socket
 import sys
 import tempfile
-import time
 
 
 class ParameterError(ValueError):
@@ -163,16 +162,14 @@ def hold_run_folder(run_dir):
 
 def _lock_holder(lock_file):
     """Who holds a run folder's lock, as its file says. The holder writes itself there just
-    after it takes the lock, so for a moment the file may be empty or still name the
-    previous, dead holder: read again for up to a second until it names a live process."""
-    for _ in range(20):
-        lock_file.seek(0)
-        text = lock_file.read().strip()
-        match = re.match(r"process (\d+) on (\S+) ", text)
-        if match and (match.group(2) != socket.gethostname() or _is_alive(int(match.group(1)))):
-            return text  # (a holder on another machine sharing the folder cannot be checked from here)
-        time.sleep(0.05)
-    return "another process"
+    after it takes the lock, so in that instant the file may be empty or still name the
+    previous, dead holder: then the holder is a process that is starting."""
+    lock_file.seek(0)
+    text = lock_file.read().strip()
+    match = re.match(r"process (\d+) on (\S+) ", text)
+    if match and (match.group(2) != socket.gethostname() or _is_alive(int(match.group(1)))):
+        return text  # (a holder on another machine sharing the folder cannot be checked from here)
+    return "another process, which is starting"
 
 
 def _is_alive(pid):
