@@ -134,7 +134,8 @@ def plot_tradeoff(run_dir, flash_thr=None, ram_thr=None, device_panels=()):
     best_record = _read_json(best_model_path(run_dir, ".json"))
     best_id = best_record.get("child_id") if best_record else None
     panels = [("flash", flash_thr, "flash (bytes)", " B"), ("ram", ram_thr, "RAM: TFLM arena (bytes)", " B"),
-              *((field, threshold, label, "") for field, threshold, label in device_panels)]
+              *((field, threshold, label, {"latency_ms": " ms", "energy_mj": " mJ"}.get(field, ""))
+                for field, threshold, label in device_panels)]
     figure, axes_list = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), sharey=True)
     for axes, (field, threshold, label, unit) in zip(axes_list, panels):
         if field in ("flash", "ram"):  # the measured value where there is one, else the estimate
