@@ -173,12 +173,11 @@ def fit_profile(profile, measurements, energies_mj=None):
     if not measurements:
         raise ValueError("fit_profile needs at least one (network, measured ms) pair")
     fitted = copy.deepcopy(profile)
-    unit_only = dict(profile, cycles_per_op=0, cycles_per_inference=0, cycles_per_flop=0.0)
     columns = []
-    for net, _ in measurements:
-        layers = net.cost_layers()
-        work_cycles = sum(TargetDevice("fit", unit_only).layer_cycles(layer) for layer in layers)
-        columns.append([work_cycles, sum(len(layer["ops"]) for layer in layers), 1.0])
+    for net, _ in measurements:  # per network: cycles of its work at the profile's unit costs, operators, 1
+        ops = [op for layer in net.cost_layers() for op in layer["ops"]]
+        work_cycles = sum(profile["cycles_per_unit"].get(op, 0.0) * work for op, work in ops)
+        columns.append([work_cycles, len(ops), 1.0])
     n_free = min(len(measurements), 3)
     design = np.array(columns)[:, :n_free]
     measured_cycles = np.array([ms * profile["clock_mhz"] * 1e3 for _, ms in measurements])

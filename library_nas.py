@@ -93,11 +93,13 @@ def check_search_parameters(parameters, n_folds=None):
     if custom_devices is not None and not isinstance(custom_devices, dict):
         problems.append(f"custom_devices must be a dict name -> device profile, got {custom_devices!r}")
     elif not problems:
-        for name, profile in (custom_devices or {}).items():
-            problems += check_profile(name, profile)
+        profile_problems = [problem for name, profile in (custom_devices or {}).items()
+                            for problem in check_profile(name, profile)]
+        problems += profile_problems
         try:
-            TargetDevice.named(parameters["target_device"], custom_devices, parameters["clock_mhz"],
-                               parameters["flops_per_cycle"], parameters["power_mw"])
+            if not profile_problems:  # (a bad profile of target_device is named once, above)
+                TargetDevice.named(parameters["target_device"], custom_devices, parameters["clock_mhz"],
+                                   parameters["flops_per_cycle"], parameters["power_mw"])
         except ValueError as error:
             problems.append(str(error))
     value = parameters["seed"]
@@ -209,8 +211,9 @@ class NAS:
         self.device = TargetDevice.named(target_device, custom_devices, clock_mhz, flops_per_cycle, power_mw)
         self.constraints = Constraints(self.thresholds, custom_constraints, check_hw, self.device)
         # latency and energy are shown (log, plot) where they matter to this search
-        self.device_figures_shown = [name for name, threshold in (("latency_ms", latency_thr), ("energy_mj", energy_thr))
-                                     if threshold is not None or name in objectives]
+        self.device_figures_shown = [figure for threshold, figure in HW_THRESHOLDS.items()
+                                     if figure in ("latency_ms", "energy_mj")
+                                     and (self.thresholds[threshold] is not None or figure in objectives)]
         self.ranking = objectives_lib.Ranking(objectives_lib.Objectives(list(objectives), custom_objectives),
                                               self.constraints.figures)
         # The Pareto front is over the objectives; a single objective is set against flash and RAM.
@@ -533,9 +536,10 @@ class NAS:
         report.write_summary(self.run_dir, self.elapsed_seconds(), self.i_gen)
         report.plot_progress(self.run_dir)
         labels = {"latency_ms": f"latency on {self.device.name} (ms)", "energy_mj": f"energy on {self.device.name} (mJ)"}
+        threshold_of = {figure: threshold for threshold, figure in HW_THRESHOLDS.items()}
         report.plot_tradeoff(self.run_dir, self.thresholds["flash_thr"], self.thresholds["ram_thr"],
-                             [(name, self.thresholds[f"{name.split('_')[0]}_thr"], labels[name])
-                              for name in self.device_figures_shown])
+                             [(figure, self.thresholds[threshold_of[figure]], labels[figure])
+                              for figure in self.device_figures_shown])
 
     def save_checkpoint(self, population):
         """Writes checkpoint.pkl (atomically): where the search is, to go on from there.
