@@ -75,6 +75,12 @@ def _typed(name, value, default, shown):
     return value
 
 
+def check_count(name, value, minimum=0):
+    """Raises ParameterError unless value is an integer (not a bool) of at least minimum."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ParameterError(f"{name}={value!r}: must be an integer of {minimum} or more")
+
+
 def check_run_name(run_name):
     """Raises ParameterError unless run_name can name a folder inside logs_dir."""
     if not run_name or "/" in run_name or os.sep in run_name or run_name in (".", "..") or "\0" in run_name:

@@ -104,6 +104,13 @@ def read_idx1(filename):
     return _read_idx(filename, IDX1_MAGIC, 1)
 
 
+def idx_bytes(array):
+    """The IDX file of a uint8 array: (count, rows, cols) images as IDX3, (count,) labels as IDX1."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    magic = {3: IDX3_MAGIC, 1: IDX1_MAGIC}[array.ndim]
+    return struct.pack(f">{1 + array.ndim}I", magic, *array.shape) + array.tobytes()
+
+
 def preprocess_data(X, y, num_classes=None, encode_labels=False):
     """Scales bytes to float32 in [0, 1] and shapes samples for Conv1D.
 

@@ -1,0 +1,200 @@
+"""A dataset of sessions from many captures: their labels, exact duplicates and
+ambiguous sessions dropped, a seeded per-class cap, a seeded order, the
+statistics per class, and the files B01_NAS.py reads, written atomically.
+
+Everything here is decided in the sorted order of the capture files and of the
+sessions in each, so the dataset depends on the files and the seed only: not on
+the file system's listing order, nor on how many workers read the files.
+"""
+import collections
+import hashlib
+import json
+import os
+import statistics
+import tempfile
+from typing import NamedTuple
+
+import numpy as np
+
+import library_labels as labels_lib
+from library_load_and_split_data import idx_bytes
+
+IDX_SQUARE_LENGTH = 784  # MNIST's 28 x 28: the length stored as a square image
+STATISTICS_COLUMNS = ("class", "label", "files", "packets", "sessions", "kept", "empty", "dns", "duplicate",
+                      "ambiguous", "over_cap", "truncated", "padded", "mean_original_length",
+                      "median_original_length", "mean_payload_packets")
+
+
+class SessionDataset(NamedTuple):
+    """images: uint8 (n, length); labels: uint8 (n,); class_numbers: {name: label};
+    statistics: one dict per class (STATISTICS_COLUMNS) in label order, then the totals;
+    notes: sentences about what was skipped (files no rule labels, unlabelled sessions)."""
+    images: np.ndarray
+    labels: np.ndarray
+    class_numbers: dict
+    statistics: list
+    notes: list
+
+
+def build_dataset(file_results, file_classes, label_by, rules, length, max_per_class=None, seed=0):
+    """The dataset of the sessions in file_results ({path: FileSessions}).
+
+    file_classes: {path: class name} (label_by "folder" / "keywords"); with
+    label_by "port" each session is labelled by rules ({port: class}). A session
+    is kept unless it is empty, DNS, unlabelled, an exact duplicate of a kept
+    one of its class, or ambiguous (the same bytes under two classes: nothing in
+    them can tell the classes apart). max_per_class keeps a seeded random sample
+    of a larger class. The order is shuffled with the seed.
+    """
+    per_class = collections.defaultdict(lambda: collections.Counter())
+    files_of_class = collections.defaultdict(set)
+    unlabelled_ports = collections.Counter()
+    candidates = []  # (class, image, original length, payload packets) in file and session order
+    for path in sorted(file_results):
+        file_class = file_classes.get(path)
+        for session in file_results[path].sessions:
+            name = file_class if label_by != "port" else labels_lib.session_label(
+                session.server_port, session.client_port, rules)
+            if name is None:
+                if session.dropped != "dns":  # a DNS session is dropped whatever its label
+                    unlabelled_ports[session.server_port] += 1
+                continue
+            counts = per_class[name]
+            files_of_class[name].add(path)
+            counts["sessions"] += 1
+            counts["packets"] += session.n_packets
+            if session.dropped:
+                counts[session.dropped] += 1
+                continue
+            candidates.append((name, session.image, session.original_length, session.n_payload_packets))
+
+    classes_of_digest = collections.defaultdict(set)
+    digests = [hashlib.blake2b(image, digest_size=16).digest() for _, image, _, _ in candidates]
+    for (name, _, _, _), digest in zip(candidates, digests):
+        classes_of_digest[digest].add(name)
+    kept_by_class = collections.defaultdict(list)
+    seen = set()
+    for candidate, digest in zip(candidates, digests):
+        name = candidate[0]
+        if len(classes_of_digest[digest]) > 1:
+            per_class[name]["ambiguous"] += 1
+        elif digest in seen:
+            per_class[name]["duplicate"] += 1
+        else:
+            seen.add(digest)
+            kept_by_class[name].append(candidate)
+    del candidates, digests, classes_of_digest, seen
+
+    rng = np.random.default_rng(seed)
+    numbers = labels_lib.class_numbers(kept_by_class)
+    if len(numbers) > 256:
+        raise ValueError(f"{len(numbers)} classes: IDX1 labels are single bytes, so 256 classes at most")
+    kept = []
+    for name in numbers:  # sorted: the sample of each class depends on the seed alone
+        sessions = kept_by_class[name]
+        if max_per_class is not None and len(sessions) > max_per_class:
+            chosen = np.sort(rng.choice(len(sessions), max_per_class, replace=False))
+            per_class[name]["over_cap"] += len(sessions) - max_per_class
+            sessions = [sessions[i] for i in chosen]
+        kept += sessions
+    order = rng.permutation(len(kept))
+    images = np.frombuffer(b"".join(kept[i][1] for i in order), dtype=np.uint8).reshape(len(kept), length)
+    labels = np.array([numbers[kept[i][0]] for i in order], dtype=np.uint8)
+
+    rows = [_class_row(name, numbers.get(name, ""), len(files_of_class[name]), per_class[name],
+                       [session for session in kept if session[0] == name], length)
+            for name in sorted(per_class, key=lambda name: (name not in numbers, numbers.get(name, 0), name))]
+    rows.append(_class_row("total", "", len(set().union(*files_of_class.values())) if files_of_class else 0,
+                           sum(per_class.values(), collections.Counter()), kept, length))
+    notes = []
+    if unlabelled_ports:
+        common = ", ".join(f"{port} ({n})" for port, n in unlabelled_ports.most_common(10))
+        notes.append(f"{sum(unlabelled_ports.values())} sessions have no port in label_mapping and are skipped; "
+                     f"their most common server ports (sessions): {common}")
+    for name in sorted(set(per_class) - set(numbers)):
+        notes.append(f"class {name}: no session kept, so it has no label")
+    return SessionDataset(images, labels, numbers, rows, notes)
+
+
+def _class_row(name, label, n_files, counts, kept, length):
+    original_lengths = [original for _, _, original, _ in kept]
+    return {"class": name, "label": label, "files": n_files, "packets": counts["packets"],
+            "sessions": counts["sessions"], "kept": len(kept), "empty": counts["empty"], "dns": counts["dns"],
+            "duplicate": counts["duplicate"], "ambiguous": counts["ambiguous"], "over_cap": counts["over_cap"],
+            "truncated": sum(original > length for original in original_lengths),
+            "padded": sum(original < length for original in original_lengths),
+            "mean_original_length": round(statistics.fmean(original_lengths), 1) if kept else "",
+            "median_original_length": statistics.median(original_lengths) if kept else "",
+            "mean_payload_packets": round(statistics.fmean(n for _, _, _, n in kept), 1) if kept else ""}
+
+
+def statistics_table(rows):
+    """The per-class statistics as an aligned text table (for people)."""
+    headers = ["class", "label", "files", "packets", "sessions", "kept", "empty", "DNS", "duplicate",
+               "ambiguous", "over cap", "truncated", "padded", "mean length", "median length", "payload pkts"]
+    cells = [[str(row[column]) for column in STATISTICS_COLUMNS] for row in rows]
+    widths = [max(len(header), *(len(line[i]) for line in cells)) for i, header in enumerate(headers)]
+    lines = ["  ".join(header.ljust(width) if i == 0 else header.rjust(width)
+                       for i, (header, width) in enumerate(zip(headers, widths)))]
+    lines += ["  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
+                        for i, (cell, width) in enumerate(zip(line, widths))) for line in cells]
+    return "\n".join(lines)
+
+
+def output_paths(output_dir, output_name):
+    """{what: path} of the files a conversion writes."""
+    return {"images": os.path.join(output_dir, f"{output_name}_sessions.idx3"),
+            "labels": os.path.join(output_dir, f"{output_name}_labels.idx1"),
+            "classes": os.path.join(output_dir, f"{output_name}_labels.json"),
+            "statistics": os.path.join(output_dir, f"{output_name}_statistics.csv"),
+            "report": os.path.join(output_dir, f"{output_name}_report.txt")}
+
+
+def check_output(output_dir, output_name, overwrite):
+    """Raises ValueError naming output_dir or the file in the way when the outputs
+    cannot be written there (before any capture is read): the folder cannot be
+    made or written to, or a file of the same name exists and overwrite is False."""
+    if not output_name or os.sep in output_name or "/" in output_name or output_name in (".", ".."):
+        raise ValueError(f"output_name={output_name!r}: must be a file name prefix, without a path separator")
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as error:
+        raise ValueError(f"output_dir={output_dir}: cannot write there ({error.strerror or error})") from None
+    existing = [path for path in output_paths(output_dir, output_name).values() if os.path.exists(path)]
+    if existing and not overwrite:
+        raise ValueError(f"{existing[0]} exists (a previous conversion?): choose another output_name, "
+                         f"or set overwrite=True to replace it")
+
+
+def write_dataset(dataset, output_dir, output_name, report_text):
+    """Writes the IDX pair, labels JSON, statistics CSV and the report. Every file is
+    written whole beside its place first and then renamed into it, so a failure
+    leaves the previous files as they were and no partial file behind."""
+    n_sessions, length = dataset.images.shape
+    shape = (28, 28) if length == IDX_SQUARE_LENGTH else (1, length)
+    contents = {
+        "images": idx_bytes(dataset.images.reshape(n_sessions, *shape)),
+        "labels": idx_bytes(dataset.labels),
+        "classes": json.dumps(dataset.class_numbers, indent=1) + "\n",
+        "statistics": ",".join(STATISTICS_COLUMNS) + "\n" + "".join(
+            ",".join(str(row[column]) for column in STATISTICS_COLUMNS) + "\n" for row in dataset.statistics),
+        "report": report_text,
+    }
+    paths = output_paths(output_dir, output_name)
+    written = []
+    try:
+        for what, content in contents.items():
+            partial = paths[what] + ".partial"
+            with open(partial, "wb" if isinstance(content, bytes) else "w") as file:
+                written.append(partial)
+                file.write(content)
+    except OSError as error:
+        for partial in written:
+            os.remove(partial)
+        raise ValueError(f"output_dir={output_dir}: writing {os.path.basename(partial)} failed "
+                         f"({error.strerror or error}); nothing was replaced") from None
+    for what in contents:
+        os.replace(paths[what] + ".partial", paths[what])
+    return paths

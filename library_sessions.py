@@ -1,0 +1,434 @@
+"""From packets to sessions: the link layer dropped, hosts anonymised, packets
+grouped by bidirectional 5-tuple (or unidirectional flow), each session cut or
+zero-padded to a fixed number of bytes.
+
+A session is what the ISCX VPN-nonVPN / USTC-TFC papers feed their classifiers:
+its packets' bytes from the IP header on, in capture order, packets without a
+transport payload (a bare SYN, ACK, FIN or RST) left out. A session ends at a
+new TCP connection on its tuple (a SYN after a FIN or RST) and after an idle
+gap (udp_timeout_s, tcp_timeout_s); an ended session is emitted and forgotten,
+so memory holds the open sessions, each at most `length` bytes, not the file.
+"""
+import concurrent.futures
+import hashlib
+import multiprocessing
+import os
+import signal
+import struct
+import threading
+from typing import NamedTuple
+
+from library_capture import LINKTYPE_NAMES, CaptureError, CaptureReader
+
+IP_ADDRESS_CHOICES = ("zero", "remove", "hash", "keep")
+PORT_CHOICES = ("zero", "keep")
+SPLIT_CHOICES = ("session", "flow")
+DNS_PORTS = (53, 5353, 5355)  # DNS, multicast DNS, LLMNR: name lookups, not the application's traffic
+ETHERTYPE_IPV4, ETHERTYPE_IPV6 = 0x0800, 0x86DD
+VLAN_ETHERTYPES = (0x8100, 0x88A8, 0x9100)  # 802.1Q, 802.1ad (QinQ) and its older tag
+IPV6_EXTENSION_HEADERS = (0, 43, 60)  # hop-by-hop, routing, destination options: (length + 1) x 8 bytes
+IPV6_FRAGMENT, IPV6_AUTHENTICATION = 44, 51
+TCP, UDP = 6, 17
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+UDP_PAD = bytes(12)  # a UDP header (8 bytes) padded to a TCP header without options (20)
+unpack_ipv4 = struct.Struct(">BxH2xHxB").unpack_from  # version and header length, total length, fragment, protocol
+unpack_tcp = struct.Struct(">12xBB").unpack_from  # data offset (high 4 bits), flags
+SWEEP_EVERY_PACKETS = 1 << 16  # how often idle sessions are emitted and progress is reported
+
+
+class SessionSettings(NamedTuple):
+    """How sessions are cut and anonymised (B00_pcap_to_idx.py's parameters of the same names)."""
+    length: int = 784
+    split: str = "session"
+    udp_timeout_s: float = 10.0
+    tcp_timeout_s: float = 120.0
+    ip_addresses: str = "zero"
+    hash_salt: bytes = b""
+    ports: str = "zero"
+    zero_header_fields: bool = True
+    pad_udp_header: bool = True
+    drop_dns: bool = True
+
+
+class SessionRecord(NamedTuple):
+    """One session: its `length` bytes (b"" when dropped), the length its payload
+    packets had uncut (after anonymisation), their number, all its packets, its
+    ports (the server's: the destination of its first SYN, else of its first
+    packet), and why it is dropped: None, "empty" (no payload packet) or "dns"."""
+    image: bytes
+    original_length: int
+    n_payload_packets: int
+    n_packets: int
+    server_port: int
+    client_port: int
+    dropped: object
+
+
+class FileSessions(NamedTuple):
+    """What one capture file gave: its sessions in the order they started,
+    packet and session counts (keys of FILE_COUNTS), and why reading stopped
+    early, if it did (else None)."""
+    path: str
+    sessions: list
+    counts: dict
+    damage: object
+
+
+FILE_COUNTS = ("packets", "payload_packets", "no_payload_packets", "not_ip_packets", "other_protocol_packets",
+               "fragment_packets", "malformed_packets", "unknown_link_packets",
+               "sessions", "empty_sessions", "dns_sessions")
+
+
+class _Session:
+    __slots__ = ("order", "table", "keys", "chunks", "n_bytes", "ip_bytes", "growth", "n_payload_packets", "n_packets",
+                 "last_seen_s",
+                 "timeout_s", "closed", "server_port", "client_port", "is_dns")
+
+
+def sessions_of_file(path, settings, report_progress=None):
+    """Reads one capture file and returns its FileSessions.
+
+    report_progress(bytes) is called now and then with the bytes read since
+    its last call. A file that is not a capture raises CaptureError; a damaged
+    or truncated one gives the sessions before the damage, with .damage saying
+    what and where.
+    """
+    reader = CaptureReader(path)
+    counts = dict.fromkeys(FILE_COUNTS, 0)
+    finished = []
+    tcp_table, udp_table = {}, {}  # key (addresses and ports as bytes) -> open _Session; both directions in session mode
+    length = settings.length
+    bidirectional = settings.split == "session"
+    timeouts = {TCP: settings.tcp_timeout_s, UDP: settings.udp_timeout_s}
+    rewrite = _PacketRewriter(settings)
+    growth = rewrite.growth
+    unknown_links = {}
+    n_started = 0
+    reported_bytes = 0
+
+    def finish(session):
+        for key in session.keys:
+            session.table.pop(key, None)
+        counts["payload_packets"] += session.n_payload_packets
+        if session.is_dns or not session.n_payload_packets:
+            dropped = "dns" if session.is_dns else "empty"
+            counts[dropped + "_sessions"] += 1
+            image = b""
+        else:
+            dropped = None
+            image = b"".join(session.chunks)[:length]
+            image += bytes(length - len(image))
+        # the length uncut: its IP packets as they were, changed as the rewriting changes each
+        original_length = session.ip_bytes + session.n_payload_packets * session.growth
+        finished.append((session.order, SessionRecord(image, original_length, session.n_payload_packets,
+                                                      session.n_packets, session.server_port,
+                                                      session.client_port, dropped)))
+
+    sweep_mask = SWEEP_EVERY_PACKETS - 1
+    n_packets = n_no_payload_packets = 0  # the busiest counts, kept out of the dict
+    for timestamp_s, linktype, data, start, stop in reader.packets():  # the packet is data[start:stop]
+        n_packets += 1
+        if not n_packets & sweep_mask:
+            for table in (tcp_table, udp_table):
+                for session in {id(s): s for s in table.values() if timestamp_s - s.last_seen_s > s.timeout_s}.values():
+                    finish(session)
+            if report_progress is not None:
+                report_progress(reader.bytes_read - reported_bytes)
+                reported_bytes = reader.bytes_read
+        try:
+            # the link layer: where the IP header starts (o) and which IP it is (version)
+            if linktype == 1:  # Ethernet, any number of VLAN tags
+                ethertype, o = (data[start + 12] << 8) | data[start + 13], start + 14
+                if ethertype != 0x0800:
+                    while ethertype in VLAN_ETHERTYPES:
+                        ethertype, o = (data[o + 2] << 8) | data[o + 3], o + 4
+            elif linktype == 113:  # Linux cooked capture: protocol at bytes 14-15 of a 16-byte header
+                ethertype, o = (data[start + 14] << 8) | data[start + 15], start + 16
+            elif linktype == 276:  # Linux cooked capture v2: protocol first, 20-byte header
+                ethertype, o = (data[start] << 8) | data[start + 1], start + 20
+            elif linktype in (12, 101, 228, 229):  # raw IP
+                ethertype, o = (ETHERTYPE_IPV4 if data[start] >> 4 == 4 else ETHERTYPE_IPV6), start
+            elif linktype in (0, 108):  # BSD loopback: address family, 4 bytes in the writer's (or network) order
+                family = data[start] | data[start + 3]
+                ethertype, o = (ETHERTYPE_IPV4 if family == 2 else ETHERTYPE_IPV6 if family in (10, 24, 28, 30)
+                                else 0), start + 4
+            else:
+                unknown_links[linktype] = unknown_links.get(linktype, 0) + 1
+                counts["unknown_link_packets"] += 1
+                continue
+            if o + 20 > stop:  # a packet shorter than an IP header: what follows would be the next packet's bytes
+                counts["malformed_packets"] += 1
+                continue
+            # the IP header: where the transport header starts (t), where the IP packet ends
+            if ethertype == 0x0800:  # IPv4
+                version_ihl, ip_length, fragment, protocol = unpack_ipv4(data, o)
+                if version_ihl == 0x45:  # version 4, no options: nearly every packet
+                    t = o + 20
+                elif version_ihl >> 4 == 4 and version_ihl & 0x0F > 5:
+                    t = o + ((version_ihl & 0x0F) << 2)
+                else:
+                    counts["malformed_packets"] += 1
+                    continue
+                if fragment & 0x1FFF:  # a fragment after the first carries no ports
+                    counts["fragment_packets"] += 1
+                    continue
+                version, addresses_at, addresses_end = 4, o + 12, o + 20
+                ip_end = o + ip_length if ip_length else stop  # 0: segmentation offload left it unset
+            elif ethertype == 0x86DD and data[o] >> 4 == 6:  # IPv6
+                version = 6
+                ip_end = o + 40 + ((data[o + 4] << 8) | data[o + 5])
+                protocol, t = data[o + 6], o + 40
+                while protocol not in (TCP, UDP):
+                    if protocol in IPV6_EXTENSION_HEADERS:
+                        protocol, t = data[t], t + ((data[t + 1] + 1) << 3)
+                    elif protocol == IPV6_FRAGMENT:
+                        if ((data[t + 2] << 8) | data[t + 3]) & 0xFFF8:
+                            break
+                        protocol, t = data[t], t + 8
+                    elif protocol == IPV6_AUTHENTICATION:
+                        protocol, t = data[t], t + ((data[t + 1] + 2) << 2)
+                    else:
+                        break
+                if protocol == IPV6_FRAGMENT:
+                    counts["fragment_packets"] += 1
+                    continue
+                addresses_at, addresses_end = o + 8, o + 40
+            else:
+                counts["not_ip_packets"] += 1
+                continue
+            # the transport header: ports, flags, payload bytes
+            if protocol == 6:  # TCP
+                data_offset, flags = unpack_tcp(data, t)
+                header_end = t + ((data_offset >> 4) << 2)
+                table = tcp_table
+            elif protocol == 17:  # UDP
+                flags, data_offset = 0, 0x50
+                header_end = t + 8
+                table = udp_table
+            else:
+                counts["other_protocol_packets"] += 1
+                continue
+            if header_end > stop or header_end > ip_end or data_offset < 0x50:
+                # headers cut by the snap length, or not headers at all (a TCP header has 5 words at least)
+                counts["malformed_packets"] += 1
+                continue
+        except IndexError:  # the last packet of the buffer, shorter than its headers
+            counts["malformed_packets"] += 1
+            continue
+
+        # addresses then ports: one slice when no IP options or extension headers lie between them
+        key = data[addresses_at:t + 4] if t == addresses_end else data[addresses_at:addresses_end] + data[t:t + 4]
+        session = table.get(key)
+        if session is not None and (timestamp_s - session.last_seen_s > session.timeout_s or (
+                session.closed and flags & TCP_SYN and (not flags & TCP_ACK or not bidirectional))):
+            finish(session)  # idle too long, or a new TCP connection on the same tuple
+            session = None
+        if session is None:
+            session = _Session()
+            session.order, n_started = n_started, n_started + 1
+            session.chunks, session.n_bytes, session.ip_bytes = [], 0, 0
+            session.n_payload_packets = session.n_packets = 0
+            session.growth = growth[version, protocol]
+            session.timeout_s, session.closed = timeouts[protocol], False
+            source_port, destination_port = (key[-4] << 8) | key[-3], (key[-2] << 8) | key[-1]
+            if flags & TCP_SYN and flags & TCP_ACK:  # the server's answer came first
+                session.server_port, session.client_port = source_port, destination_port
+            else:
+                session.server_port, session.client_port = destination_port, source_port
+            session.is_dns = settings.drop_dns and (source_port in DNS_PORTS or destination_port in DNS_PORTS)
+            half = (addresses_end - addresses_at) >> 1  # bytes per address: 4 or 16
+            reverse = key[half:2 * half] + key[:half] + key[-2:] + key[-4:-2]
+            session.table = table
+            session.keys = (key, reverse) if bidirectional and reverse != key else (key,)
+            for each_key in session.keys:
+                table[each_key] = session
+            counts["sessions"] += 1
+        session.last_seen_s = timestamp_s
+        session.n_packets += 1
+        if flags & 0x05:  # FIN or RST
+            session.closed = True
+        if ip_end <= header_end:  # no transport payload
+            n_no_payload_packets += 1
+            continue
+        session.n_payload_packets += 1
+        session.ip_bytes += ip_end - o
+        if session.n_bytes < length:
+            packet = rewrite(data, o, t, min(ip_end, stop), version, protocol)
+            session.chunks.append(packet)
+            session.n_bytes += len(packet)
+
+    counts.update(packets=n_packets, no_payload_packets=n_no_payload_packets)
+    for table in (tcp_table, udp_table):  # what is still open at the end of the file
+        for session in {id(s): s for s in table.values()}.values():
+            finish(session)
+    if report_progress is not None:
+        report_progress(reader.bytes_read - reported_bytes)
+    damage = reader.damage
+    if unknown_links:
+        linktypes = ", ".join(map(str, sorted(unknown_links)))
+        if counts["unknown_link_packets"] == n_packets:
+            raise CaptureError(f"{path}: link type {linktypes} is not read (the link types read: "
+                               f"{_linktype_list()})")
+        damage = ((damage + "; ") if damage else "") + (
+            f"{counts['unknown_link_packets']} packets of link type {linktypes} skipped (the link types read: "
+            f"{_linktype_list()})")
+    finished.sort(key=lambda item: item[0])
+    return FileSessions(path, [record for _, record in finished], counts, damage)
+
+
+def _linktype_list():
+    return ", ".join(f"{number} ({name})" for number, name in sorted(LINKTYPE_NAMES.items()))
+
+
+class _PacketRewriter:
+    """Anonymises one packet's bytes from the IP header on: called as
+    rewrite(data, ip_start, transport_start, end, version, protocol)."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.hashed = {}  # address -> its salted hash, the same within one conversion
+        removed = {4: -8, 6: -32} if settings.ip_addresses == "remove" else {4: 0, 6: 0}
+        padding = len(UDP_PAD) if settings.pad_udp_header else 0
+        # bytes a packet gains (or loses) in the rewriting, for its session's original length
+        self.growth = {(version, protocol): removed[version] + (padding if protocol == UDP else 0)
+                       for version in (4, 6) for protocol in (TCP, UDP)}
+
+    def __call__(self, data, o, t, end, version, protocol):
+        settings = self.settings
+        packet = bytearray(data[o:end])
+        t -= o
+        if settings.ports == "zero":
+            packet[t:t + 4] = b"\0\0\0\0"
+        if settings.zero_header_fields:
+            if protocol == TCP:
+                packet[t + 16:t + 18] = b"\0\0"  # checksum: computed over the addresses
+            else:
+                packet[t + 6:t + 8] = b"\0\0"
+            if version == 4:
+                packet[4:6] = b"\0\0"  # identification: a per-host counter on many systems
+                packet[8] = 0  # TTL: how many hops away the host is
+                packet[10:12] = b"\0\0"  # header checksum: computed over the addresses
+            else:
+                packet[1] &= 0xF0  # flow label (with the next two bytes): chosen per flow by the host
+                packet[2:4] = b"\0\0"
+                packet[7] = 0  # hop limit
+        if protocol == UDP and settings.pad_udp_header:
+            packet[t + 8:t + 8] = UDP_PAD
+        first, last = (12, 20) if version == 4 else (8, 40)
+        if settings.ip_addresses == "zero":
+            packet[first:last] = bytes(last - first)
+        elif settings.ip_addresses == "remove":
+            del packet[first:last]
+        elif settings.ip_addresses == "hash":
+            half = (last - first) // 2
+            packet[first:last] = self._hash(bytes(packet[first:first + half])) + self._hash(
+                bytes(packet[first + half:last]))
+        return bytes(packet)
+
+    def _hash(self, address):
+        hashed = self.hashed.get(address)
+        if hashed is None:
+            hashed = self.hashed[address] = hashlib.blake2b(address, key=self.settings.hash_salt[:64],
+                                                            digest_size=len(address)).digest()
+        return hashed
+
+
+def sessions_of_files(paths, settings, n_workers=1, on_progress=None, on_file=None):
+    """sessions_of_file for every path, n_workers files at a time.
+
+    Returns {path: FileSessions or CaptureError/OSError}: a file that cannot be
+    read gives its error, and the others are still converted. The result for a
+    file does not depend on n_workers. on_progress(bytes) reports bytes read as
+    they are read; on_file(path, result) is called as each file ends. Largest
+    files go first, so that one large file does not end the run alone.
+    """
+    results = {}
+    if n_workers <= 1 or len(paths) <= 1:
+        for path in paths:
+            results[path] = _file_or_error(path, settings, on_progress)
+            if on_file is not None:
+                on_file(path, results[path])
+        return results
+    # Workers are forks: they only parse bytes (no TensorFlow is imported on this side of the
+    # toolkit) and start in milliseconds, where spawn would run the calling script again in each.
+    context = multiprocessing.get_context("fork")
+    progress_queue = context.Queue()
+    reporter = threading.Thread(target=_relay_progress, args=(progress_queue, on_progress), daemon=True)
+    reporter.start()
+    by_size = sorted(paths, key=lambda path: -_file_size(path))
+    try:
+        with concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context, initializer=_start_worker,
+                                                    initargs=(progress_queue,)) as pool:
+            futures = {pool.submit(_file_or_error, path, settings, _report_to_queue): path for path in by_size}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    path = futures[future]
+                    results[path] = future.result()
+                    if on_file is not None:
+                        on_file(path, results[path])
+            except BaseException:  # Ctrl-C, or a worker that died: no file is read on for nothing
+                for worker in multiprocessing.active_children():
+                    worker.terminate()
+                raise
+    finally:
+        progress_queue.put(None)
+        reporter.join()
+    return results
+
+
+def _file_or_error(path, settings, report_progress):
+    try:
+        return sessions_of_file(path, settings, report_progress)
+    except CaptureError as error:
+        return error
+    except OSError as error:  # unreadable: permissions, a vanished file, an I/O error
+        return CaptureError(f"{path}: cannot be read ({error.strerror or error})")
+
+
+def _file_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+_progress_queue = None  # in a worker: where it reports the bytes it has read
+
+
+def _start_worker(progress_queue):
+    global _progress_queue
+    _progress_queue = progress_queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the pool
+
+
+def _report_to_queue(n_bytes):
+    _progress_queue.put(n_bytes)
+
+
+def _relay_progress(progress_queue, on_progress):
+    for n_bytes in iter(progress_queue.get, None):
+        if on_progress is not None:
+            on_progress(n_bytes)
+
+
+def session_settings(parameters):
+    """SessionSettings from B00_pcap_to_idx.py's parameters (a dict holding its field
+    names), checked: raises ValueError naming a parameter whose value is not valid.
+    hash_salt "" becomes a random salt of this run (so no two runs hash alike)."""
+    choices = {"split": SPLIT_CHOICES, "ip_addresses": IP_ADDRESS_CHOICES, "ports": PORT_CHOICES}
+    for name, allowed in choices.items():
+        if parameters[name] not in allowed:
+            raise ValueError(f"{name}={parameters[name]!r}: must be one of {', '.join(allowed)}")
+    length = parameters["length"]
+    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= 1 << 20:
+        raise ValueError(f"length={length!r}: must be a number of bytes from 1 to {1 << 20}")
+    for name in ("udp_timeout_s", "tcp_timeout_s"):
+        if isinstance(parameters[name], bool) or not isinstance(parameters[name], (int, float)) \
+                or not parameters[name] > 0:
+            raise ValueError(f"{name}={parameters[name]!r}: must be a number of seconds above 0")
+    for name in ("zero_header_fields", "pad_udp_header", "drop_dns"):
+        if not isinstance(parameters[name], bool):
+            raise ValueError(f"{name}={parameters[name]!r}: must be True or False")
+    salt = str(parameters["hash_salt"]).encode() or os.urandom(16)
+    fields = {name: parameters[name] for name in SessionSettings._fields if name != "hash_salt"}
+    return SessionSettings(**fields, hash_salt=hashlib.sha256(salt).digest())

@@ -1,0 +1,347 @@
+"""B00_pcap_to_idx.py and its library: captures built here with known sessions, checked
+byte for byte; labels, duplicates, the cap, statistics; bad input; and one capture
+taken through B00 and a tiny B01_NAS.py search."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import dpkt
+import numpy as np
+import pytest
+
+import library_load_and_split_data as data_lib
+from capture_builder import anonymised, ethernet, ip_packet, linux_cooked, write_pcap, write_pcapng
+from library_capture import CaptureError, CaptureReader
+from library_labels import LABEL_PRESETS, check_labelling, file_label
+from library_sessions import SessionSettings, sessions_of_file, sessions_of_files
+
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
+CLIENT6, SERVER6 = "fd00::1", "fd00::2"
+
+
+def payload(n, seed):
+    return bytes(np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8))
+
+
+def mixed_capture():
+    """(frames, the IP packets each expected session is made of, in the order the sessions start)."""
+    a_request, a_answer = ip_packet(CLIENT, SERVER, "tcp", 40000, 80, payload(300, 1), "PA"), \
+        ip_packet(SERVER, CLIENT, "tcp", 80, 40000, payload(600, 2), "PA")
+    b_out, b_back = ip_packet(CLIENT6, SERVER6, "udp", 5000, 6000, payload(100, 3)), \
+        ip_packet(SERVER6, CLIENT6, "udp", 6000, 5000, payload(50, 4))
+    c_request = ip_packet(CLIENT, SERVER, "tcp", 40000, 80, payload(40, 5), "PA")
+    g1 = ip_packet("10.0.0.5", "10.0.0.6", "udp", 1111, 2222, payload(30, 6))
+    g2 = ip_packet("10.0.0.7", "10.0.0.8", "udp", 3333, 4444, payload(30, 6))  # the same once anonymised
+    b_later = ip_packet(SERVER6, CLIENT6, "udp", 6000, 5000, payload(30, 7))
+    icmp = dpkt.ip.IP(src=b"\x0a\0\0\x01", dst=b"\x0a\0\0\x02", p=1, data=dpkt.icmp.ICMP(type=8, data=b"ping"))
+    frames = [
+        (0.0, ethernet(ip_packet(CLIENT, SERVER, "tcp", 40000, 80, flags="S"))),
+        (0.1, ethernet(ip_packet(SERVER, CLIENT, "tcp", 80, 40000, flags="SA"))),
+        (0.2, ethernet(ip_packet(CLIENT, SERVER, "tcp", 40000, 80, flags="A"))),
+        (0.3, ethernet(b_out, vlan_ids=[7])),
+        (0.4, ethernet(a_request)),
+        (0.5, ethernet(b_back, vlan_ids=[7, 8])),  # QinQ: two tags
+        (0.6, ethernet(a_answer)),
+        (0.7, ethernet(ip_packet(CLIENT, SERVER, "tcp", 40000, 80, flags="FA"))),
+        (0.8, ethernet(ip_packet(SERVER, CLIENT, "tcp", 80, 40000, flags="FA"))),
+        (0.9, ethernet(ip_packet(CLIENT, SERVER, "tcp", 40000, 80, flags="A"))),
+        (1.0, ethernet(ip_packet(CLIENT, SERVER, "tcp", 40000, 80, flags="S"))),  # a new connection: session C
+        (1.1, ethernet(ip_packet(SERVER, CLIENT, "tcp", 80, 40000, flags="SA"))),
+        (1.2, ethernet(c_request)),
+        (1.3, ethernet(ip_packet(SERVER, CLIENT, "tcp", 80, 40000, flags="R"))),
+        (1.4, ethernet(ip_packet("10.0.0.3", "10.0.0.9", "udp", 7000, 53, payload(20, 8)))),  # DNS
+        (1.5, ethernet(bytes(icmp))),
+        (1.6, b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + bytes(46)),  # ARP
+        (2.0, ethernet(g1)),
+        (2.1, ethernet(g2)),
+        (20.5, ethernet(b_later, vlan_ids=[7])),  # 20 s after B's last packet: a new UDP session
+    ]
+    sessions = [[a_request, a_answer], [b_out, b_back], [c_request], [g1], [g2], [b_later]]
+    return frames, sessions
+
+
+def expected_image(packets, length=784, **options):
+    joined = b"".join(anonymised(packet, **options) for packet in packets)
+    return (joined + bytes(length))[:length], len(joined)
+
+
+@pytest.mark.parametrize("writer", ["pcap", "pcap-nano", "pcapng"])
+def test_packets_and_timestamps_equal_dpkts_readers(tmp_path, writer):
+    frames, _ = mixed_capture()
+    path = str(tmp_path / f"mixed.{writer[:6]}")
+    if writer == "pcapng":
+        write_pcapng(path, frames)
+        reference = list(dpkt.pcapng.Reader(open(path, "rb")))
+    else:
+        write_pcap(path, frames, nano=writer == "pcap-nano")
+        reference = list(dpkt.pcap.Reader(open(path, "rb")))
+    ours = [(timestamp, linktype, buffer[start:stop])
+            for timestamp, linktype, buffer, start, stop in CaptureReader(path).packets()]
+    assert [packet for _, _, packet in ours] == [packet for _, packet in reference] == [f for _, f in frames]
+    assert [round(t, 6) for t, _, _ in ours] == [round(float(t), 6) for t, _ in reference]
+    assert {linktype for _, linktype, _ in ours} == {1}
+
+
+@pytest.mark.parametrize("writer", ["pcap", "pcapng"])
+def test_sessions_are_the_anonymised_ip_packets_concatenated_in_time_order(tmp_path, writer):
+    frames, sessions = mixed_capture()
+    path = str(tmp_path / "mixed.cap")
+    (write_pcapng if writer == "pcapng" else write_pcap)(path, frames)
+    result = sessions_of_file(path, SessionSettings())
+    kept = [record for record in result.sessions if record.dropped is None]
+    assert len(kept) == len(sessions)
+    for record, packets in zip(kept, sessions):
+        image, original_length = expected_image(packets)
+        assert record.image == image
+        assert record.original_length == original_length
+        assert record.n_payload_packets == len(packets)
+    assert kept[0].original_length > 784 and kept[1].original_length < 784  # one cut, one padded
+    assert (kept[0].server_port, kept[0].client_port) == (80, 40000)  # from the SYN
+    assert kept[0].n_packets == 8  # handshake, two payload packets, the closing three
+    assert [record.dropped for record in result.sessions].count("dns") == 1
+    counts = result.counts
+    assert counts["packets"] == len(frames)
+    assert counts["not_ip_packets"] == 1 and counts["other_protocol_packets"] == 1
+    assert counts["no_payload_packets"] == 9 and counts["payload_packets"] == 9
+    assert counts["sessions"] == 7 and result.damage is None
+
+
+def test_link_layers_and_ipv6_give_the_same_sessions(tmp_path):
+    """Linux cooked capture, raw IP and Ethernet of one TCP exchange over IPv6 give one session, the same bytes."""
+    packets = [ip_packet(CLIENT6, SERVER6, "tcp", 40001, 443, payload(200, 9), "PA"),
+               ip_packet(SERVER6, CLIENT6, "tcp", 443, 40001, payload(900, 10), "PA")]
+    images = []
+    for name, linktype, frame in [("eth", 1, ethernet), ("sll", 113, linux_cooked), ("raw", 101, lambda p: p)]:
+        path = str(tmp_path / f"{name}.pcap")
+        write_pcap(path, [(i * 0.1, frame(packet)) for i, packet in enumerate(packets)], linktype=linktype)
+        [record] = sessions_of_file(path, SessionSettings()).sessions
+        images.append(record.image)
+    assert images[0] == images[1] == images[2] == expected_image(packets)[0]
+
+
+def test_anonymisation_options(tmp_path):
+    frames, sessions = mixed_capture()
+    path = str(tmp_path / "mixed.pcap")
+    write_pcap(path, frames)
+    for options in [dict(ip_addresses="remove", ports="keep"), dict(ip_addresses="keep", zero_header_fields=False,
+                                                                     pad_udp_header=False)]:
+        settings = SessionSettings(**options)
+        kept = [r for r in sessions_of_file(path, settings).sessions if r.dropped is None]
+        for record, packets in zip(kept, sessions):
+            assert (record.image, record.original_length) == expected_image(packets, **options)
+    hashed = [r for r in sessions_of_file(path, SessionSettings(ip_addresses="hash", hash_salt=b"k1")).sessions
+              if r.dropped is None]
+    again = [r for r in sessions_of_file(path, SessionSettings(ip_addresses="hash", hash_salt=b"k1")).sessions
+             if r.dropped is None]
+    other_salt = [r for r in sessions_of_file(path, SessionSettings(ip_addresses="hash", hash_salt=b"k2")).sessions
+                  if r.dropped is None]
+    assert hashed[0].image == again[0].image != other_salt[0].image
+    client, server = hashed[0].image[12:16], hashed[0].image[16:20]  # request: client to server
+    assert client not in (bytes(4), bytes([10, 0, 0, 1])) and client != server
+    answer_at = 40 + 300  # the answer's addresses are swapped: the same host, the same bytes
+    assert hashed[0].image[answer_at + 12:answer_at + 20] == server + client
+
+
+def test_the_defaults_keep_no_byte_that_names_the_host_or_the_server_port(tmp_path):
+    """Two sessions with the same payloads but other hosts, ports, TTLs, IDs are the same bytes by default."""
+    def session(client, server, server_port, ttl, ident):
+        return [ip_packet(client, server, "tcp", 50000 + ttl, server_port, payload(120, 11), "PA", ttl=ttl,
+                          ident=ident),
+                ip_packet(server, client, "tcp", server_port, 50000 + ttl, payload(90, 12), "PA", ttl=ttl + 1,
+                          ident=ident + 7)]
+    one, other = session("10.1.1.1", "10.2.2.2", 443, 64, 100), session("192.168.0.9", "172.16.0.1", 8883, 128, 999)
+    for name, packets in [("one", one), ("other", other)]:
+        write_pcap(str(tmp_path / f"{name}.pcap"), [(i, ethernet(p)) for i, p in enumerate(packets)])
+    default = [sessions_of_file(str(tmp_path / f"{n}.pcap"), SessionSettings()).sessions[0].image
+               for n in ("one", "other")]
+    kept_ports = [sessions_of_file(str(tmp_path / f"{n}.pcap"), SessionSettings(ports="keep")).sessions[0].image
+                  for n in ("one", "other")]
+    assert default[0] == default[1]
+    assert kept_ports[0] != kept_ports[1]
+
+
+def test_flows_split_the_directions(tmp_path):
+    frames, sessions = mixed_capture()
+    path = str(tmp_path / "mixed.pcap")
+    write_pcap(path, frames)
+    kept = [r for r in sessions_of_file(path, SessionSettings(split="flow")).sessions if r.dropped is None]
+    images = [record.image for record in kept]
+    assert expected_image(sessions[0][:1])[0] in images and expected_image(sessions[0][1:])[0] in images
+    assert expected_image(sessions[0])[0] not in images
+
+
+def test_many_files_give_the_same_sessions_whatever_the_workers(tmp_path):
+    frames, _ = mixed_capture()
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"f{i}.pcap"))
+        write_pcap(paths[-1], frames[i * 3:])
+    one = sessions_of_files(paths, SessionSettings(), n_workers=1)
+    two = sessions_of_files(paths, SessionSettings(), n_workers=2)
+    assert {p: r.sessions for p, r in one.items()} == {p: r.sessions for p, r in two.items()}
+
+
+def test_keyword_presets_label_the_public_capture_sets():
+    iscx = check_labelling("keywords", "ISCX-VPN-nonVPN")
+    assert len(set(iscx.values())) == 12
+    expected = {"aim_chat_3a.pcap": "Chat", "vpn_aim_chat1a.pcap": "VPN-Chat", "email1a.pcap": "Email",
+                "vpn_email2a.pcap": "VPN-Email", "skype_file1.pcap": "File", "sftpDown1.pcap": "File",
+                "vpn_skype_files1a.pcap": "VPN-File", "Torrent01.pcapng": "P2P", "vpn_bittorrent.pcap": "VPN-P2P",
+                "youtube1.pcap": "Streaming", "vpn_netflix_A.pcap": "VPN-Streaming",
+                "skype_audio1a.pcap": "VoIP", "vpn_voipbuster1a.pcap": "VPN-VoIP"}
+    for name, label in expected.items():
+        assert file_label(f"/caps/{name}", "/caps", "keywords", iscx) == (label, None), name
+    assert file_label("/caps/browsing1.pcap", "/caps", "keywords", iscx)[0] is None  # not one of the 12
+    ustc = check_labelling("keywords", "USTC-TFC2016")
+    assert len(set(ustc.values())) == 20 == len(LABEL_PRESETS["USTC-TFC2016"])
+    assert file_label("/u/SMB-1.pcap", "/u", "keywords", ustc) == ("SMB", None)
+    assert file_label("/u/Nsis-ay.pcap", "/u", "keywords", ustc) == ("Nsis-ay", None)
+    tie = file_label("/c/ab.pcap", "/c", "keywords", {"a": "x", "b": "y"})
+    assert tie[0] is None and "x, y" in tie[1]
+
+
+def run_b00(tmp_path, *overrides, expect_ok=True):
+    result = subprocess.run([sys.executable, os.path.join(PROJECT_DIR, "B00_pcap_to_idx.py"),
+                             f"output_dir={tmp_path / 'out'}", *overrides],
+                            capture_output=True, text=True, timeout=300)
+    if expect_ok:
+        assert result.returncode == 0, result.stderr + result.stdout
+    else:
+        assert result.returncode != 0, result.stdout
+        assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def class_folders(tmp_path):
+    """captures/web (two files), captures/voice (one pcapng, one Linux cooked) and their expected sessions."""
+    frames, sessions = mixed_capture()
+    root = tmp_path / "captures"
+    (root / "web").mkdir(parents=True)
+    (root / "voice").mkdir()
+    write_pcap(str(root / "web" / "a.pcap"), frames)
+    write_pcap(str(root / "web" / "b.pcap"), frames[:14])  # sessions A and C again: duplicates
+    voice = [ip_packet("10.9.0.1", "10.9.0.2", "udp", 7078, 7078 + i, payload(160, 100 + i)) for i in range(5)]
+    write_pcapng(str(root / "voice" / "call.pcapng"), [(i * 0.02, ethernet(p)) for i, p in enumerate(voice)])
+    write_pcap(str(root / "voice" / "sll.pcap"), [(0.0, linux_cooked(voice[0])), (1.0, linux_cooked(sessions[3][0]))],
+               linktype=113)  # voice[0] repeats a voice session; sessions[3] (G1) is also web's: ambiguous
+    return root, sessions, voice
+
+
+def test_folder_labels_duplicates_statistics_and_the_idx_files(tmp_path):
+    root, sessions, voice = class_folders(tmp_path)
+    result = run_b00(tmp_path, f"input_dirs=['{root}']", "output_name=t", "n_workers=2")
+    out = tmp_path / "out"
+    classes = json.loads((out / "t_labels.json").read_text())
+    assert classes == {"voice": 0, "web": 1}
+    images = data_lib.read_idx3(str(out / "t_sessions.idx3"))
+    labels = data_lib.read_idx1(str(out / "t_labels.idx1"))
+    assert images.shape[1:] == (28, 28)
+    found = {(bytes(image.reshape(-1)), int(label)) for image, label in zip(images, labels)}
+    web = {expected_image(s)[0] for s in (sessions[0], sessions[1], sessions[2], sessions[5])}  # G1, G2: ambiguous
+    voice_images = {expected_image([p])[0] for p in voice}
+    assert found == {(image, 1) for image in web} | {(image, 0) for image in voice_images}
+    assert len(images) == len(found)  # no duplicate kept
+    rows = {row["class"]: row for row in csv.DictReader(open(out / "t_statistics.csv"))}
+    web_row, voice_row = rows["web"], rows["voice"]
+    assert (web_row["files"], web_row["sessions"], web_row["kept"], web_row["dns"]) == ("2", "10", "4", "1")
+    assert (web_row["duplicate"], web_row["ambiguous"], web_row["truncated"], web_row["padded"]) == ("3", "2", "1", "3")
+    assert (voice_row["files"], voice_row["kept"], voice_row["duplicate"], voice_row["ambiguous"]) == ("2", "5", "1", "1")
+    assert float(voice_row["median_original_length"]) == 20 + 20 + 160  # UDP padded to TCP's header
+    assert rows["total"]["kept"] == "9"
+    assert "voice" in result.stdout and "python B01_NAS.py images_path=" in result.stdout
+    assert not [name for name in os.listdir(out) if name.endswith(".partial")]
+    # the same files whatever the workers; refused without overwrite, replaced with it
+    run_b00(tmp_path, f"input_dirs=['{root}']", "output_name=t", "n_workers=1", expect_ok=False)
+    run_b00(tmp_path, f"input_dirs=['{root}']", "output_name=t", "n_workers=1", "overwrite=True")
+    assert (data_lib.read_idx3(str(out / "t_sessions.idx3")) == images).all()
+
+
+def test_port_labels_a_cap_per_class_and_any_length(tmp_path):
+    root, _, _ = class_folders(tmp_path)
+    run_b00(tmp_path, f"input_dirs=['{root}']", "output_name=p", "label_by=port",
+            "label_mapping={80: 'http', 7078: 'rtp'}", "max_per_class=2", "length=100")
+    out = tmp_path / "out"
+    assert json.loads((out / "p_labels.json").read_text()) == {"http": 0, "rtp": 1}
+    images = data_lib.read_idx3(str(out / "p_sessions.idx3"))
+    labels = data_lib.read_idx1(str(out / "p_labels.idx1"))
+    assert images.shape == (4, 1, 100)  # http: A and C (b.pcap's copies are duplicates); rtp: 2 of its 5
+    assert np.bincount(labels).tolist() == [2, 2]
+    rows = {row["class"]: row for row in csv.DictReader(open(out / "p_statistics.csv"))}
+    assert (rows["http"]["duplicate"], rows["rtp"]["kept"], rows["rtp"]["over_cap"]) == ("2", "2", "3")
+    report = (out / "p_report.txt").read_text()
+    # B twice, B2, G1 twice, G2: their ports (6000, 5000, 2222, 4444) are not in the mapping
+    assert "6 sessions have no port in label_mapping" in report and "6000 (2)" in report
+
+
+def test_bad_input_is_named_and_the_other_files_are_converted(tmp_path):
+    root, _, _ = class_folders(tmp_path)
+    web = root / "web"
+    good = (web / "a.pcap").read_bytes()
+    (web / "truncated.pcap").write_bytes(good[:-30])
+    (web / "notes.pcap").write_text("not a capture\n")
+    (web / "empty.pcapng").write_bytes(b"")
+    write_pcap(str(web / "wifi.pcap"), [(0.0, bytes(80))], linktype=105)  # 802.11: not read
+    (root / "empty_class").mkdir()
+    result = run_b00(tmp_path, f"input_dirs=['{root}', '{root / 'empty_class'}']", "output_name=b")
+    for expected in ("truncated.pcap: the last packet is cut short", "notes.pcap: not a pcap or pcapng capture",
+                     "empty.pcapng: not a pcap or pcapng capture (it starts with nothing",
+                     "wifi.pcap: link type 105 is not read", "empty_class holds no .pcap"):
+        assert expected in result.stderr, expected
+    rows = {row["class"]: row for row in csv.DictReader(open(tmp_path / "out" / "b_statistics.csv"))}
+    assert rows["web"]["files"] == "3" and rows["voice"]["kept"] == "5"  # a.pcap, b.pcap and the truncated one
+    # refused before any capture is read: nothing written
+    not_a_folder = tmp_path / "a_file"
+    not_a_folder.write_text("")
+    for overrides, message in [([f"input_dirs=['{tmp_path / 'nowhere'}']"], "nowhere does not exist"),
+                               ([f"input_dirs=['{root}']", "label_by=keywords"], "label_by='keywords' needs"),
+                               ([f"input_dirs=['{root}']", "ports=hide"], "ports='hide'"),
+                               ([f"input_dirs=['{root}']", "lenght=100"], "unknown parameter 'lenght'")]:
+        failed = run_b00(tmp_path, *overrides, "output_name=z", expect_ok=False)
+        assert message in failed.stderr
+    failed = subprocess.run([sys.executable, os.path.join(PROJECT_DIR, "B00_pcap_to_idx.py"),
+                             f"input_dirs=['{root}']", f"output_dir={not_a_folder / 'sub'}"],
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode != 0 and f"output_dir={not_a_folder / 'sub'}: cannot write there" in failed.stderr
+    assert not [name for name in os.listdir(tmp_path / "out") if name.startswith("z")]
+
+
+def test_a_damaged_record_keeps_the_packets_before_it(tmp_path):
+    frames, _ = mixed_capture()
+    path = tmp_path / "damaged.pcap"
+    write_pcap(str(path), frames)
+    data = bytearray(path.read_bytes())
+    data[24 + 16 + len(frames[0][1]) + 8:24 + 16 + len(frames[0][1]) + 12] = (10 ** 9).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    reader = CaptureReader(str(path))
+    assert len(list(reader.packets())) == 1
+    assert "claims 1000000000 bytes" in reader.damage
+    with pytest.raises(CaptureError, match="not a pcap"):
+        list(CaptureReader(__file__).packets())
+
+
+def test_a_converted_capture_is_searched_by_b01(tmp_path):
+    """End to end: captures -> B00 -> IDX -> a tiny B01_NAS.py search that trains and deploys networks."""
+    root = tmp_path / "captures"
+    frames = {"bulk": [], "chat": []}
+    for i in range(40):  # 40 sessions per class, told apart by their payload sizes
+        for name, size in (("bulk", 700), ("chat", 60)):
+            source = f"10.{i}.0.1"
+            packets = [ip_packet(source, "10.200.0.1", "tcp", 30000 + i, 9000, payload(size, 1000 * i + k), "PA")
+                       for k in range(3)]
+            frames[name] += [(i * 10 + k * 0.01, ethernet(packet)) for k, packet in enumerate(packets)]
+    for name, class_frames in frames.items():
+        (root / name).mkdir(parents=True)
+        write_pcap(str(root / name / f"{name}.pcap"), class_frames)
+    run_b00(tmp_path, f"input_dirs=['{root}']", "output_name=e2e")
+    out = tmp_path / "out"
+    search = subprocess.run(
+        [sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), f"images_path={out / 'e2e_sessions.idx3'}",
+         f"labels_path={out / 'e2e_labels.idx1'}", f"logs_dir={tmp_path / 'logs'}", "n_generations=1", "n_child=1",
+         "epochs=1", "num_folds=2", "num_selected_folds=1", "n_workers=1", "test_size=0.25"],
+        capture_output=True, text=True, timeout=600)
+    assert search.returncode == 0, search.stderr[-3000:]
+    assert "Data: 60 training / 20 test sessions of length 784, 2 classes" in search.stdout
+    assert "TFLite measured" in search.stdout
