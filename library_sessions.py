@@ -32,6 +32,7 @@ TCP, UDP = 6, 17
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 UDP_PAD = bytes(12)  # a UDP header (8 bytes) padded to a TCP header without options (20)
 unpack_ipv4 = struct.Struct(">BxH2xHxB").unpack_from  # version and header length, total length, fragment, protocol
+unpack_ethernet_ipv4 = struct.Struct(">12xHBxH2xHxB").unpack_from  # ethertype, then unpack_ipv4's fields
 unpack_tcp = struct.Struct(">12xBB").unpack_from  # data offset (high 4 bits), flags
 SWEEP_EVERY_PACKETS = 1 << 16  # how often idle sessions are emitted and progress is reported
 
@@ -80,7 +81,7 @@ FILE_COUNTS = ("packets", "payload_packets", "no_payload_packets", "not_ip_packe
 
 
 class _Session:
-    __slots__ = ("order", "table", "keys", "chunks", "n_bytes", "ip_bytes", "growth", "n_payload_packets", "n_packets",
+    __slots__ = ("order", "table", "keys", "chunks", "n_bytes", "ip_bytes", "growth", "n_payload_packets", "n_bare_packets",
                  "last_seen_s",
                  "timeout_s", "closed", "server_port", "client_port", "is_dns")
 
@@ -110,6 +111,7 @@ def sessions_of_file(path, settings, report_progress=None):
         for key in session.keys:
             session.table.pop(key, None)
         counts["payload_packets"] += session.n_payload_packets
+        counts["no_payload_packets"] += session.n_bare_packets
         if session.is_dns or not session.n_payload_packets:
             dropped = "dns" if session.is_dns else "empty"
             counts[dropped + "_sessions"] += 1
@@ -121,11 +123,12 @@ def sessions_of_file(path, settings, report_progress=None):
         # the length uncut: its IP packets as they were, changed as the rewriting changes each
         original_length = session.ip_bytes + session.n_payload_packets * session.growth
         finished.append((session.order, SessionRecord(image, original_length, session.n_payload_packets,
-                                                      session.n_packets, session.server_port,
+                                                      session.n_payload_packets + session.n_bare_packets,
+                                                      session.server_port,
                                                       session.client_port, dropped)))
 
     sweep_mask = SWEEP_EVERY_PACKETS - 1
-    n_packets = n_no_payload_packets = 0  # the busiest counts, kept out of the dict
+    n_packets = 0  # the busiest count, kept out of the dict
     for timestamp_s, linktype, data, start, stop in reader.packets():  # the packet is data[start:stop]
         n_packets += 1
         if not n_packets & sweep_mask:
@@ -138,20 +141,24 @@ def sessions_of_file(path, settings, report_progress=None):
         try:
             # the link layer: where the IP header starts (o) and which IP it is (version)
             if linktype == 1:  # Ethernet, any number of VLAN tags
-                ethertype, o = (data[start + 12] << 8) | data[start + 13], start + 14
+                # one read for the commonest packet, Ethernet then IPv4: the IPv4 fields are valid if it is one
+                ethertype, version_ihl, ip_length, fragment, protocol = unpack_ethernet_ipv4(data, start)
+                o = start + 14
                 if ethertype != 0x0800:
                     while ethertype in VLAN_ETHERTYPES:
                         ethertype, o = (data[o + 2] << 8) | data[o + 3], o + 4
+                    version_ihl = -1
             elif linktype == 113:  # Linux cooked capture: protocol at bytes 14-15 of a 16-byte header
-                ethertype, o = (data[start + 14] << 8) | data[start + 15], start + 16
+                ethertype, o, version_ihl = (data[start + 14] << 8) | data[start + 15], start + 16, -1
             elif linktype == 276:  # Linux cooked capture v2: protocol first, 20-byte header
-                ethertype, o = (data[start] << 8) | data[start + 1], start + 20
+                ethertype, o, version_ihl = (data[start] << 8) | data[start + 1], start + 20, -1
             elif linktype in (12, 101, 228, 229):  # raw IP
-                ethertype, o = (ETHERTYPE_IPV4 if data[start] >> 4 == 4 else ETHERTYPE_IPV6), start
+                ethertype, o, version_ihl = (ETHERTYPE_IPV4 if data[start] >> 4 == 4 else ETHERTYPE_IPV6), start, -1
             elif linktype in (0, 108):  # BSD loopback: address family, 4 bytes in the writer's (or network) order
                 family = data[start] | data[start + 3]
                 ethertype, o = (ETHERTYPE_IPV4 if family == 2 else ETHERTYPE_IPV6 if family in (10, 24, 28, 30)
                                 else 0), start + 4
+                version_ihl = -1
             else:
                 unknown_links[linktype] = unknown_links.get(linktype, 0) + 1
                 counts["unknown_link_packets"] += 1
@@ -161,7 +168,8 @@ def sessions_of_file(path, settings, report_progress=None):
                 continue
             # the IP header: where the transport header starts (t), where the IP packet ends
             if ethertype == 0x0800:  # IPv4
-                version_ihl, ip_length, fragment, protocol = unpack_ipv4(data, o)
+                if version_ihl < 0:  # not read with the link layer
+                    version_ihl, ip_length, fragment, protocol = unpack_ipv4(data, o)
                 if version_ihl == 0x45:  # version 4, no options: nearly every packet
                     t = o + 20
                 elif version_ihl >> 4 == 4 and version_ihl & 0x0F > 5:
@@ -212,7 +220,7 @@ def sessions_of_file(path, settings, report_progress=None):
                 # headers cut by the snap length, or not headers at all (a TCP header has 5 words at least)
                 counts["malformed_packets"] += 1
                 continue
-        except IndexError:  # the last packet of the buffer, shorter than its headers
+        except (IndexError, struct.error):  # the last packet of the buffer, shorter than its headers
             counts["malformed_packets"] += 1
             continue
 
@@ -227,7 +235,7 @@ def sessions_of_file(path, settings, report_progress=None):
             session = _Session()
             session.order, n_started = n_started, n_started + 1
             session.chunks, session.n_bytes, session.ip_bytes = [], 0, 0
-            session.n_payload_packets = session.n_packets = 0
+            session.n_payload_packets = session.n_bare_packets = 0
             session.growth = growth[version, protocol]
             session.timeout_s, session.closed = timeouts[protocol], False
             source_port, destination_port = (key[-4] << 8) | key[-3], (key[-2] << 8) | key[-1]
@@ -244,11 +252,10 @@ def sessions_of_file(path, settings, report_progress=None):
                 table[each_key] = session
             counts["sessions"] += 1
         session.last_seen_s = timestamp_s
-        session.n_packets += 1
         if flags & 0x05:  # FIN or RST
             session.closed = True
         if ip_end <= header_end:  # no transport payload
-            n_no_payload_packets += 1
+            session.n_bare_packets += 1
             continue
         session.n_payload_packets += 1
         session.ip_bytes += ip_end - o
@@ -257,7 +264,7 @@ def sessions_of_file(path, settings, report_progress=None):
             session.chunks.append(packet)
             session.n_bytes += len(packet)
 
-    counts.update(packets=n_packets, no_payload_packets=n_no_payload_packets)
+    counts["packets"] = n_packets
     for table in (tcp_table, udp_table):  # what is still open at the end of the file
         for session in {id(s): s for s in table.values()}.values():
             finish(session)
