@@ -1,15 +1,19 @@
 """Capture files: finding them, and reading their packets (pcap and pcapng).
 
 A capture is read in blocks of READ_BLOCK_BYTES, so memory does not grow with
-the file. Each packet comes out as (timestamp in seconds, link type, bytes as
-captured). Both formats are walked here with `struct` rather than through
-dpkt's readers: dpkt.pcap.Reader alone delivers about 210,000 packets/s on
-this machine, and dpkt's full decode about 34,000, while the session step must
-reach 200,000 packets/s per core including its own work (README, "From your
-captures"); the tests check every packet against dpkt's readers.
+the file, and its packets are handed on a block at a time: the block's bytes
+and numpy arrays of where each packet starts and ends, when it was captured and
+on which link type. Both formats are walked here rather than by dpkt's readers:
+dpkt.pcap.Reader alone delivers about 210,000 packets/s on this machine and
+dpkt's full decode about 34,000, while the whole session step must reach
+200,000 packets/s per core (README, "From your captures"); the tests check
+every packet against dpkt's readers.
 """
 import os
 import struct
+from typing import NamedTuple
+
+import numpy as np
 
 READ_BLOCK_BYTES = 4 << 20
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
@@ -51,43 +55,59 @@ def find_captures(input_dirs):
     return found
 
 
-class CaptureReader:
-    """The packets of one capture file, read in blocks.
+class PacketBlock(NamedTuple):
+    """The packets of one block of a capture: packet i is buffer[starts[i]:stops[i]],
+    captured at timestamps[i] (seconds) on a link of type linktypes[i] (numpy arrays)."""
+    buffer: bytes
+    starts: np.ndarray
+    stops: np.ndarray
+    timestamps: np.ndarray
+    linktypes: np.ndarray
 
-    packets() yields (timestamp_s, linktype, buffer, start, stop): the packet as
-    captured is buffer[start:stop] (no copy is made per packet). A file that ends
-    inside a packet, or is damaged from some point on, yields the packets before
-    that point; the reason is then in .damage (else None), so the caller can
-    report it and keep what was read. Raises CaptureError when the file is not a
-    capture at all (the message names the file and its first bytes).
+
+class CaptureReader:
+    """The packets of one capture file, read in blocks of READ_BLOCK_BYTES.
+
+    blocks() yields a PacketBlock per block read (no copy is made per packet);
+    packets() yields (timestamp_s, linktype, packet_bytes) one by one. A file
+    that ends inside a packet, or is damaged from some point on, yields the
+    packets before that point; the reason is then in .damage (else None), so the
+    caller can report it and keep what was read. Raises CaptureError when the
+    file is not a capture at all (the message names the file and its first bytes).
     """
 
     def __init__(self, path):
         self.path = path
         self.damage = None
-        self.bytes_read = 0  # how far into the file the packets yielded so far reach
+        self.bytes_read = 0  # how far into the file the blocks yielded so far reach
 
-    def packets(self):
+    def blocks(self):
         file = open(self.path, "rb")
         head = file.read(4)
         file.seek(0)
-        if head in PCAP_MAGICS:  # the generator itself, not one that delegates: a layer costs 5% per packet
-            return self._pcap_packets(file)
+        if head in PCAP_MAGICS:
+            return self._pcap_blocks(file)
         if head == PCAPNG_SECTION_HEADER:
-            return self._pcapng_packets(file)
+            return self._pcapng_blocks(file)
         file.close()
         shown = head.hex(" ") if head else "nothing (an empty file)"
         raise CaptureError(f"{self.path}: not a pcap or pcapng capture (it starts with {shown})")
 
-    def _pcap_packets(self, file):
-        with file:  # closed when the packets end, or when the caller stops early
+    def packets(self):
+        for block in self.blocks():
+            for start, stop, timestamp, linktype in zip(block.starts.tolist(), block.stops.tolist(),
+                                                         block.timestamps.tolist(), block.linktypes.tolist()):
+                yield timestamp, linktype, block.buffer[start:stop]
+
+    def _pcap_blocks(self, file):
+        with file:  # closed when the blocks end, or when the caller stops early
             header = file.read(24)
             if len(header) < 24:
                 raise CaptureError(f"{self.path}: pcap file header cut short ({len(header)} of 24 bytes)")
             order, fraction_s = PCAP_MAGICS[header[:4]]
             linktype = struct.unpack(order + "I", header[20:24])[0] & 0x0FFFFFFF  # high bits: FCS flags
-            record_header = struct.Struct(order + "IIII")
-            unpack_header = record_header.unpack_from
+            unpack_captured = struct.Struct(order + "I").unpack_from
+            record_fields = np.dtype(order + "u4")  # seconds, fraction, captured length, original length
             position = 24
             buffer, offset = b"", 0
             while True:
@@ -97,26 +117,34 @@ class CaptureReader:
                 buffer = buffer[offset:] + block
                 offset, end = 0, len(buffer)
                 last_header = end - 16
-                while offset <= last_header:
-                    seconds, fraction, captured, _ = unpack_header(buffer, offset)
-                    start = offset + 16
-                    stop = start + captured
-                    if captured > MAX_PACKET_BYTES:
-                        self.damage = (f"the record at byte {position + offset} claims {captured} bytes: "
-                                       f"the file is damaged from there")
-                        return
-                    if stop > end:
+                records = []  # where each whole record of the block starts
+                note = records.append
+                while offset <= last_header:  # the one per-packet loop of reading: lengths chain the records
+                    captured = unpack_captured(buffer, offset + 8)[0]
+                    stop = offset + 16 + captured
+                    if stop > end or captured > MAX_PACKET_BYTES:
                         break
-                    yield seconds + fraction * fraction_s, linktype, buffer, start, stop
+                    note(offset)
                     offset = stop
+                if records:
+                    record_starts = np.array(records, dtype=np.int64)
+                    heads = np.frombuffer(buffer, np.uint8)[record_starts[:, None] + np.arange(16)]
+                    fields = heads.view(record_fields).astype(np.int64)  # (packets, 4)
+                    yield PacketBlock(buffer, record_starts + 16, record_starts + 16 + fields[:, 2],
+                                      fields[:, 0] + fields[:, 1] * fraction_s,
+                                      np.full(len(records), linktype, dtype=np.int64))
+                if offset <= last_header and captured > MAX_PACKET_BYTES:
+                    self.damage = (f"the record at byte {position + offset} claims {captured} bytes: "
+                                   f"the file is damaged from there")
+                    return
                 position += offset
                 self.bytes_read = position
             if len(buffer) > offset:
                 self.damage = (f"the last packet is cut short ({len(buffer) - offset} bytes from byte {position}): "
                                f"the capture was truncated")
 
-    def _pcapng_packets(self, file):
-        with file:  # closed when the packets end, or when the caller stops early
+    def _pcapng_blocks(self, file):
+        with file:  # closed when the blocks end, or when the caller stops early
             order = "<"
             interfaces = []  # per interface of the current section: (linktype, timestamp unit s, offset s, snaplen)
             position = 0
@@ -127,62 +155,68 @@ class CaptureReader:
                     break
                 buffer = buffer[offset:] + block
                 offset, end = 0, len(buffer)
-                while offset + 12 <= end:
-                    block_type = buffer[offset:offset + 4]
-                    if block_type == PCAPNG_SECTION_HEADER:  # a section may change the byte order
-                        magic = buffer[offset + 8:offset + 12]
-                        if magic == b"\x4d\x3c\x2b\x1a":
-                            order = "<"
-                        elif magic == b"\x1a\x2b\x3c\x4d":
-                            order = ">"
-                        else:
-                            self.damage = f"the section header at byte {position + offset} has no byte-order magic"
-                            return
-                        interfaces = []
-                    block_type_number, block_length = struct.unpack_from(order + "II", buffer, offset)
-                    if block_length < 12 or block_length % 4 or block_length > MAX_BLOCK_BYTES:
-                        self.damage = (f"the block at byte {position + offset} claims {block_length} bytes: "
-                                       f"the file is damaged from there")
-                        return
-                    if offset + block_length > end:
-                        break
-                    body = offset + 8
-                    if block_type_number == 6:  # enhanced packet block
-                        interface, high, low, captured = struct.unpack_from(order + "IIII", buffer, body)
-                        packet = self._pcapng_packet(interfaces, interface, (high << 32) | low, position + offset)
-                        if packet is None:
-                            return
-                        yield (*packet, buffer, body + 20, body + 20 + captured)
-                    elif block_type_number == 3:  # simple packet block: interface 0, no timestamp
-                        original = struct.unpack_from(order + "I", buffer, body)[0]
-                        captured = min(original, block_length - 16, interfaces[0][3] if interfaces else original)
-                        packet = self._pcapng_packet(interfaces, 0, None, position + offset)
-                        if packet is None:
-                            return
-                        yield (*packet, buffer, body + 4, body + 4 + captured)
-                    elif block_type_number == 2:  # obsolete packet block
-                        interface, _, high, low, captured = struct.unpack_from(order + "HHIII", buffer, body)
-                        packet = self._pcapng_packet(interfaces, interface, (high << 32) | low, position + offset)
-                        if packet is None:
-                            return
-                        yield (*packet, buffer, body + 20, body + 20 + captured)
-                    elif block_type_number == 1:  # interface description
-                        interfaces.append(_interface(buffer[body:offset + block_length - 4], order))
-                    offset += block_length
+                packets = []  # (start, stop, timestamp, linktype) of each packet of the block
+                damaged = self._walk_pcapng(buffer, offset, end, position, order, interfaces, packets)
+                offset, order = damaged.offset, damaged.order
+                if packets:
+                    starts, stops, timestamps, linktypes = zip(*packets)
+                    yield PacketBlock(buffer, np.array(starts, dtype=np.int64), np.array(stops, dtype=np.int64),
+                                      np.array(timestamps, dtype=np.float64), np.array(linktypes, dtype=np.int64))
+                if damaged.reason:
+                    self.damage = damaged.reason
+                    return
                 position += offset
                 self.bytes_read = position
             if len(buffer) > offset:
                 self.damage = (f"the last block is cut short ({len(buffer) - offset} bytes from byte {position}): "
                                f"the capture was truncated")
 
-    def _pcapng_packet(self, interfaces, interface, ticks, at):
-        """(timestamp_s, linktype) of a packet of `interface`, or None (with .damage) if there is none."""
-        if interface >= len(interfaces):
-            self.damage = f"the packet at byte {at} names interface {interface}, which the file never described"
-            return None
-        linktype, unit_s, offset_s, _ = interfaces[interface]
-        timestamp = offset_s + ticks * unit_s if ticks is not None else 0.0
-        return timestamp, linktype
+    def _walk_pcapng(self, buffer, offset, end, position, order, interfaces, packets):
+        """Appends the packets of buffer's whole pcapng blocks from offset on to packets (and
+        the interfaces described to interfaces). Returns _Walked: where it stopped, the byte
+        order then, and the damage found (or None)."""
+        note = packets.append
+        while offset + 12 <= end:
+            if buffer[offset:offset + 4] == PCAPNG_SECTION_HEADER:  # a section may change the byte order
+                magic = buffer[offset + 8:offset + 12]
+                if magic not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+                    return _Walked(offset, order, f"the section header at byte {position + offset} has no "
+                                                  f"byte-order magic")
+                order = "<" if magic == b"\x4d\x3c\x2b\x1a" else ">"
+                interfaces.clear()
+            block_type, block_length = struct.unpack_from(order + "II", buffer, offset)
+            if block_length < 12 or block_length % 4 or block_length > MAX_BLOCK_BYTES:
+                return _Walked(offset, order, f"the block at byte {position + offset} claims {block_length} bytes: "
+                                              f"the file is damaged from there")
+            if offset + block_length > end:
+                break
+            body = offset + 8
+            if block_type in (6, 3, 2):  # enhanced, simple and (obsolete) packet blocks
+                if block_type == 6:
+                    interface, high, low, captured = struct.unpack_from(order + "IIII", buffer, body)
+                    start, ticks = body + 20, (high << 32) | low
+                elif block_type == 3:  # interface 0, no timestamp
+                    interface, ticks, start = 0, None, body + 4
+                    original = struct.unpack_from(order + "I", buffer, body)[0]
+                    captured = min(original, block_length - 16, interfaces[0][3] if interfaces else original)
+                else:
+                    interface, _, high, low, captured = struct.unpack_from(order + "HHIII", buffer, body)
+                    start, ticks = body + 20, (high << 32) | low
+                if interface >= len(interfaces):
+                    return _Walked(offset, order, f"the packet at byte {position + offset} names interface "
+                                                  f"{interface}, which the file never described")
+                linktype, unit_s, offset_s, _ = interfaces[interface]
+                note((start, start + captured, offset_s + ticks * unit_s if ticks is not None else 0.0, linktype))
+            elif block_type == 1:  # interface description
+                interfaces.append(_interface(buffer[body:offset + block_length - 4], order))
+            offset += block_length
+        return _Walked(offset, order, None)
+
+
+class _Walked(NamedTuple):
+    offset: int
+    order: str
+    reason: object
 
 
 def _interface(body, order):

@@ -9,14 +9,16 @@ new TCP connection on its tuple (a SYN after a FIN or RST) and after an idle
 gap (udp_timeout_s, tcp_timeout_s); an ended session is emitted and forgotten,
 so memory holds the open sessions, each at most `length` bytes, not the file.
 """
+import collections
 import concurrent.futures
 import hashlib
 import multiprocessing
 import os
 import signal
-import struct
 import threading
 from typing import NamedTuple
+
+import numpy as np
 
 from library_capture import LINKTYPE_NAMES, CaptureError, CaptureReader
 
@@ -31,9 +33,6 @@ IPV6_FRAGMENT, IPV6_AUTHENTICATION = 44, 51
 TCP, UDP = 6, 17
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 UDP_PAD = bytes(12)  # a UDP header (8 bytes) padded to a TCP header without options (20)
-unpack_ipv4 = struct.Struct(">BxH2xHxB").unpack_from  # version and header length, total length, fragment, protocol
-unpack_ethernet_ipv4 = struct.Struct(">12xHBxH2xHxB").unpack_from  # ethertype, then unpack_ipv4's fields
-unpack_tcp = struct.Struct(">12xBB").unpack_from  # data offset (high 4 bits), flags
 SWEEP_EVERY_PACKETS = 1 << 16  # how often idle sessions are emitted and progress is reported
 
 
@@ -89,23 +88,22 @@ class _Session:
 def sessions_of_file(path, settings, report_progress=None):
     """Reads one capture file and returns its FileSessions.
 
-    report_progress(bytes) is called now and then with the bytes read since
-    its last call. A file that is not a capture raises CaptureError; a damaged
-    or truncated one gives the sessions before the damage, with .damage saying
-    what and where.
+    report_progress(bytes) is called after each block read with the bytes read
+    since its last call. A file that is not a capture raises CaptureError; a
+    damaged or truncated one gives the sessions before the damage, with .damage
+    saying what and where.
     """
     reader = CaptureReader(path)
     counts = dict.fromkeys(FILE_COUNTS, 0)
     finished = []
-    tcp_table, udp_table = {}, {}  # key (addresses and ports as bytes) -> open _Session; both directions in session mode
+    tcp_table, udp_table = {}, {}  # key (IP version, addresses, ports) -> open _Session; both directions in session mode
     length = settings.length
     bidirectional = settings.split == "session"
-    timeouts = {TCP: settings.tcp_timeout_s, UDP: settings.udp_timeout_s}
     rewrite = _PacketRewriter(settings)
     growth = rewrite.growth
-    unknown_links = {}
+    unknown_links = collections.Counter()
     n_started = 0
-    reported_bytes = 0
+    reported_bytes = swept_at = 0
 
     def finish(session):
         for key in session.keys:
@@ -124,147 +122,66 @@ def sessions_of_file(path, settings, report_progress=None):
         original_length = session.ip_bytes + session.n_payload_packets * session.growth
         finished.append((session.order, SessionRecord(image, original_length, session.n_payload_packets,
                                                       session.n_payload_packets + session.n_bare_packets,
-                                                      session.server_port,
-                                                      session.client_port, dropped)))
+                                                      session.server_port, session.client_port, dropped)))
 
-    sweep_mask = SWEEP_EVERY_PACKETS - 1
-    n_packets = 0  # the busiest count, kept out of the dict
-    for timestamp_s, linktype, data, start, stop in reader.packets():  # the packet is data[start:stop]
-        n_packets += 1
-        if not n_packets & sweep_mask:
-            for table in (tcp_table, udp_table):
-                for session in {id(s): s for s in table.values() if timestamp_s - s.last_seen_s > s.timeout_s}.values():
-                    finish(session)
-            if report_progress is not None:
-                report_progress(reader.bytes_read - reported_bytes)
-                reported_bytes = reader.bytes_read
-        try:
-            # the link layer: where the IP header starts (o) and which IP it is (version)
-            if linktype == 1:  # Ethernet, any number of VLAN tags
-                # one read for the commonest packet, Ethernet then IPv4: the IPv4 fields are valid if it is one
-                ethertype, version_ihl, ip_length, fragment, protocol = unpack_ethernet_ipv4(data, start)
-                o = start + 14
-                if ethertype != 0x0800:
-                    while ethertype in VLAN_ETHERTYPES:
-                        ethertype, o = (data[o + 2] << 8) | data[o + 3], o + 4
-                    version_ihl = -1
-            elif linktype == 113:  # Linux cooked capture: protocol at bytes 14-15 of a 16-byte header
-                ethertype, o, version_ihl = (data[start + 14] << 8) | data[start + 15], start + 16, -1
-            elif linktype == 276:  # Linux cooked capture v2: protocol first, 20-byte header
-                ethertype, o, version_ihl = (data[start] << 8) | data[start + 1], start + 20, -1
-            elif linktype in (12, 101, 228, 229):  # raw IP
-                ethertype, o, version_ihl = (ETHERTYPE_IPV4 if data[start] >> 4 == 4 else ETHERTYPE_IPV6), start, -1
-            elif linktype in (0, 108):  # BSD loopback: address family, 4 bytes in the writer's (or network) order
-                family = data[start] | data[start + 3]
-                ethertype, o = (ETHERTYPE_IPV4 if family == 2 else ETHERTYPE_IPV6 if family in (10, 24, 28, 30)
-                                else 0), start + 4
-                version_ihl = -1
-            else:
-                unknown_links[linktype] = unknown_links.get(linktype, 0) + 1
-                counts["unknown_link_packets"] += 1
-                continue
-            if o + 20 > stop:  # a packet shorter than an IP header: what follows would be the next packet's bytes
-                counts["malformed_packets"] += 1
-                continue
-            # the IP header: where the transport header starts (t), where the IP packet ends
-            if ethertype == 0x0800:  # IPv4
-                if version_ihl < 0:  # not read with the link layer
-                    version_ihl, ip_length, fragment, protocol = unpack_ipv4(data, o)
-                if version_ihl == 0x45:  # version 4, no options: nearly every packet
-                    t = o + 20
-                elif version_ihl >> 4 == 4 and version_ihl & 0x0F > 5:
-                    t = o + ((version_ihl & 0x0F) << 2)
+    for block in reader.blocks():
+        headers = _block_headers(block)
+        counts["packets"] += len(block.starts)
+        for name, n in zip(_HEADER_OUTCOMES[1:], headers.outcome_counts[1:]):
+            counts[name] += n
+        unknown_links.update(headers.unknown_linktypes)
+        data = block.buffer
+        for key, timestamp_s, flags, is_tcp, ip_size, has_payload, o, t, end, version in zip(*headers.columns):
+            table = tcp_table if is_tcp else udp_table
+            session = table.get(key)
+            if session is not None and (timestamp_s - session.last_seen_s > session.timeout_s or (
+                    session.closed and flags & TCP_SYN and (not flags & TCP_ACK or not bidirectional))):
+                finish(session)  # idle too long, or a new TCP connection on the same tuple
+                session = None
+            if session is None:
+                session = _Session()
+                session.order, n_started = n_started, n_started + 1
+                session.chunks, session.n_bytes, session.ip_bytes = [], 0, 0
+                session.n_payload_packets = session.n_bare_packets = 0
+                protocol = TCP if is_tcp else UDP
+                session.growth = growth[version, protocol]
+                session.timeout_s = settings.tcp_timeout_s if is_tcp else settings.udp_timeout_s
+                session.closed = False
+                source_port, destination_port = (key[-4] << 8) | key[-3], (key[-2] << 8) | key[-1]
+                if flags & TCP_SYN and flags & TCP_ACK:  # the server's answer came first
+                    session.server_port, session.client_port = source_port, destination_port
                 else:
-                    counts["malformed_packets"] += 1
-                    continue
-                if fragment & 0x1FFF:  # a fragment after the first carries no ports
-                    counts["fragment_packets"] += 1
-                    continue
-                version, addresses_at, addresses_end = 4, o + 12, o + 20
-                ip_end = o + ip_length if ip_length else stop  # 0: segmentation offload left it unset
-            elif ethertype == 0x86DD and data[o] >> 4 == 6:  # IPv6
-                version = 6
-                ip_end = o + 40 + ((data[o + 4] << 8) | data[o + 5])
-                protocol, t = data[o + 6], o + 40
-                while protocol not in (TCP, UDP):
-                    if protocol in IPV6_EXTENSION_HEADERS:
-                        protocol, t = data[t], t + ((data[t + 1] + 1) << 3)
-                    elif protocol == IPV6_FRAGMENT:
-                        if ((data[t + 2] << 8) | data[t + 3]) & 0xFFF8:
-                            break
-                        protocol, t = data[t], t + 8
-                    elif protocol == IPV6_AUTHENTICATION:
-                        protocol, t = data[t], t + ((data[t + 1] + 2) << 2)
-                    else:
-                        break
-                if protocol == IPV6_FRAGMENT:
-                    counts["fragment_packets"] += 1
-                    continue
-                addresses_at, addresses_end = o + 8, o + 40
-            else:
-                counts["not_ip_packets"] += 1
+                    session.server_port, session.client_port = destination_port, source_port
+                session.is_dns = settings.drop_dns and (source_port in DNS_PORTS or destination_port in DNS_PORTS)
+                half = 4 if version == 4 else 16  # bytes per address
+                reverse = key[:1] + key[1 + half:1 + 2 * half] + key[1:1 + half] + key[1 + 2 * half:-4] + \
+                    key[-2:] + key[-4:-2]
+                session.table = table
+                session.keys = (key, reverse) if bidirectional and reverse != key else (key,)
+                for each_key in session.keys:
+                    table[each_key] = session
+                counts["sessions"] += 1
+            session.last_seen_s = timestamp_s
+            if flags & 0x05:  # FIN or RST
+                session.closed = True
+            if not has_payload:
+                session.n_bare_packets += 1
                 continue
-            # the transport header: ports, flags, payload bytes
-            if protocol == 6:  # TCP
-                data_offset, flags = unpack_tcp(data, t)
-                header_end = t + ((data_offset >> 4) << 2)
-                table = tcp_table
-            elif protocol == 17:  # UDP
-                flags, data_offset = 0, 0x50
-                header_end = t + 8
-                table = udp_table
-            else:
-                counts["other_protocol_packets"] += 1
-                continue
-            if header_end > stop or header_end > ip_end or data_offset < 0x50:
-                # headers cut by the snap length, or not headers at all (a TCP header has 5 words at least)
-                counts["malformed_packets"] += 1
-                continue
-        except (IndexError, struct.error):  # the last packet of the buffer, shorter than its headers
-            counts["malformed_packets"] += 1
-            continue
+            session.n_payload_packets += 1
+            session.ip_bytes += ip_size
+            if session.n_bytes < length:
+                packet = rewrite(data, o, t, end, version, TCP if is_tcp else UDP)
+                session.chunks.append(packet)
+                session.n_bytes += len(packet)
+        if counts["packets"] - swept_at >= SWEEP_EVERY_PACKETS:  # what has been idle too long is over: emit it
+            swept_at, now = counts["packets"], float(block.timestamps[-1])
+            for table in (tcp_table, udp_table):
+                for session in {id(s): s for s in table.values() if now - s.last_seen_s > s.timeout_s}.values():
+                    finish(session)
+        if report_progress is not None:
+            report_progress(reader.bytes_read - reported_bytes)
+            reported_bytes = reader.bytes_read
 
-        # addresses then ports: one slice when no IP options or extension headers lie between them
-        key = data[addresses_at:t + 4] if t == addresses_end else data[addresses_at:addresses_end] + data[t:t + 4]
-        session = table.get(key)
-        if session is not None and (timestamp_s - session.last_seen_s > session.timeout_s or (
-                session.closed and flags & TCP_SYN and (not flags & TCP_ACK or not bidirectional))):
-            finish(session)  # idle too long, or a new TCP connection on the same tuple
-            session = None
-        if session is None:
-            session = _Session()
-            session.order, n_started = n_started, n_started + 1
-            session.chunks, session.n_bytes, session.ip_bytes = [], 0, 0
-            session.n_payload_packets = session.n_bare_packets = 0
-            session.growth = growth[version, protocol]
-            session.timeout_s, session.closed = timeouts[protocol], False
-            source_port, destination_port = (key[-4] << 8) | key[-3], (key[-2] << 8) | key[-1]
-            if flags & TCP_SYN and flags & TCP_ACK:  # the server's answer came first
-                session.server_port, session.client_port = source_port, destination_port
-            else:
-                session.server_port, session.client_port = destination_port, source_port
-            session.is_dns = settings.drop_dns and (source_port in DNS_PORTS or destination_port in DNS_PORTS)
-            half = (addresses_end - addresses_at) >> 1  # bytes per address: 4 or 16
-            reverse = key[half:2 * half] + key[:half] + key[-2:] + key[-4:-2]
-            session.table = table
-            session.keys = (key, reverse) if bidirectional and reverse != key else (key,)
-            for each_key in session.keys:
-                table[each_key] = session
-            counts["sessions"] += 1
-        session.last_seen_s = timestamp_s
-        if flags & 0x05:  # FIN or RST
-            session.closed = True
-        if ip_end <= header_end:  # no transport payload
-            session.n_bare_packets += 1
-            continue
-        session.n_payload_packets += 1
-        session.ip_bytes += ip_end - o
-        if session.n_bytes < length:
-            packet = rewrite(data, o, t, min(ip_end, stop), version, protocol)
-            session.chunks.append(packet)
-            session.n_bytes += len(packet)
-
-    counts["packets"] = n_packets
     for table in (tcp_table, udp_table):  # what is still open at the end of the file
         for session in {id(s): s for s in table.values()}.values():
             finish(session)
@@ -273,7 +190,7 @@ def sessions_of_file(path, settings, report_progress=None):
     damage = reader.damage
     if unknown_links:
         linktypes = ", ".join(map(str, sorted(unknown_links)))
-        if counts["unknown_link_packets"] == n_packets:
+        if counts["unknown_link_packets"] == counts["packets"]:
             raise CaptureError(f"{path}: link type {linktypes} is not read (the link types read: "
                                f"{_linktype_list()})")
         damage = ((damage + "; ") if damage else "") + (
@@ -281,6 +198,104 @@ def sessions_of_file(path, settings, report_progress=None):
             f"{_linktype_list()})")
     finished.sort(key=lambda item: item[0])
     return FileSessions(path, [record for _, record in finished], counts, damage)
+
+
+# What the headers of a packet make it, in the order they are looked at.
+_HEADER_OUTCOMES = ("ok", "unknown_link_packets", "malformed_packets", "not_ip_packets", "fragment_packets",
+                    "other_protocol_packets")
+_OK, _UNKNOWN_LINK, _MALFORMED, _NOT_IP, _FRAGMENT, _OTHER_PROTOCOL = range(len(_HEADER_OUTCOMES))
+MAX_VLAN_TAGS = 4
+MAX_IPV6_EXTENSIONS = 8
+
+
+class _BlockHeaders(NamedTuple):
+    """columns: per packet that has TCP or UDP headers, in block order, the lists (key,
+    timestamp_s, flags, is_tcp, IP bytes, has payload, IP start, transport start, end of
+    what was captured of the IP packet, IP version); outcome_counts: packets per
+    _HEADER_OUTCOMES; unknown_linktypes: {linktype: packets} of links not read."""
+    columns: tuple
+    outcome_counts: list
+    unknown_linktypes: dict
+
+
+def _block_headers(block):
+    """Every packet's link, IP and transport headers of a block, read at once with numpy.
+
+    A read past a packet's end (a packet shorter than its headers) is never
+    trusted: every field a kept packet is read by lies before its transport
+    header's end, which is checked against the packet's end.
+    """
+    data = np.frombuffer(block.buffer, np.uint8)
+    last = len(data) - 1
+    starts, stops, linktypes = block.starts, block.stops, block.linktypes
+
+    def at(index):
+        return data[np.minimum(index, last)].astype(np.int64)
+
+    def word(index):  # a big-endian 16-bit field
+        return (at(index) << 8) | at(index + 1)
+
+    # the link layer: where the IP header starts (o) and what the link says follows
+    ethertype, o = word(starts + 12), starts + 14  # Ethernet, then its VLAN tags
+    for _ in range(MAX_VLAN_TAGS):
+        tagged = np.isin(ethertype, VLAN_ETHERTYPES) & (linktypes == 1)
+        if not tagged.any():
+            break
+        ethertype, o = np.where(tagged, word(o + 2), ethertype), np.where(tagged, o + 4, o)
+    first_byte = at(starts)
+    raw_ip = np.where(first_byte >> 4 == 4, ETHERTYPE_IPV4, ETHERTYPE_IPV6)
+    family = first_byte | at(starts + 3)  # BSD loopback: an address family in 4 bytes of either order
+    loopback = np.select([family == 2, np.isin(family, (10, 24, 28, 30))], [ETHERTYPE_IPV4, ETHERTYPE_IPV6], 0)
+    links = [linktypes == 1, linktypes == 113, linktypes == 276, np.isin(linktypes, (12, 101, 228, 229)),
+             np.isin(linktypes, (0, 108))]  # Ethernet, Linux cooked v1 and v2, raw IP, BSD loopback
+    ethertype = np.select(links, [ethertype, word(starts + 14), word(starts), raw_ip, loopback], -1)
+    o = np.select(links, [o, starts + 16, starts + 20, starts, starts + 4], starts)
+
+    # the IP header: where the transport header starts (t), where the IP packet ends
+    version_ihl = at(o)
+    is_ipv4 = (ethertype == ETHERTYPE_IPV4) & (version_ihl >> 4 == 4)
+    is_ipv6 = (ethertype == ETHERTYPE_IPV6) & (version_ihl >> 4 == 6)
+    ipv4_length = word(o + 2)
+    ip_end = np.where(is_ipv4, np.where(ipv4_length > 0, o + ipv4_length, stops),  # 0: left unset by offload
+                      o + 40 + word(o + 4))
+    protocol = np.where(is_ipv4, at(o + 9), at(o + 6))
+    t = np.where(is_ipv4, o + ((version_ihl & 0x0F) << 2), o + 40)
+    later_fragment = is_ipv4 & ((word(o + 6) & 0x1FFF) != 0)  # a fragment after the first carries no ports
+    for _ in range(MAX_IPV6_EXTENSIONS):
+        extension = is_ipv6 & np.isin(protocol, IPV6_EXTENSION_HEADERS)
+        fragment = is_ipv6 & (protocol == IPV6_FRAGMENT)
+        authentication = is_ipv6 & (protocol == IPV6_AUTHENTICATION)
+        later_fragment |= fragment & ((word(t + 2) & 0xFFF8) != 0)
+        chained = (extension | fragment | authentication) & ~later_fragment
+        if not chained.any():
+            break
+        step = np.select([extension, fragment], [(at(t + 1) + 1) << 3, 8], (at(t + 1) + 2) << 2)
+        protocol, t = np.where(chained, at(t), protocol), np.where(chained, t + step, t)
+
+    # the transport header
+    is_tcp, is_udp = protocol == TCP, protocol == UDP
+    data_offset = at(t + 12) >> 4
+    header_end = np.where(is_tcp, t + (data_offset << 2), t + 8)
+    outcome = np.select(
+        [ethertype < 0, o + 20 > stops, ~(is_ipv4 | is_ipv6), is_ipv4 & ((version_ihl & 0x0F) < 5), later_fragment,
+         ~(is_tcp | is_udp), (header_end > stops) | (header_end > ip_end) | (is_tcp & (data_offset < 5))],
+        [_UNKNOWN_LINK, _MALFORMED, _NOT_IP, _MALFORMED, _FRAGMENT, _OTHER_PROTOCOL, _MALFORMED], _OK)
+    outcome_counts = np.bincount(outcome, minlength=len(_HEADER_OUTCOMES)).tolist()
+    unknown = collections.Counter(linktypes[outcome == _UNKNOWN_LINK].tolist()) if outcome_counts[1] else {}
+
+    # the session key of each kept packet: IP version, both addresses (IPv4's zero-padded to IPv6's 32 bytes), ports
+    kept = np.flatnonzero(outcome == _OK)
+    kept_ipv4 = is_ipv4[kept]
+    addresses = data[np.minimum(np.where(kept_ipv4, o[kept] + 12, o[kept] + 8)[:, None] + np.arange(32), last)]
+    addresses[kept_ipv4, 8:] = 0
+    keys = np.concatenate([np.where(kept_ipv4, 4, 6).astype(np.uint8)[:, None], addresses,
+                           data[t[kept][:, None] + np.arange(4)]], axis=1)
+    columns = (np.ascontiguousarray(keys).view(f"V{keys.shape[1]}").ravel().tolist(),
+               block.timestamps[kept].tolist(), np.where(is_tcp, at(t + 13), 0)[kept].tolist(),
+               is_tcp[kept].tolist(), (ip_end - o)[kept].tolist(), (ip_end > header_end)[kept].tolist(),
+               o[kept].tolist(), t[kept].tolist(), np.minimum(ip_end, stops)[kept].tolist(),
+               np.where(kept_ipv4, 4, 6).tolist())
+    return _BlockHeaders(columns, outcome_counts, unknown)
 
 
 def _linktype_list():
