@@ -137,7 +137,8 @@ report = "\n".join([
     f"{len(dataset.labels)} sessions of {parameters['length']} bytes, {len(dataset.class_numbers)} classes, "
     f"from {len(read)} capture files",
     "", table, "",
-    "Packets read: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in file_totals.items()),
+    "Read: " + ", ".join(f"{value} {key.replace('_', ' ').replace('ip ', 'IP ').replace('dns', 'DNS')}"
+                         for key, value in file_totals.items()),
     "", "Notes:" if notes else "Notes: none", *[f"- {note}" for note in notes],
     "", "Parameters:", *[f"  {name} = {value!r}" for name, value in shown_parameters.items()], ""])
 try:

@@ -124,7 +124,7 @@ def _class_row(name, label, n_files, counts, kept, length):
             "truncated": sum(original > length for original in original_lengths),
             "padded": sum(original < length for original in original_lengths),
             "mean_original_length": round(statistics.fmean(original_lengths), 1) if kept else "",
-            "median_original_length": statistics.median(original_lengths) if kept else "",
+            "median_original_length": float(statistics.median(original_lengths)) if kept else "",
             "mean_payload_packets": round(statistics.fmean(n for _, _, _, n in kept), 1) if kept else ""}
 
 
@@ -190,11 +190,13 @@ def write_dataset(dataset, output_dir, output_name, report_text):
             with open(partial, "wb" if isinstance(content, bytes) else "w") as file:
                 written.append(partial)
                 file.write(content)
-    except OSError as error:
+    except BaseException as error:  # a full disk, or Ctrl-C: no partial file stays behind
         for partial in written:
             os.remove(partial)
-        raise ValueError(f"output_dir={output_dir}: writing {os.path.basename(partial)} failed "
-                         f"({error.strerror or error}); nothing was replaced") from None
+        if isinstance(error, OSError):
+            raise ValueError(f"output_dir={output_dir}: writing {os.path.basename(partial)} failed "
+                             f"({error.strerror or error}); nothing was replaced") from None
+        raise
     for what in contents:
         os.replace(paths[what] + ".partial", paths[what])
     return paths

@@ -63,11 +63,17 @@ def write_pcapng(path, frames, linktype=1):
 
 
 def anonymised(ip_bytes, ip_addresses="zero", ports="zero", zero_header_fields=True, pad_udp_header=True):
-    """The reference rewriting of one IP packet without options, written out field by field."""
+    """The reference rewriting of one IP packet, written out field by field."""
     packet = bytearray(ip_bytes)
     version = packet[0] >> 4
-    transport = 20 if version == 4 else 40
-    is_udp = packet[9 if version == 4 else 6] == 17
+    if version == 4:
+        transport, protocol = (packet[0] & 0x0F) * 4, packet[9]
+    else:  # past hop-by-hop (0), routing (43), destination options (60) and fragment (44) headers
+        transport, protocol = 40, packet[6]
+        while protocol in (0, 43, 60, 44):
+            protocol, transport = packet[transport], transport + (8 if protocol == 44 else
+                                                                  (packet[transport + 1] + 1) * 8)
+    is_udp = protocol == 17
     if ports == "zero":
         packet[transport:transport + 4] = bytes(4)
     if zero_header_fields:
@@ -85,3 +91,25 @@ def anonymised(ip_bytes, ip_addresses="zero", ports="zero", zero_header_fields=T
     elif ip_addresses == "remove":
         del packet[addresses]
     return bytes(packet)
+
+
+def with_ipv4_options(ip_bytes, options=b"\x01\x01\x01\x00"):
+    """An IPv4 packet with options (NOPs and an end of list) inserted after its 20-byte header."""
+    packet = bytearray(ip_bytes)
+    packet[0] = 0x40 | (20 + len(options)) // 4
+    packet[2:4] = struct.pack(">H", len(packet) + len(options))
+    return bytes(packet[:20] + options + packet[20:])
+
+
+def with_ipv6_headers(ip_bytes, headers):
+    """An IPv6 packet with extension headers (a list of (type, 8-byte body without its next-header byte))
+    inserted after its 40-byte header."""
+    packet = bytearray(ip_bytes)
+    chain = [packet[6]]
+    inserted = b""
+    for header_type, body in reversed(headers):
+        inserted = bytes([chain[-1]]) + body + inserted
+        chain.append(header_type)
+    packet[6] = chain[-1]
+    packet[4:6] = struct.pack(">H", len(packet) - 40 + len(inserted))
+    return bytes(packet[:40] + inserted + packet[40:])

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import library_load_and_split_data as data_lib
-from capture_builder import anonymised, ethernet, ip_packet, linux_cooked, write_pcap, write_pcapng
+from capture_builder import (anonymised, ethernet, ip_packet, linux_cooked, with_ipv4_options, with_ipv6_headers,
+                             write_pcap, write_pcapng)
 from library_capture import CaptureError, CaptureReader
 from library_labels import LABEL_PRESETS, check_labelling, file_label
 from library_sessions import SessionSettings, sessions_of_file, sessions_of_files
@@ -119,6 +120,33 @@ def test_link_layers_and_ipv6_give_the_same_sessions(tmp_path):
         [record] = sessions_of_file(path, SessionSettings()).sessions
         images.append(record.image)
     assert images[0] == images[1] == images[2] == expected_image(packets)[0]
+
+
+def test_ip_options_extension_headers_fragments_and_short_packets(tmp_path):
+    """IPv4 options and IPv6 extension headers are kept and stepped over; later fragments, packets
+    shorter than their headers and non-IP frames are counted and skipped; BSD loopback and Linux
+    cooked v2 links are read."""
+    options = with_ipv4_options(ip_packet(CLIENT, SERVER, "tcp", 40002, 25, payload(50, 20), "PA"))
+    hop_by_hop = with_ipv6_headers(ip_packet(CLIENT6, SERVER6, "udp", 5001, 5002, payload(70, 21)),
+                                   [(0, b"\x00\x01\x04\x00\x00\x00\x00"),  # hop-by-hop: PadN
+                                    (44, b"\x00\x00\x01\x00\x00\x00\x07")])  # first fragment: offset 0, more
+    later_fragment = bytearray(ip_packet(CLIENT, SERVER, "udp", 1, 2, payload(40, 22)))
+    later_fragment[6:8] = b"\x00\x10"  # fragment offset 16 x 8 bytes: no ports in it
+    frames = [(0.0, ethernet(options)), (0.1, ethernet(hop_by_hop)), (0.2, ethernet(bytes(later_fragment))),
+              (0.3, ethernet(options)[:30]), (0.4, b"\x00" * 12 + b"\x88\xcc" + bytes(46))]  # cut short; LLDP
+    path = str(tmp_path / "odd.pcap")
+    write_pcap(path, frames)
+    result = sessions_of_file(path, SessionSettings())
+    assert [record.image for record in result.sessions] == [expected_image([options])[0],
+                                                            expected_image([hop_by_hop])[0]]
+    assert result.sessions[0].server_port == 25
+    counts = result.counts
+    assert (counts["fragment_packets"], counts["malformed_packets"], counts["not_ip_packets"]) == (1, 1, 1)
+    for linktype, link_header in [(0, b"\x02\x00\x00\x00"), (276, b"\x08\x00" + bytes(18))]:
+        other_path = str(tmp_path / f"link{linktype}.pcap")
+        write_pcap(other_path, [(0.0, link_header + options)], linktype=linktype)
+        assert [r.image for r in sessions_of_file(other_path, SessionSettings()).sessions] == \
+            [expected_image([options])[0]]
 
 
 def test_anonymisation_options(tmp_path):
