@@ -108,13 +108,8 @@ class CaptureReader:
             linktype = struct.unpack(order + "I", header[20:24])[0] & 0x0FFFFFFF  # high bits: FCS flags
             unpack_captured = struct.Struct(order + "I").unpack_from
             record_fields = np.dtype(order + "u4")  # seconds, fraction, captured length, original length
-            position = 24
-            buffer, offset = b"", 0
-            while True:
-                block = file.read(READ_BLOCK_BYTES)
-                if not block:
-                    break
-                buffer = buffer[offset:] + block
+
+            def walk(buffer, position):
                 offset, end = 0, len(buffer)
                 last_header = end - 16
                 records = []  # where each whole record of the block starts
@@ -126,50 +121,61 @@ class CaptureReader:
                         break
                     note(offset)
                     offset = stop
-                if records:
-                    record_starts = np.array(records, dtype=np.int64)
-                    heads = np.frombuffer(buffer, np.uint8)[record_starts[:, None] + np.arange(16)]
-                    fields = heads.view(record_fields).astype(np.int64)  # (packets, 4)
-                    yield PacketBlock(buffer, record_starts + 16, record_starts + 16 + fields[:, 2],
-                                      fields[:, 0] + fields[:, 1] * fraction_s,
-                                      np.full(len(records), linktype, dtype=np.int64))
+                damage = None
                 if offset <= last_header and captured > MAX_PACKET_BYTES:
-                    self.damage = (f"the record at byte {position + offset} claims {captured} bytes: "
-                                   f"the file is damaged from there")
-                    return
-                position += offset
-                self.bytes_read = position
-            if len(buffer) > offset:
-                self.damage = (f"the last packet is cut short ({len(buffer) - offset} bytes from byte {position}): "
-                               f"the capture was truncated")
+                    damage = (f"the record at byte {position + offset} claims {captured} bytes: "
+                              f"the file is damaged from there")
+                if not records:
+                    return None, offset, damage
+                record_starts = np.array(records, dtype=np.int64)
+                heads = np.frombuffer(buffer, np.uint8)[record_starts[:, None] + np.arange(16)]
+                fields = heads.view(record_fields).astype(np.int64)  # (packets, 4)
+                return PacketBlock(buffer, record_starts + 16, record_starts + 16 + fields[:, 2],
+                                   fields[:, 0] + fields[:, 1] * fraction_s,
+                                   np.full(len(records), linktype, dtype=np.int64)), offset, damage
+
+            yield from self._read_blocks(file, 24, walk, "packet")
 
     def _pcapng_blocks(self, file):
         with file:  # closed when the blocks end, or when the caller stops early
-            order = "<"
-            interfaces = []  # per interface of the current section: (linktype, timestamp unit s, offset s, snaplen)
-            position = 0
-            buffer, offset = b"", 0
-            while True:
-                block = file.read(READ_BLOCK_BYTES)
-                if not block:
-                    break
-                buffer = buffer[offset:] + block
-                offset, end = 0, len(buffer)
+            # of the current section: its byte order, its interfaces' (linktype, unit s, offset s, snaplen)
+            state = {"order": "<", "interfaces": []}
+
+            def walk(buffer, position):
                 packets = []  # (start, stop, timestamp, linktype) of each packet of the block
-                damaged = self._walk_pcapng(buffer, offset, end, position, order, interfaces, packets)
-                offset, order = damaged.offset, damaged.order
-                if packets:
-                    starts, stops, timestamps, linktypes = zip(*packets)
-                    yield PacketBlock(buffer, np.array(starts, dtype=np.int64), np.array(stops, dtype=np.int64),
-                                      np.array(timestamps, dtype=np.float64), np.array(linktypes, dtype=np.int64))
-                if damaged.reason:
-                    self.damage = damaged.reason
-                    return
-                position += offset
-                self.bytes_read = position
-            if len(buffer) > offset:
-                self.damage = (f"the last block is cut short ({len(buffer) - offset} bytes from byte {position}): "
-                               f"the capture was truncated")
+                walked = self._walk_pcapng(buffer, 0, len(buffer), position, state["order"], state["interfaces"],
+                                           packets)
+                state["order"] = walked.order
+                if not packets:
+                    return None, walked.offset, walked.reason
+                starts, stops, timestamps, linktypes = zip(*packets)
+                return PacketBlock(buffer, np.array(starts, dtype=np.int64), np.array(stops, dtype=np.int64),
+                                   np.array(timestamps, dtype=np.float64),
+                                   np.array(linktypes, dtype=np.int64)), walked.offset, walked.reason
+
+            yield from self._read_blocks(file, 0, walk, "block")
+
+    def _read_blocks(self, file, position, walk, record_name):
+        """What both formats share: reads the file in blocks, hands each (with what was left of
+        the one before) to walk(buffer, position) -> (PacketBlock or None, where its whole
+        records end, damage or None), and yields the PacketBlocks; notes damage and a truncated end."""
+        buffer, offset = b"", 0
+        while True:
+            block = file.read(READ_BLOCK_BYTES)
+            if not block:
+                break
+            buffer = buffer[offset:] + block
+            packets, offset, damage = walk(buffer, position)
+            if packets is not None:
+                yield packets
+            if damage:
+                self.damage = damage
+                return
+            position += offset
+            self.bytes_read = position
+        if len(buffer) > offset:
+            self.damage = (f"the last {record_name} is cut short ({len(buffer) - offset} bytes from byte {position}): "
+                           f"the capture was truncated")
 
     def _walk_pcapng(self, buffer, offset, end, position, order, interfaces, packets):
         """Appends the packets of buffer's whole pcapng blocks from offset on to packets (and

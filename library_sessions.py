@@ -80,8 +80,8 @@ FILE_COUNTS = ("packets", "payload_packets", "no_payload_packets", "not_ip_packe
 
 
 class _Session:
-    __slots__ = ("order", "table", "keys", "chunks", "n_bytes", "ip_bytes", "growth", "n_payload_packets", "n_bare_packets",
-                 "last_seen_s",
+    __slots__ = ("order", "table", "keys", "chunks", "n_bytes", "ip_bytes", "growth", "n_payload_packets",
+                 "n_bare_packets", "last_seen_s",
                  "timeout_s", "closed", "server_port", "client_port", "is_dns")
 
 
@@ -96,7 +96,8 @@ def sessions_of_file(path, settings, report_progress=None):
     reader = CaptureReader(path)
     counts = dict.fromkeys(FILE_COUNTS, 0)
     finished = []
-    tcp_table, udp_table = {}, {}  # key (IP version, addresses, ports) -> open _Session; both directions in session mode
+    # key (IP version, addresses, ports) -> its open _Session; under both directions' keys in session mode
+    tcp_table, udp_table = {}, {}
     length = settings.length
     bidirectional = settings.split == "session"
     rewrite = _PacketRewriter(settings)

@@ -46,7 +46,8 @@ def write_synthetic_capture(path, n_packets, seed=0, open_sessions=400):
         is_tcp = rng.random() < 0.8
         version = 6 if rng.random() < 0.15 else 4
         if version == 4:
-            client, server = struct.pack(">I", 0x0A000000 + rng.getrandbits(16)), struct.pack(">I", 0x0A640000 + rng.getrandbits(8))
+            client = struct.pack(">I", 0x0A000000 + rng.getrandbits(16))
+            server = struct.pack(">I", 0x0A640000 + rng.getrandbits(8))
         else:
             client, server = bytes(15) + bytes([rng.getrandbits(8)]), b"\xfd" + bytes(14) + bytes([rng.getrandbits(8)])
         link = ethernet_ipv6 if version == 6 else vlan_ipv4 if rng.random() < 0.1 else ethernet_ipv4
@@ -57,7 +58,8 @@ def write_synthetic_capture(path, n_packets, seed=0, open_sessions=400):
                 "steps": steps, "position": 0}
 
     def frame(session, step):
-        forward = step in ("S", "A") or (step == "data" and rng.random() < 0.45) or (step == "FA" and rng.random() < 0.5)
+        forward = step in ("S", "A") or (step == "data" and rng.random() < 0.45) or (
+            step == "FA" and rng.random() < 0.5)
         source, destination = session["addresses"] if forward else session["addresses"][::-1]
         source_port, destination_port = session["ports"] if forward else session["ports"][::-1]
         size = 0 if step != "data" else rng.choice([0, 0, rng.randrange(1, 200), rng.randrange(200, 1461), 1460])

@@ -275,7 +275,8 @@ def test_folder_labels_duplicates_statistics_and_the_idx_files(tmp_path):
     web_row, voice_row = rows["web"], rows["voice"]
     assert (web_row["files"], web_row["sessions"], web_row["kept"], web_row["dns"]) == ("2", "10", "4", "1")
     assert (web_row["duplicate"], web_row["ambiguous"], web_row["truncated"], web_row["padded"]) == ("3", "2", "1", "3")
-    assert (voice_row["files"], voice_row["kept"], voice_row["duplicate"], voice_row["ambiguous"]) == ("2", "5", "1", "1")
+    assert (voice_row["files"], voice_row["kept"], voice_row["duplicate"], voice_row["ambiguous"]) == \
+        ("2", "5", "1", "1")
     assert float(voice_row["median_original_length"]) == 20 + 20 + 160  # UDP padded to TCP's header
     assert rows["total"]["kept"] == "9"
     assert "voice" in result.stdout and "python B01_NAS.py images_path=" in result.stdout
