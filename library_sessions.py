@@ -32,8 +32,9 @@ IPV6_EXTENSION_HEADERS = (0, 43, 60)  # hop-by-hop, routing, destination options
 IPV6_FRAGMENT, IPV6_AUTHENTICATION = 44, 51
 TCP, UDP = 6, 17
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+TCP_FIN_OR_RST = TCP_FIN | TCP_RST  # the end of a connection: a SYN after it starts a new session
 UDP_PAD = bytes(12)  # a UDP header (8 bytes) padded to a TCP header without options (20)
-SWEEP_EVERY_PACKETS = 1 << 16  # how often idle sessions are emitted and progress is reported
+SWEEP_EVERY_PACKETS = 1 << 16  # how often the sessions idle past their timeout are emitted and forgotten
 
 
 class SessionSettings(NamedTuple):
@@ -163,7 +164,7 @@ def sessions_of_file(path, settings, report_progress=None):
                     table[each_key] = session
                 counts["sessions"] += 1
             session.last_seen_s = timestamp_s
-            if flags & 0x05:  # FIN or RST
+            if flags & TCP_FIN_OR_RST:
                 session.closed = True
             if not has_payload:
                 session.n_bare_packets += 1
