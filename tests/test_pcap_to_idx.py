@@ -367,7 +367,7 @@ def test_a_converted_capture_is_searched_by_b01(tmp_path):
     out = tmp_path / "out"
     search = subprocess.run(
         [sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), f"images_path={out / 'e2e_sessions.idx3'}",
-         f"labels_path={out / 'e2e_labels.idx1'}", f"logs_dir={tmp_path / 'logs'}", "n_generations=1", "n_child=1",
+         f"labels_path={out / 'e2e_labels.idx1'}", f"logs_dir={tmp_path / 'logs'}", "n_generations=0",
          "epochs=1", "num_folds=2", "num_selected_folds=1", "n_workers=1", "test_size=0.25"],
         capture_output=True, text=True, timeout=600)
     assert search.returncode == 0, search.stderr[-3000:]
