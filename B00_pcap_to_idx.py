@@ -131,6 +131,9 @@ file_totals = {key: sum(result.counts[key] for result in read.values()) for key 
 
 # report and write
 table = dataset_lib.statistics_table(dataset.statistics)
+if not len(dataset.labels):
+    sys.exit(f"\n{table}\n\nB00_pcap_to_idx.py: no session kept (see the table and the notes above); "
+             f"nothing was written")
 shown_parameters = {name: ("(secret)" if name == "hash_salt" and value else value)
                     for name, value in parameters.items()}
 report = "\n".join([

@@ -336,6 +336,14 @@ def test_bad_input_is_named_and_the_other_files_are_converted(tmp_path):
     assert not [name for name in os.listdir(tmp_path / "out") if name.startswith("z")]
 
 
+def test_captures_without_a_payload_packet_write_nothing(tmp_path):
+    (tmp_path / "captures" / "syn").mkdir(parents=True)
+    write_pcap(str(tmp_path / "captures" / "syn" / "scan.pcap"),
+               [(i * 0.1, ethernet(ip_packet(CLIENT, SERVER, "tcp", 40000 + i, 22, flags="S"))) for i in range(3)])
+    failed = run_b00(tmp_path, f"input_dirs=['{tmp_path / 'captures'}']", expect_ok=False)
+    assert "no session kept" in failed.stderr and not os.listdir(tmp_path / "out")
+
+
 def test_a_damaged_record_keeps_the_packets_before_it(tmp_path):
     frames, _ = mixed_capture()
     path = tmp_path / "damaged.pcap"
