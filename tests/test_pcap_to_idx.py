@@ -4,6 +4,7 @@ taken through B00 and a tiny B01_NAS.py search."""
 import csv
 import json
 import os
+import struct
 import subprocess
 import sys
 
@@ -83,6 +84,49 @@ def test_packets_and_timestamps_equal_dpkts_readers(tmp_path, writer):
     assert [packet for _, _, packet in ours] == [packet for _, packet in reference] == [f for _, f in frames]
     assert [round(t, 6) for t, _, _ in ours] == [round(float(t), 6) for t, _ in reference]
     assert {linktype for _, linktype, _ in ours} == {1}
+
+
+def big_endian_captures(frames):
+    """The frames as a big-endian pcap (nanoseconds) and a big-endian pcapng with two sections, the
+    second with a nanosecond interface, an interface statistics block and an enhanced packet block
+    carrying an option: what other writers than dpkt's produce."""
+    pcap = struct.pack(">IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1) + b"".join(
+        struct.pack(">IIII", int(t), round((t - int(t)) * 1e9), len(f), len(f)) + f for t, f in frames)
+
+    def block(block_type, body):
+        body += bytes(-len(body) % 4)
+        return struct.pack(">II", block_type, len(body) + 12) + body + struct.pack(">I", len(body) + 12)
+
+    def packet_block(ticks, frame, options=b""):
+        padded = frame + bytes(-len(frame) % 4)
+        return block(6, struct.pack(">IIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame)) +
+                     struct.pack(">I", len(frame)) + padded + options)
+
+    section = block(0x0A0D0D0A, struct.pack(">IHHq", 0x1A2B3C4D, 1, 0, -1))
+    half = len(frames) // 2
+    pcapng = section + block(1, struct.pack(">HHI", 1, 0, 65535)) + b"".join(
+        packet_block(round(t * 1e6), f) for t, f in frames[:half])
+    nanosecond_interface = block(1, struct.pack(">HHI", 1, 0, 65535) + struct.pack(">HHB3x", 9, 1, 9) +
+                                 struct.pack(">HH", 0, 0))
+    pcapng += section + nanosecond_interface + b"".join(
+        packet_block(round(t * 1e9), f, options=struct.pack(">HHI", 2, 4, 1) + struct.pack(">HH", 0, 0))
+        for t, f in frames[half:]) + block(5, struct.pack(">III", 0, 0, 0))
+    return pcap, pcapng
+
+
+def test_big_endian_files_other_writers_produce(tmp_path):
+    frames, _ = mixed_capture()
+    pcap, pcapng = big_endian_captures(frames)
+    for name, content in (("be.pcap", pcap), ("be.pcapng", pcapng)):
+        (tmp_path / name).write_bytes(content)
+        packets = list(CaptureReader(str(tmp_path / name)).packets())
+        assert [packet for _, _, packet in packets] == [frame for _, frame in frames], name
+        assert [round(t, 6) for t, _, _ in packets] == [round(t, 6) for t, _ in frames], name
+        assert {linktype for _, linktype, _ in packets} == {1}
+    little = str(tmp_path / "le.pcap")
+    write_pcap(little, frames)
+    assert sessions_of_file(str(tmp_path / "be.pcapng"), SessionSettings()).sessions == \
+        sessions_of_file(little, SessionSettings()).sessions
 
 
 @pytest.mark.parametrize("writer", ["pcap", "pcapng"])
