@@ -38,8 +38,9 @@ SWEEP_EVERY_PACKETS = 1 << 16  # how often the sessions idle past their timeout 
 
 
 class SessionSettings(NamedTuple):
-    """How sessions are cut and anonymised (B00_pcap_to_idx.py's parameters of the same names)."""
-    length: int = 784
+    """How sessions are cut and anonymised (B00_pcap_to_idx.py's parameters of the same names;
+    length, the bytes per session, has no default here: B00's parameter is the one default)."""
+    length: int
     split: str = "session"
     udp_timeout_s: float = 10.0
     tcp_timeout_s: float = 120.0

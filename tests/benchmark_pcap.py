@@ -117,9 +117,9 @@ def run_ours(paths, n_workers):
     import library_sessions
     started = time.perf_counter()
     if len(paths) == 1:
-        results = {paths[0]: library_sessions.sessions_of_file(paths[0], library_sessions.SessionSettings())}
+        results = {paths[0]: library_sessions.sessions_of_file(paths[0], library_sessions.SessionSettings(length=784))}
     else:
-        results = library_sessions.sessions_of_files(paths, library_sessions.SessionSettings(), n_workers)
+        results = library_sessions.sessions_of_files(paths, library_sessions.SessionSettings(length=784), n_workers)
     seconds = time.perf_counter() - started
     packets = sum(result.counts["packets"] for result in results.values())
     sessions = sum(record.dropped is None for result in results.values() for record in result.sessions)

@@ -125,8 +125,8 @@ def test_big_endian_files_other_writers_produce(tmp_path):
         assert {linktype for _, linktype, _ in packets} == {1}
     little = str(tmp_path / "le.pcap")
     write_pcap(little, frames)
-    assert sessions_of_file(str(tmp_path / "be.pcapng"), SessionSettings()).sessions == \
-        sessions_of_file(little, SessionSettings()).sessions
+    assert sessions_of_file(str(tmp_path / "be.pcapng"), SessionSettings(length=784)).sessions == \
+        sessions_of_file(little, SessionSettings(length=784)).sessions
 
 
 @pytest.mark.parametrize("writer", ["pcap", "pcapng"])
@@ -134,7 +134,7 @@ def test_sessions_are_the_anonymised_ip_packets_concatenated_in_time_order(tmp_p
     frames, sessions = mixed_capture()
     path = str(tmp_path / "mixed.cap")
     (write_pcapng if writer == "pcapng" else write_pcap)(path, frames)
-    result = sessions_of_file(path, SessionSettings())
+    result = sessions_of_file(path, SessionSettings(length=784))
     kept = [record for record in result.sessions if record.dropped is None]
     assert len(kept) == len(sessions)
     for record, packets in zip(kept, sessions):
@@ -161,7 +161,7 @@ def test_link_layers_and_ipv6_give_the_same_sessions(tmp_path):
     for name, linktype, frame in [("eth", 1, ethernet), ("sll", 113, linux_cooked), ("raw", 101, lambda p: p)]:
         path = str(tmp_path / f"{name}.pcap")
         write_pcap(path, [(i * 0.1, frame(packet)) for i, packet in enumerate(packets)], linktype=linktype)
-        [record] = sessions_of_file(path, SessionSettings()).sessions
+        [record] = sessions_of_file(path, SessionSettings(length=784)).sessions
         images.append(record.image)
     assert images[0] == images[1] == images[2] == expected_image(packets)[0]
 
@@ -180,7 +180,7 @@ def test_ip_options_extension_headers_fragments_and_short_packets(tmp_path):
               (0.3, ethernet(options)[:30]), (0.4, b"\x00" * 12 + b"\x88\xcc" + bytes(46))]  # cut short; LLDP
     path = str(tmp_path / "odd.pcap")
     write_pcap(path, frames)
-    result = sessions_of_file(path, SessionSettings())
+    result = sessions_of_file(path, SessionSettings(length=784))
     assert [record.image for record in result.sessions] == [expected_image([options])[0],
                                                             expected_image([hop_by_hop])[0]]
     assert result.sessions[0].server_port == 25
@@ -189,7 +189,7 @@ def test_ip_options_extension_headers_fragments_and_short_packets(tmp_path):
     for linktype, link_header in [(0, b"\x02\x00\x00\x00"), (276, b"\x08\x00" + bytes(18))]:
         other_path = str(tmp_path / f"link{linktype}.pcap")
         write_pcap(other_path, [(0.0, link_header + options)], linktype=linktype)
-        assert [r.image for r in sessions_of_file(other_path, SessionSettings()).sessions] == \
+        assert [r.image for r in sessions_of_file(other_path, SessionSettings(length=784)).sessions] == \
             [expected_image([options])[0]]
 
 
@@ -199,15 +199,15 @@ def test_anonymisation_options(tmp_path):
     write_pcap(path, frames)
     for options in [dict(ip_addresses="remove", ports="keep"), dict(ip_addresses="keep", zero_header_fields=False,
                                                                      pad_udp_header=False)]:
-        settings = SessionSettings(**options)
+        settings = SessionSettings(length=784, **options)
         kept = [r for r in sessions_of_file(path, settings).sessions if r.dropped is None]
         for record, packets in zip(kept, sessions):
             assert (record.image, record.original_length) == expected_image(packets, **options)
-    hashed = [r for r in sessions_of_file(path, SessionSettings(ip_addresses="hash", hash_salt=b"k1")).sessions
+    hashed = [r for r in sessions_of_file(path, SessionSettings(length=784, ip_addresses="hash", hash_salt=b"k1")).sessions
               if r.dropped is None]
-    again = [r for r in sessions_of_file(path, SessionSettings(ip_addresses="hash", hash_salt=b"k1")).sessions
+    again = [r for r in sessions_of_file(path, SessionSettings(length=784, ip_addresses="hash", hash_salt=b"k1")).sessions
              if r.dropped is None]
-    other_salt = [r for r in sessions_of_file(path, SessionSettings(ip_addresses="hash", hash_salt=b"k2")).sessions
+    other_salt = [r for r in sessions_of_file(path, SessionSettings(length=784, ip_addresses="hash", hash_salt=b"k2")).sessions
                   if r.dropped is None]
     assert hashed[0].image == again[0].image != other_salt[0].image
     client, server = hashed[0].image[12:16], hashed[0].image[16:20]  # request: client to server
@@ -226,9 +226,9 @@ def test_the_defaults_keep_no_byte_that_names_the_host_or_the_server_port(tmp_pa
     one, other = session("10.1.1.1", "10.2.2.2", 443, 64, 100), session("192.168.0.9", "172.16.0.1", 8883, 128, 999)
     for name, packets in [("one", one), ("other", other)]:
         write_pcap(str(tmp_path / f"{name}.pcap"), [(i, ethernet(p)) for i, p in enumerate(packets)])
-    default = [sessions_of_file(str(tmp_path / f"{n}.pcap"), SessionSettings()).sessions[0].image
+    default = [sessions_of_file(str(tmp_path / f"{n}.pcap"), SessionSettings(length=784)).sessions[0].image
                for n in ("one", "other")]
-    kept_ports = [sessions_of_file(str(tmp_path / f"{n}.pcap"), SessionSettings(ports="keep")).sessions[0].image
+    kept_ports = [sessions_of_file(str(tmp_path / f"{n}.pcap"), SessionSettings(length=784, ports="keep")).sessions[0].image
                   for n in ("one", "other")]
     assert default[0] == default[1]
     assert kept_ports[0] != kept_ports[1]
@@ -238,7 +238,7 @@ def test_flows_split_the_directions(tmp_path):
     frames, sessions = mixed_capture()
     path = str(tmp_path / "mixed.pcap")
     write_pcap(path, frames)
-    kept = [r for r in sessions_of_file(path, SessionSettings(split="flow")).sessions if r.dropped is None]
+    kept = [r for r in sessions_of_file(path, SessionSettings(length=784, split="flow")).sessions if r.dropped is None]
     images = [record.image for record in kept]
     assert expected_image(sessions[0][:1])[0] in images and expected_image(sessions[0][1:])[0] in images
     assert expected_image(sessions[0])[0] not in images
@@ -250,8 +250,8 @@ def test_many_files_give_the_same_sessions_whatever_the_workers(tmp_path):
     for i in range(3):
         paths.append(str(tmp_path / f"f{i}.pcap"))
         write_pcap(paths[-1], frames[i * 3:])
-    one = sessions_of_files(paths, SessionSettings(), n_workers=1)
-    two = sessions_of_files(paths, SessionSettings(), n_workers=2)
+    one = sessions_of_files(paths, SessionSettings(length=784), n_workers=1)
+    two = sessions_of_files(paths, SessionSettings(length=784), n_workers=2)
     assert {p: r.sessions for p, r in one.items()} == {p: r.sessions for p, r in two.items()}
 
 
