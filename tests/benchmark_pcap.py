@@ -185,6 +185,7 @@ def main():
         return child(arguments.child, arguments.paths, arguments.max or float("inf"))
 
     folder = arguments.folder or tempfile.mkdtemp(prefix="benchmark_pcap_")
+    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "synthetic.pcap")
     started = time.perf_counter()
     n_sessions = write_synthetic_capture(path, arguments.packets)
