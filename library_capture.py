@@ -1,4 +1,5 @@
-"""Capture files: finding them, and reading their packets (pcap and pcapng).
+"""Capture files: finding them, reading their packets (pcap and pcapng), and
+reading the packets' link, IP and transport headers.
 
 A capture is read in blocks of READ_BLOCK_BYTES, so memory does not grow with
 the file, and its packets are handed on a block at a time: the block's bytes
@@ -7,8 +8,10 @@ on which link type. Both formats are walked here rather than by dpkt's readers:
 dpkt.pcap.Reader alone delivers about 210,000 packets/s on this machine and
 dpkt's full decode about 34,000, while the whole session step must reach
 200,000 packets/s per core (README, "From your captures"); the tests check
-every packet against dpkt's readers.
+every packet against dpkt's readers. A block's headers are read at once with
+numpy (block_headers), so the per-packet Python work left is the session table's.
 """
+import collections
 import os
 import struct
 from typing import NamedTuple
@@ -25,6 +28,12 @@ PCAPNG_SECTION_HEADER = b"\x0a\x0d\x0d\x0a"
 PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
 MAX_PACKET_BYTES = 1 << 18  # larger than any link's packet (Linux loopback's 64 kB MTU, jumbo frames, TSO)
 MAX_BLOCK_BYTES = 1 << 24  # a pcapng block larger than this is damage, not data
+
+ETHERTYPE_IPV4, ETHERTYPE_IPV6 = 0x0800, 0x86DD
+VLAN_ETHERTYPES = (0x8100, 0x88A8, 0x9100)  # 802.1Q, 802.1ad (QinQ) and its older tag
+IPV6_EXTENSION_HEADERS = (0, 43, 60)  # hop-by-hop, routing, destination options: (length + 1) x 8 bytes
+IPV6_FRAGMENT, IPV6_AUTHENTICATION = 44, 51
+TCP, UDP = 6, 17
 
 # The link layers a session can be taken from (LINKTYPE_* numbers of tcpdump.org).
 LINKTYPE_NAMES = {0: "BSD loopback", 1: "Ethernet", 12: "raw IP", 101: "raw IP", 108: "OpenBSD loopback",
@@ -242,3 +251,101 @@ def _interface(body, order):
             offset_s = float(struct.unpack_from(order + "q", value, 0)[0])
         position += 4 + (length + 3) // 4 * 4
     return linktype, unit_s, offset_s, snaplen or MAX_PACKET_BYTES
+
+
+# What the headers of a packet make it, in the order they are looked at.
+HEADER_OUTCOMES = ("ok", "unknown_link_packets", "malformed_packets", "not_ip_packets", "fragment_packets",
+                    "other_protocol_packets")
+_OK, _UNKNOWN_LINK, _MALFORMED, _NOT_IP, _FRAGMENT, _OTHER_PROTOCOL = range(len(HEADER_OUTCOMES))
+MAX_VLAN_TAGS = 4
+MAX_IPV6_EXTENSIONS = 8
+
+
+class BlockHeaders(NamedTuple):
+    """columns: per packet that has TCP or UDP headers, in block order, the lists (key,
+    timestamp_s, flags, is_tcp, IP bytes, has payload, IP start, transport start, end of
+    what was captured of the IP packet, IP version); outcome_counts: packets per
+    HEADER_OUTCOMES; unknown_linktypes: {linktype: packets} of links not read."""
+    columns: tuple
+    outcome_counts: list
+    unknown_linktypes: dict
+
+
+def block_headers(block):
+    """Every packet's link, IP and transport headers of a block, read at once with numpy.
+
+    A read past a packet's end (a packet shorter than its headers) is never
+    trusted: every field a kept packet is read by lies before its transport
+    header's end, which is checked against the packet's end.
+    """
+    data = np.frombuffer(block.buffer, np.uint8)
+    last = len(data) - 1
+    starts, stops, linktypes = block.starts, block.stops, block.linktypes
+
+    def at(index):
+        return data[np.minimum(index, last)].astype(np.int64)
+
+    def word(index):  # a big-endian 16-bit field
+        return (at(index) << 8) | at(index + 1)
+
+    # the link layer: where the IP header starts (o) and what the link says follows
+    ethertype, o = word(starts + 12), starts + 14  # Ethernet, then its VLAN tags
+    for _ in range(MAX_VLAN_TAGS):
+        tagged = np.isin(ethertype, VLAN_ETHERTYPES) & (linktypes == 1)
+        if not tagged.any():
+            break
+        ethertype, o = np.where(tagged, word(o + 2), ethertype), np.where(tagged, o + 4, o)
+    first_byte = at(starts)
+    raw_ip = np.where(first_byte >> 4 == 4, ETHERTYPE_IPV4, ETHERTYPE_IPV6)
+    family = first_byte | at(starts + 3)  # BSD loopback: an address family in 4 bytes of either order
+    loopback = np.select([family == 2, np.isin(family, (10, 24, 28, 30))], [ETHERTYPE_IPV4, ETHERTYPE_IPV6], 0)
+    links = [linktypes == 1, linktypes == 113, linktypes == 276, np.isin(linktypes, (12, 101, 228, 229)),
+             np.isin(linktypes, (0, 108))]  # Ethernet, Linux cooked v1 and v2, raw IP, BSD loopback
+    ethertype = np.select(links, [ethertype, word(starts + 14), word(starts), raw_ip, loopback], -1)
+    o = np.select(links, [o, starts + 16, starts + 20, starts, starts + 4], starts)
+
+    # the IP header: where the transport header starts (t), where the IP packet ends
+    version_ihl = at(o)
+    is_ipv4 = (ethertype == ETHERTYPE_IPV4) & (version_ihl >> 4 == 4)
+    is_ipv6 = (ethertype == ETHERTYPE_IPV6) & (version_ihl >> 4 == 6)
+    ipv4_length = word(o + 2)
+    ip_end = np.where(is_ipv4, np.where(ipv4_length > 0, o + ipv4_length, stops),  # 0: left unset by offload
+                      o + 40 + word(o + 4))
+    protocol = np.where(is_ipv4, at(o + 9), at(o + 6))
+    t = np.where(is_ipv4, o + ((version_ihl & 0x0F) << 2), o + 40)
+    later_fragment = is_ipv4 & ((word(o + 6) & 0x1FFF) != 0)  # a fragment after the first carries no ports
+    for _ in range(MAX_IPV6_EXTENSIONS):
+        extension = is_ipv6 & np.isin(protocol, IPV6_EXTENSION_HEADERS)
+        fragment = is_ipv6 & (protocol == IPV6_FRAGMENT)
+        authentication = is_ipv6 & (protocol == IPV6_AUTHENTICATION)
+        later_fragment |= fragment & ((word(t + 2) & 0xFFF8) != 0)
+        chained = (extension | fragment | authentication) & ~later_fragment
+        if not chained.any():
+            break
+        step = np.select([extension, fragment], [(at(t + 1) + 1) << 3, 8], (at(t + 1) + 2) << 2)
+        protocol, t = np.where(chained, at(t), protocol), np.where(chained, t + step, t)
+
+    # the transport header
+    is_tcp, is_udp = protocol == TCP, protocol == UDP
+    data_offset = at(t + 12) >> 4
+    header_end = np.where(is_tcp, t + (data_offset << 2), t + 8)
+    outcome = np.select(
+        [ethertype < 0, o + 20 > stops, ~(is_ipv4 | is_ipv6), is_ipv4 & ((version_ihl & 0x0F) < 5), later_fragment,
+         ~(is_tcp | is_udp), (header_end > stops) | (header_end > ip_end) | (is_tcp & (data_offset < 5))],
+        [_UNKNOWN_LINK, _MALFORMED, _NOT_IP, _MALFORMED, _FRAGMENT, _OTHER_PROTOCOL, _MALFORMED], _OK)
+    outcome_counts = np.bincount(outcome, minlength=len(HEADER_OUTCOMES)).tolist()
+    unknown = collections.Counter(linktypes[outcome == _UNKNOWN_LINK].tolist()) if outcome_counts[1] else {}
+
+    # the session key of each kept packet: IP version, both addresses (IPv4's zero-padded to IPv6's 32 bytes), ports
+    kept = np.flatnonzero(outcome == _OK)
+    kept_ipv4 = is_ipv4[kept]
+    addresses = data[np.minimum(np.where(kept_ipv4, o[kept] + 12, o[kept] + 8)[:, None] + np.arange(32), last)]
+    addresses[kept_ipv4, 8:] = 0
+    keys = np.concatenate([np.where(kept_ipv4, 4, 6).astype(np.uint8)[:, None], addresses,
+                           data[t[kept][:, None] + np.arange(4)]], axis=1)
+    columns = (np.ascontiguousarray(keys).view(f"V{keys.shape[1]}").ravel().tolist(),
+               block.timestamps[kept].tolist(), np.where(is_tcp, at(t + 13), 0)[kept].tolist(),
+               is_tcp[kept].tolist(), (ip_end - o)[kept].tolist(), (ip_end > header_end)[kept].tolist(),
+               o[kept].tolist(), t[kept].tolist(), np.minimum(ip_end, stops)[kept].tolist(),
+               np.where(kept_ipv4, 4, 6).tolist())
+    return BlockHeaders(columns, outcome_counts, unknown)
