@@ -19,7 +19,7 @@ import numpy as np
 import library_labels as labels_lib
 from library_load_and_split_data import idx_bytes
 
-IDX_SQUARE_LENGTH = 784  # MNIST's 28 x 28: the length stored as a square image
+IDX_SQUARE_LENGTH = 784  # an output format rule, not a fact of any data: this length is written as MNIST's 28 x 28
 STATISTICS_COLUMNS = ("class", "label", "files", "packets", "sessions", "kept", "empty", "dns", "duplicate",
                       "ambiguous", "over_cap", "truncated", "padded", "mean_original_length",
                       "median_original_length", "mean_payload_packets")
@@ -95,14 +95,14 @@ def build_dataset(file_results, file_classes, label_by, rules, length, max_per_c
         if max_per_class is not None and len(sessions) > max_per_class:
             chosen = np.sort(rng.choice(len(sessions), max_per_class, replace=False))
             per_class[name]["over_cap"] += len(sessions) - max_per_class
-            sessions = [sessions[i] for i in chosen]
+            sessions = kept_by_class[name] = [sessions[i] for i in chosen]
         kept += sessions
     order = rng.permutation(len(kept))
     images = np.frombuffer(b"".join(kept[i][1] for i in order), dtype=np.uint8).reshape(len(kept), length)
     labels = np.array([numbers[kept[i][0]] for i in order], dtype=np.uint8)
 
     rows = [_class_row(name, numbers.get(name, ""), len(files_of_class[name]), per_class[name],
-                       [session for session in kept if session[0] == name], length)
+                       kept_by_class.get(name, []), length)
             for name in sorted(per_class, key=lambda name: (name not in numbers, numbers.get(name, 0), name))]
     rows.append(_class_row("total", "", len(set().union(*files_of_class.values())) if files_of_class else 0,
                            sum(per_class.values(), collections.Counter()), kept, length))

@@ -1,7 +1,6 @@
 """Shared fixtures: the project on sys.path, TensorFlow quiet, small real data sets."""
 import glob
 import os
-import struct
 import subprocess
 import sys
 
@@ -16,17 +15,13 @@ import library_load_and_split_data as data_lib  # noqa: E402
 
 
 def write_idx3(path, images):
-    images = np.asarray(images, dtype=np.uint8)
     with open(path, "wb") as f:
-        f.write(struct.pack(">IIII", 2051, *images.shape))
-        f.write(images.tobytes())
+        f.write(data_lib.idx_bytes(np.asarray(images, dtype=np.uint8)))
 
 
 def write_idx1(path, labels):
-    labels = np.asarray(labels, dtype=np.uint8)
     with open(path, "wb") as f:
-        f.write(struct.pack(">II", 2049, len(labels)))
-        f.write(labels.tobytes())
+        f.write(data_lib.idx_bytes(np.asarray(labels, dtype=np.uint8)))
 
 
 @pytest.fixture(scope="session")
