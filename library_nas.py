@@ -25,6 +25,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+import library_halving as halving_lib
 import library_objectives as objectives_lib
 import library_report as report
 from library_block import ACTIVATIONS, DEPLOYED_COST
@@ -110,6 +111,15 @@ def check_search_parameters(parameters, n_folds=None):
     value = parameters["time_budget_s"]
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
         problems.append(f"time_budget_s must be a positive number of seconds or None, got {value!r}")
+    value = parameters["halving_eta"]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 1):
+        problems.append(f"halving_eta must be a number > 1 (3 keeps the best third at each rung) or None, "
+                        f"got {value!r}")
+    value = parameters["min_epochs"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        problems.append(f"min_epochs must be an integer >= 1, got {value!r}")
+    elif parameters["halving_eta"] is not None and isinstance(parameters["epochs"], int) and value > parameters["epochs"]:
+        problems.append(f"min_epochs ({value}) must not exceed epochs ({parameters['epochs']})")
     value = parameters["crossover_rate"]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         problems.append(f"crossover_rate must be a probability in [0, 1], got {value!r}")
@@ -186,7 +196,7 @@ class NAS:
                  crossover_rate=0.9, objectives=("val_accuracy",), latency_thr=None, clock_mhz=80,
                  flops_per_cycle=1.0, time_budget_s=None, save_pareto_models=False,
                  executor="local", n_workers=2, threads_per_worker=1, ray_address=None,
-                 target_device="generic", power_mw=30.0, energy_thr=None,
+                 target_device="generic", power_mw=30.0, energy_thr=None, halving_eta=None, min_epochs=3,
                  custom_constraints=None, custom_objectives=None, custom_devices=None):
         check_search_parameters(locals())
         if preloaded_data is None:
@@ -235,6 +245,9 @@ class NAS:
         self.train_settings = {"epochs": epochs, "batch_size": batch_size, "patience": patience,
                                "learning_rate": learning_rate, "seed": seed, "verbose": verbose}
         self.deploy_precision = deploy_precision
+        self.halving_eta = halving_eta
+        # successive halving's epoch budget per rung (None: every network gets the full budget)
+        self.rung_budgets = None if halving_eta is None else halving_lib.rung_epochs(min_epochs, halving_eta, epochs)
         self.seed = seed
         # The search's own random stream: mutations do not depend on what training draws.
         self.rng = random.Random(seed)
@@ -388,7 +401,8 @@ class NAS:
             child.train_settings["seed"] = self.seed * 100_003 + self.n_evaluated
             key = child.architecture_key()
             if key not in self.evaluated_keys:
-                finished_before = self.result_saved_before_resume(child)
+                # Halving ranks the generation's networks together: a resumed generation trains them all again.
+                finished_before = None if self.halving_on() else self.result_saved_before_resume(child)
                 if finished_before is not None:
                     results[index] = finished_before
                     self.log_message(f"{child.child_id} finished before the run was interrupted: "
@@ -409,6 +423,12 @@ class NAS:
                 children_bar.update(1)
             children_bar.set_postfix_str(self._best_postfix(), refresh=True)
 
+        if tasks and self.halving_on():  # every rung is trained before the generation is recorded
+            results.update(halving_lib.successive_halving(
+                tasks, lambda rung_tasks: self._evaluate_rung(rung_tasks, folds),
+                lambda rung_results: self._ranked_indices(child_set, rung_results), self.rung_budgets,
+                self.halving_eta, on_rung=lambda rung, budget, indices: self._log_rung(child_set, rung, budget, indices)))
+            tasks = {}
         finished = self._evaluator(folds).evaluate_all(tasks) if tasks else iter([])
         try:
             record_what_is_ready()
@@ -420,6 +440,45 @@ class NAS:
                 finished.close()  # leaving early (a stop, an error) ends the networks in training
             children_bar.close()
         return [child.val_score for child in child_set], [child.test_metrics for child in child_set]
+
+    def halving_on(self):
+        """Whether successive halving decides how long each network trains (it needs training)."""
+        return self.rung_budgets is not None and (self.is_train if self.use_full_training else self.is_train_proxy)
+
+    def _evaluate_rung(self, rung_tasks, folds):
+        """The evaluator's results of one rung, as they finish, with a progress bar; stops
+        after the network that finishes next when Ctrl-C asked."""
+        finished = self._evaluator(folds).evaluate_all(rung_tasks)
+        rung_bar = tqdm(total=len(rung_tasks), desc=f"generation {self.i_gen}, rung", unit="child", position=1,
+                        leave=False)
+        try:
+            for index, result in finished:
+                rung_bar.update(1)
+                if self.stop_requested:
+                    raise KeyboardInterrupt
+                yield index, result
+        finally:
+            finished.close()  # leaving early (a stop, an error) ends the networks in training
+            rung_bar.close()
+
+    def _ranked_indices(self, child_set, rung_results):
+        """The indices of the rung's results that have scores, best first by the search's ranking."""
+        scored = {}
+        for index, result in rung_results.items():
+            if result["status"] != "failed" and result["state"] is not None:
+                child_set[index].take_results(result["state"])
+                if self.fitness(child_set[index]) is not None:
+                    scored[id(child_set[index])] = index
+        ranked = [scored[id(child)] for child in self.ranking.ranked([child_set[i] for i in sorted(scored.values())])]
+        self.log_message("  ranked: " + ", ".join(
+            f"{child_set[index].child_id} {self.fitness(child_set[index]):.4f}" for index in ranked))
+        return ranked
+
+    def _log_rung(self, child_set, rung, budget, indices):
+        last = budget == self.rung_budgets[-1]
+        self.log_message(f"Successive halving, rung {rung if not last else len(self.rung_budgets) - 1} "
+                         f"({budget} epochs{', the full budget' if last else ''}): "
+                         + ", ".join(child_set[index].child_id for index in indices))
 
     def result_saved_before_resume(self, child):
         """The result a session that ended inside this generation saved for child (same id,
@@ -448,12 +507,14 @@ class NAS:
         earlier = self.evaluated_results.get(key)
         if result is None:
             child.take_results(self.records.network_state(earlier["child_id"]))
-            child.train_seconds = 0.0
+            child.train_seconds, child.epochs_trained = 0.0, 0  # reused: it cost nothing
             status, flops_keras_flops = "reused", earlier["flops_keras_flops"]
             reason = f"same architecture as {earlier['child_id']}: its result, not trained again"
             if earlier["status"] == "failed":
                 child.val_score = child.test_metrics = None
                 reason += f" ({earlier['child_id']} failed)"
+            elif earlier["status"] == "stopped":
+                reason += f" ({earlier['child_id']} was stopped early by successive halving)"
         else:
             if result["state"] is not None:
                 child.take_results(result["state"])
@@ -724,7 +785,7 @@ class NAS:
         for earlier in self.evaluated_results.values():
             network = Net.from_state(earlier["state"], self.log_path, self.preloaded_data)
             values = self.front_ranking.values(network)
-            if values is not None and earlier["status"] != "failed":
+            if values is not None and earlier["status"] not in ("failed", "stopped"):  # stopped: fewer epochs
                 candidates.append((earlier, network, values))
         to_minimise = self.front_ranking.objectives.to_minimise
         front = objectives_lib.first_front([to_minimise(values) for _, _, values in candidates])
@@ -756,7 +817,7 @@ class NAS:
         self.log_message(log_row(record, child.val_score, with_device=bool(self.device_figures_shown)))
         if flops_keras_flops is not None and flops_keras_flops != record["flops"]:
             self.log_message(f"  note: keras-flops counts {flops_keras_flops} FLOPs, the cost model {record['flops']}.")
-        if child.val_score is not None and (self.best_record is None
+        if child.val_score is not None and not child.stopped_early and (self.best_record is None
                                             or child.val_score > self.best_record["val_accuracy"]):
             self.best_record = record
         score = "-" if child.val_score is None else f"{child.val_score:.4f}"
@@ -800,6 +861,10 @@ class NAS:
         self.log_message(f"Evaluation: {settings['executor']} executor{where}, {settings['n_workers']} "
                          f"network{'s' * (settings['n_workers'] > 1)} at once, {threads} TensorFlow "
                          f"thread{'s' * (threads > 1)} each.")
+        if self.halving_on():
+            self.log_message(f"Successive halving: rungs of {', '.join(map(str, self.rung_budgets))} epochs; the "
+                             f"best 1/{self.halving_eta:g} of each rung train on; those stopped early are "
+                             f"recorded as 'stopped' and never become the best or a parent.")
 
     def log_summary(self):
         best = self.absolute_best

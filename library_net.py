@@ -123,6 +123,10 @@ class Net:
         self.val_metrics = None
         self.test_metrics = None
         self.train_seconds = None
+        self.epochs_trained = None  # epochs run, summed over the folds (early stopping ends some sooner)
+        self.epoch_val_accuracy = None  # per fold: the validation accuracy after each epoch
+        self.rung = None  # successive halving: the last rung it trained at (library_halving)
+        self.stopped_early = False  # successive halving stopped it below the full budget: not comparable
         self.trained = False
         self.deployed = None  # measured figures of the deployed model (measure_deployed)
         self.deployed_model_bytes = None  # its flatbuffer
@@ -332,7 +336,8 @@ class Net:
 
     # ----- training --------------------------------------------------------
     def _fit_one_fold(self, is_train, folds, i_fold):
-        """Builds a fresh model and fits it on fold i_fold; returns (model, val metrics)."""
+        """Builds a fresh model and fits it on fold i_fold; returns (model, val metrics,
+        validation accuracy after each epoch)."""
         settings = self.train_settings
         X_train, X_val, Y_train, Y_val = data_lib.get_fold_split(
             self.data.X_train, self.data.Y_train, folds, i_fold)
@@ -340,6 +345,7 @@ class Net:
         model = self.ins_keras_model()
         model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]),
                       loss="categorical_crossentropy", metrics=["accuracy"])
+        epoch_val_accuracy = []
         if is_train:
             callbacks = [
                 keras.callbacks.TerminateOnNaN(),
@@ -355,10 +361,11 @@ class Net:
             losses = history.history.get("loss", [])
             if not losses or not all(math.isfinite(loss) for loss in losses):
                 raise TrainingFailed(f"fold {i_fold}: training loss became {losses[-1] if losses else 'empty'}")
+            epoch_val_accuracy = [float(value) for value in history.history["val_accuracy"]]
         val_probabilities = model.predict(X_val, batch_size=512, verbose=0)
         if not np.all(np.isfinite(val_probabilities)):
             raise TrainingFailed(f"fold {i_fold}: the model predicts non-finite values")
-        return model, compute_descriptors(Y_val, val_probabilities)
+        return model, compute_descriptors(Y_val, val_probabilities), epoch_val_accuracy
 
     def _cross_validate(self, is_train, folds, fold_ids):
         """Fits one model per fold in fold_ids; keeps the weights of the best fold.
@@ -367,10 +374,11 @@ class Net:
         is only predicted (with the kept weights) for reporting, never for choosing.
         """
         start = time.perf_counter()
-        fold_metrics, best_model, best_accuracy = [], None, -1.0
+        fold_metrics, best_model, best_accuracy, self.epoch_val_accuracy = [], None, -1.0, []
         for i_fold in fold_ids:
-            model, metrics = self._fit_one_fold(is_train, folds, i_fold)
+            model, metrics, epoch_val_accuracy = self._fit_one_fold(is_train, folds, i_fold)
             fold_metrics.append(metrics)
+            self.epoch_val_accuracy.append(epoch_val_accuracy)
             if metrics["accuracy"] > best_accuracy:
                 best_accuracy, best_model = metrics["accuracy"], model
             else:
@@ -381,6 +389,7 @@ class Net:
             self.data.Y_test, best_model.predict(self.data.X_test, batch_size=512, verbose=0))
         self._store_weights(best_model)
         self.trained = bool(is_train)
+        self.epochs_trained = sum(map(len, self.epoch_val_accuracy))
         self.train_seconds = time.perf_counter() - start
         del best_model
         gc.collect()
@@ -469,6 +478,8 @@ class Net:
                 "layer_weights": [block.layer_weights for block in self.block_list],
                 "head_weights": self.head_weights, "val_score": self.val_score, "val_metrics": self.val_metrics,
                 "test_metrics": self.test_metrics, "train_seconds": self.train_seconds, "trained": self.trained,
+                "epochs_trained": self.epochs_trained, "epoch_val_accuracy": self.epoch_val_accuracy,
+                "rung": self.rung, "stopped_early": self.stopped_early,
                 "deployed": self.deployed, "deployed_model_bytes": self.deployed_model_bytes,
                 "child_id": self.child_id, "mutation": self.mutation}
 
@@ -488,8 +499,9 @@ class Net:
         for block, weights in zip(self.block_list, state.get("layer_weights") or [None] * len(self.block_list)):
             block.layer_weights = weights
         for name in ("head_weights", "val_score", "val_metrics", "test_metrics", "train_seconds", "trained",
-                     "deployed", "deployed_model_bytes"):
+                     "deployed", "deployed_model_bytes", "epochs_trained", "epoch_val_accuracy", "rung"):
             setattr(self, name, state.get(name))
+        self.stopped_early = bool(state.get("stopped_early"))
 
     def adjustments_text(self):
         """The adjustments a short input forced on the blocks, as one line ('' when none)."""
@@ -510,8 +522,9 @@ def evaluate_network(task, data, folds):
     """Evaluates one network: a pure function of the architecture, the data and the settings.
 
     task: {"architecture", "train_settings", "deploy_precision", "use_full_training",
-    "is_train", "num_selected_folds"}. Trains (or dry-runs) the network on the
-    folds, counts its FLOPs with keras-flops and measures its deployed model.
+    "is_train", "num_selected_folds"} and optionally "measure" (default True).
+    Trains (or dry-runs) the network on the folds; with measure, counts its FLOPs
+    with keras-flops and measures its deployed model.
     Returns {"state": Net.to_state(), "status": ok / dry_run / failed,
     "reason", "flops_keras_flops"}; an error is a failed status, never an exception.
     """
@@ -525,8 +538,9 @@ def evaluate_network(task, data, folds):
             net.proxy_train_routine(task["is_train"], folds, task["num_selected_folds"])
         if not net.trained:
             status = "dry_run"
-        flops_keras_flops = net.keras_flops()
-        net.measure_deployed()
+        if task.get("measure", True):  # successive halving's lower rungs only need the scores
+            flops_keras_flops = net.keras_flops()
+            net.measure_deployed()
     except Exception as error:  # one bad candidate must not end a long search
         status, reason = "failed", f"{type(error).__name__}: {error}"
         net.val_score = net.test_metrics = None

@@ -140,12 +140,27 @@ class Ranking:
         return [self.objectives.to_minimise(self.values(net)) for net in networks]
 
     def ranked(self, networks):
-        """The networks (all with scores), best first: NSGA-II's order on the objectives."""
-        return [networks[i] for i in nsga2_order(self.vectors(networks))]
+        """The networks (all with scores), best first: NSGA-II's order on the objectives,
+        among networks of equal training only (fidelity_groups)."""
+        return [group[i] for group in fidelity_groups(networks) for i in nsga2_order(self.vectors(group))]
+
+    def ranks_and_crowding(self, networks):
+        """NSGA-II's (front rank, crowding distance) of each network (all with scores); the
+        fronts of a less trained group come after every front of a better trained one."""
+        ranks, crowding = {}, {}
+        offset = 0
+        for group in fidelity_groups(networks):
+            group_ranks, group_crowding = rank_and_crowding(self.vectors(group))
+            for network, rank, distance in zip(group, group_ranks, group_crowding):
+                ranks[id(network)], crowding[id(network)] = offset + int(rank), float(distance)
+            offset += int(max(group_ranks)) + 1
+        return [ranks[id(network)] for network in networks], [crowding[id(network)] for network in networks]
 
     def best_by_first_objective(self, networks):
-        """The network with the best first objective (the first of equals); None when none has scores."""
-        scored = [(score, -index) for index, score in enumerate(map(self.fitness, networks)) if score is not None]
+        """The network with the best first objective (the first of equals) among those fully
+        trained (not stopped early by successive halving); None when none has scores."""
+        scored = [(score, -index) for index, score in enumerate(map(self.fitness, networks))
+                  if score is not None and not getattr(networks[index], "stopped_early", False)]
         if not scored:
             return None
         return networks[-max(scored)[1]]
@@ -167,6 +182,17 @@ def check_constraint(name, constraint, figures):
     if not isinstance(passed, (bool, np.bool_)):
         raise UserFunctionError(f"custom constraint {name!r} returned {passed!r}, not True or False")
     return bool(passed)
+
+
+def fidelity_groups(networks):
+    """The networks grouped by how far they were trained, most first: those fully trained,
+    then those successive halving stopped early, by rung, highest first. Scores of
+    different groups are of different epoch budgets, so they are never compared."""
+    def fidelity(network):
+        return (not getattr(network, "stopped_early", False), getattr(network, "rung", None) or 0)
+
+    levels = sorted({fidelity(network) for network in networks}, reverse=True)
+    return [[network for network in networks if fidelity(network) == level] for level in levels]
 
 
 def rank_and_crowding(vectors):

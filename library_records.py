@@ -27,7 +27,7 @@ RECORD_FIELDS = ("child_id", "generation", "status", "mutation", "parents", "dep
                  "max_tens", "flops", "flops_keras_flops", "flash_size", "flash_measured", "ram_size",
                  "ram_measured", "ram_activations_measured", "ram_persistent_measured", "latency_ms",
                  "energy_mj", "val_accuracy", "val_f1", "test_accuracy", "test_f1", "deployed_test_accuracy",
-                 "train_seconds", "reason", "adjustments", "architecture_text", "architecture")
+                 "train_seconds", "epochs_trained", "rung", "reason", "adjustments", "architecture_text", "architecture")
 
 # What a network state holds besides its architecture and scores: kept in its network file only.
 HEAVY_STATE_FIELDS = ("layer_weights", "head_weights", "deployed_model_bytes")
@@ -72,7 +72,8 @@ def child_record(child, generation, status, reason, flops_keras_flops, figures):
             "val_accuracy": val.get("accuracy"), "val_f1": val.get("f1"),
             "test_accuracy": test.get("accuracy"), "test_f1": test.get("f1"),
             "deployed_test_accuracy": deployed.get("test_accuracy"),
-            "train_seconds": round(child.train_seconds or 0.0, 2), "reason": reason,
+            "train_seconds": round(child.train_seconds or 0.0, 2), "epochs_trained": child.epochs_trained,
+            "rung": child.rung, "reason": reason,
             "adjustments": child.adjustments_text(), "architecture_text": child.architecture_text(),
             "architecture": json.dumps(child.architecture(), separators=(",", ":"))}
 
@@ -112,8 +113,12 @@ class RunRecords:
     def append(self, record):
         """Appends one network's record (a dict over RECORD_FIELDS) to children.csv."""
         new_file = not os.path.exists(self.records_path)
+        fields = RECORD_FIELDS
+        if not new_file:  # a run begun by an older version keeps its columns
+            with open(self.records_path, newline="") as records_file:
+                fields = next(csv.reader(records_file), RECORD_FIELDS)
         with open(self.records_path, "a", newline="") as records_file:
-            writer = csv.DictWriter(records_file, fieldnames=RECORD_FIELDS)
+            writer = csv.DictWriter(records_file, fieldnames=fields, extrasaction="ignore")
             if new_file:
                 writer.writeheader()
             writer.writerow(record)

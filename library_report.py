@@ -19,7 +19,7 @@ from library_config import write_atomically  # noqa: E402
 # children.csv columns read as numbers
 NUMERIC_FIELDS = ("generation", "n_params", "max_tens", "flops", "flash_size", "flash_measured", "ram_size",
                   "ram_measured", "latency_ms", "energy_mj", "val_accuracy", "test_accuracy", "deployed_test_accuracy",
-                  "train_seconds")
+                  "train_seconds", "epochs_trained", "rung")
 
 
 def read_records(run_dir, file_name="children.csv"):
@@ -36,8 +36,10 @@ def read_records(run_dir, file_name="children.csv"):
 
 
 def trained_records(run_dir):
-    """The records of networks trained (or dry-run) with scores: no failures, no reused results."""
-    return [row for row in read_records(run_dir) if row["val_accuracy"] is not None and row["status"] != "reused"]
+    """The records of networks trained (or dry-run) with scores: no failures, no reused results, none
+    stopped early by successive halving (their scores are of fewer epochs)."""
+    return [row for row in read_records(run_dir)
+            if row["val_accuracy"] is not None and row["status"] not in ("reused", "stopped")]
 
 
 def pareto_front(points):
@@ -60,6 +62,8 @@ def write_summary(run_dir, elapsed_seconds, generations_done):
         "networks_trained": len(records) - statuses.count("reused"),
         "networks_reused": statuses.count("reused"),
         "networks_failed": statuses.count("failed"),
+        "networks_stopped_early": statuses.count("stopped"),
+        "epochs_trained": sum(row.get("epochs_trained") or 0 for row in records),
         "pareto_front_size": len(read_records(run_dir, "pareto.csv")),
         "elapsed_seconds": round(elapsed_seconds, 1),
         "training_seconds": round(sum(row["train_seconds"] or 0.0 for row in records), 1),

@@ -20,7 +20,6 @@ with scores are compared by a Ranking (library_objectives).
   RandomSearch: n_child uniformly random valid networks per generation (the
       baseline a strategy has to beat).
 """
-import library_objectives as objectives_lib
 
 
 class SearchStopped(RuntimeError):
@@ -33,7 +32,8 @@ def best_child_selection(child_set, gen_per, ranking):
     when every child failed."""
     if ranking.objectives.names[0] != "val_accuracy":  # gen_per holds validation accuracies
         gen_per = [None if score is None else ranking.fitness(child) for child, score in zip(child_set, gen_per)]
-    scored = [(score, index) for index, score in enumerate(gen_per) if score is not None]
+    scored = [(score, index) for index, score in enumerate(gen_per)
+              if score is not None and not getattr(child_set[index], "stopped_early", False)]
     if not scored:
         return None, None
     best_score, best_index = max(scored, key=lambda pair: (pair[0], -pair[1]))
@@ -169,7 +169,7 @@ class PopulationGA(Strategy):
         """n_child children of the population, each valid and, where the search space
         allows, unlike every network evaluated."""
         seen_keys, children = set(evaluated_keys), []
-        ranks, crowding = objectives_lib.rank_and_crowding(self.ranking.vectors(population))
+        ranks, crowding = self.ranking.ranks_and_crowding(population)
         for _ in range(self.n_child):
             child = self.offspring(population, ranks, crowding, seen_keys)
             seen_keys.add(child.architecture_key())
@@ -217,7 +217,7 @@ class PopulationGA(Strategy):
 
     def log_population(self, population, i_gen):
         """Logs the population, best first, with its front rank and objective values."""
-        ranks, _ = objectives_lib.rank_and_crowding(self.ranking.vectors(population))
+        ranks, _ = self.ranking.ranks_and_crowding(population)
         self.log(f"Population after generation {i_gen} (front rank: 0 = not dominated):")
         for net, rank in zip(population, ranks):
             values = self.ranking.values(net)

@@ -1,0 +1,119 @@
+"""Successive halving: the rung schedule, who goes on, what a stopped network is
+recorded as, and that the search never takes a network stopped early for the best."""
+import csv
+import os
+
+import pytest
+
+import library_halving as halving_lib
+from library_nas import NAS, check_search_parameters
+from test_search_strategies import TIGHT, make_nas, scored_population
+
+
+def fake_training(true_quality, log):
+    """An evaluate_all whose score of network i after e epochs is true_quality[i] x e / (e + 1)
+    (the ranking is the same at every budget), yielding in reverse order like a busy pool."""
+    def evaluate_all(tasks):
+        for index in sorted(tasks, reverse=True):
+            epochs = tasks[index]["train_settings"]["epochs"]
+            log.append((index, epochs))
+            score = true_quality[index] * epochs / (epochs + 1)
+            yield index, {"status": "failed" if score == 0 else "ok", "reason": "",
+                          "state": {"val_score": score or None, "epochs_trained": epochs, "train_seconds": epochs}}
+    return evaluate_all
+
+
+def order_by_score(results):
+    scored = [index for index, result in results.items() if result["state"]["val_score"] is not None]
+    return sorted(scored, key=lambda index: (-results[index]["state"]["val_score"], index))
+
+
+def test_rung_budgets_and_promotions():
+    assert halving_lib.rung_epochs(1, 3, 15) == [1, 3, 9, 15]
+    assert halving_lib.rung_epochs(3, 2, 15) == [3, 6, 12, 15]
+    assert halving_lib.rung_epochs(5, 3, 5) == [5]
+    assert halving_lib.rung_epochs(2, 1.5, 5) == [2, 3, 5]
+    assert [halving_lib.n_promoted(n, 3) for n in (1, 2, 3, 8, 9)] == [1, 1, 1, 2, 3]
+
+
+def test_the_best_go_on_and_the_rest_are_stopped_with_their_rung_and_cost():
+    quality = [0.5, 0.9, 0.0, 0.7, 0.8, 0.6, 0.3, 0.4, 0.95]  # network 2 fails
+    log = []
+    tasks = {i: {"train_settings": {"epochs": 15, "seed": i}} for i in range(9)}
+    results = halving_lib.successive_halving(tasks, fake_training(quality, log), order_by_score, [1, 3, 9, 15], 3)
+    # rung 0: all 9 at 1 epoch -> the best 3 (8, 1, 4) go on; then the best 1, alone: the full budget at once
+    assert sorted(log) == sorted([(i, 1) for i in range(9)] + [(8, 3), (1, 3), (4, 3), (8, 15)])
+    assert results[8]["status"] == "ok" and results[8]["state"]["rung"] == 3
+    assert not results[8]["state"]["stopped_early"]
+    assert results[8]["state"]["epochs_trained"] == 1 + 3 + 15 and results[8]["state"]["train_seconds"] == 19
+    assert results[1]["status"] == "stopped" and results[1]["state"]["rung"] == 1
+    assert results[1]["state"]["stopped_early"] and results[1]["state"]["epochs_trained"] == 4
+    assert "not among the best 1 of 3 after 3 epochs" in results[1]["reason"]
+    assert results[4]["status"] == "stopped" and results[4]["state"]["rung"] == 1
+    assert results[2]["status"] == "failed" and not results[2]["state"]["stopped_early"]
+    for index in (0, 3, 5, 6, 7):
+        assert results[index]["status"] == "stopped" and results[index]["state"]["rung"] == 0
+        assert results[index]["state"]["epochs_trained"] == 1
+
+
+def test_halving_parameters_are_checked():
+    with pytest.raises(ValueError, match="halving_eta must be a number > 1"):
+        check_search_parameters({"halving_eta": 1})
+    with pytest.raises(ValueError, match=r"min_epochs \(20\) must not exceed epochs \(15\)"):
+        check_search_parameters({"halving_eta": 3, "min_epochs": 20, "epochs": 15})
+    with pytest.raises(ValueError, match="min_epochs must be an integer >= 1"):
+        check_search_parameters({"min_epochs": 0})
+
+
+def test_a_network_stopped_early_is_ranked_after_every_fully_trained_one(tmp_path, small_data):
+    data, _ = small_data
+    nas = make_nas(tmp_path, data, search_strategy="mutation")
+    parent, weak, stopped, strong = scored_population(nas, 4)  # scores 0.5, 0.6, 0.7, 0.8
+    stopped.val_score, stopped.stopped_early, stopped.rung = 0.99, True, 0
+    assert nas.ranking.ranked([parent, weak, stopped, strong]) == [strong, weak, parent, stopped]
+    ranks, _ = nas.ranking.ranks_and_crowding([stopped, parent, strong])
+    assert ranks[0] > max(ranks[1:])
+    assert nas.ranking.best_by_first_objective([parent, stopped, weak]) is weak
+    assert nas.strategy.select([strong], [stopped, weak], 1) == [strong]  # the stopped child's 0.99 is not compared
+    assert nas.strategy.select([parent], [stopped, weak], 1) == [weak]
+    stopped_parent = nas.strategy.select([parent], [stopped], 1)
+    assert stopped_parent == [parent]
+
+
+def test_a_search_with_halving_records_rungs_and_never_picks_a_stopped_network(tmp_path, small_data):
+    data, folds = small_data
+    strategy = "ga"  # generation 0 (a population) is halved too; the mutation loop's selection: above
+    settings = dict(TIGHT, search_strategy=strategy, n_child=3, n_generations=1, epochs=3, min_epochs=1,
+                    halving_eta=3, num_selected_folds=1, seed=3, n_workers=2, smart_start=False,
+                    population_size=3, n_elites=1, max_depth_father=2, max_depth=2, filters_choices=[4, 8])
+    nas = NAS(run_dir=str(tmp_path / "run"), preloaded_data=data, **settings)
+    last, best = nas.run_NAS(folds)
+    with open(nas.records_path, newline="") as records_file:
+        rows = list(csv.DictReader(records_file))
+    assert len(rows) == 6
+    for generation in ("0", "1"):
+        generation_rows = [row for row in rows if row["generation"] == generation]
+        statuses = sorted(row["status"] for row in generation_rows)
+        assert statuses in (["ok", "stopped", "stopped"], ["failed", "ok", "stopped"])
+        full = next(row for row in generation_rows if row["status"] == "ok")
+        assert (full["rung"], full["epochs_trained"]) == ("1", str(1 + 3))  # rungs [1, 3]
+        assert int(full["flash_measured"]) > 0  # the deployed model is measured at the last rung
+        for row in generation_rows:
+            if row["status"] == "stopped":
+                assert (row["rung"], row["epochs_trained"]) == ("0", "1")
+                assert float(row["val_accuracy"]) >= 0  # its rung's score is kept for the reader
+                assert row["flash_measured"] == "" and int(row["flash_size"]) > 0  # estimated only
+    stopped_ids = {row["child_id"] for row in rows if row["status"] == "stopped"}
+    assert best.child_id not in stopped_ids and not best.stopped_early
+    with open(nas.pareto_path, newline="") as pareto_file:
+        assert not stopped_ids & {row["child_id"] for row in csv.DictReader(pareto_file)}
+    log_text = open(nas.log_path).read()
+    assert "Successive halving: rungs of 1, 3 epochs" in log_text and "rung 0 (1 epochs)" in log_text
+    # deterministic: the same seed on one worker gives the same records
+    again = NAS(run_dir=str(tmp_path / "again"), preloaded_data=data, **dict(settings, n_workers=1))
+    again.run_NAS(folds)
+    with open(again.records_path, newline="") as records_file:
+        rows_again = list(csv.DictReader(records_file))
+    fields = ("child_id", "status", "rung", "epochs_trained", "val_accuracy", "architecture")
+    assert [[row[f] for f in fields] for row in rows_again] == [[row[f] for f in fields] for row in rows]
+    assert os.path.exists(os.path.join(nas.models_dir, "best_model.keras"))
