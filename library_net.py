@@ -335,16 +335,36 @@ class Net:
             keras.backend.clear_session()
 
     # ----- training --------------------------------------------------------
-    def _fit_one_fold(self, is_train, folds, i_fold):
-        """Builds a fresh model and fits it on fold i_fold; returns (model, val metrics,
+    def _compiled_model(self):
+        """A Keras model of the network compiled for training. One serves every fold of an
+        evaluation: tracing its train, test and predict functions costs seconds, as much as
+        a few epochs of a small network, so it is paid once per network, not once per fold."""
+        model = self.ins_keras_model()
+        model.compile(optimizer=keras.optimizers.Adam(self.train_settings["learning_rate"]),
+                      loss="categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    def _start_fold(self, model, i_fold):
+        """Gives model the initial weights a fresh model gets for fold i_fold (its seed is
+        the network's seed + i_fold) and a fresh optimizer: the fold trains as if on a new model."""
+        keras.utils.set_random_seed(self.train_settings["seed"] + i_fold)
+        fresh = self.ins_keras_model()
+        for layer, fresh_layer in zip(model.layers, fresh.layers):
+            for variable, fresh_variable in zip(layer.variables, fresh_layer.variables):
+                variable.assign(fresh_variable)  # weights, BatchNorm statistics, dropout's seed state
+        if model.optimizer.built:
+            for variable in model.optimizer.variables:  # step count and Adam's moments
+                variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+            model.optimizer.learning_rate = self.train_settings["learning_rate"]  # ReduceLROnPlateau lowers it
+        del fresh
+
+    def _fit_one_fold(self, model, is_train, folds, i_fold):
+        """Fits model on fold i_fold from the fold's initial weights; returns (val metrics,
         validation accuracy after each epoch)."""
         settings = self.train_settings
         X_train, X_val, Y_train, Y_val = data_lib.get_fold_split(
             self.data.X_train, self.data.Y_train, folds, i_fold)
-        keras.utils.set_random_seed(settings["seed"] + i_fold)
-        model = self.ins_keras_model()
-        model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]),
-                      loss="categorical_crossentropy", metrics=["accuracy"])
+        self._start_fold(model, i_fold)
         epoch_val_accuracy = []
         if is_train:
             callbacks = [
@@ -365,33 +385,33 @@ class Net:
         val_probabilities = model.predict(X_val, batch_size=512, verbose=0)
         if not np.all(np.isfinite(val_probabilities)):
             raise TrainingFailed(f"fold {i_fold}: the model predicts non-finite values")
-        return model, compute_descriptors(Y_val, val_probabilities), epoch_val_accuracy
+        return compute_descriptors(Y_val, val_probabilities), epoch_val_accuracy
 
     def _cross_validate(self, is_train, folds, fold_ids):
-        """Fits one model per fold in fold_ids; keeps the weights of the best fold.
+        """Fits the network on each fold in fold_ids; keeps the weights of the best fold.
 
         The score is the mean validation accuracy over the folds; the test split
         is only predicted (with the kept weights) for reporting, never for choosing.
         """
         start = time.perf_counter()
-        fold_metrics, best_model, best_accuracy, self.epoch_val_accuracy = [], None, -1.0, []
+        fold_metrics, best_weights, best_accuracy, self.epoch_val_accuracy = [], None, -1.0, []
+        model = self._compiled_model()
         for i_fold in fold_ids:
-            model, metrics, epoch_val_accuracy = self._fit_one_fold(is_train, folds, i_fold)
+            metrics, epoch_val_accuracy = self._fit_one_fold(model, is_train, folds, i_fold)
             fold_metrics.append(metrics)
             self.epoch_val_accuracy.append(epoch_val_accuracy)
             if metrics["accuracy"] > best_accuracy:
-                best_accuracy, best_model = metrics["accuracy"], model
-            else:
-                del model
+                best_accuracy, best_weights = metrics["accuracy"], model.get_weights()
+        model.set_weights(best_weights)
         self.val_metrics = {key: float(np.mean([m[key] for m in fold_metrics])) for key in fold_metrics[0]}
         self.val_score = self.val_metrics["accuracy"]
         self.test_metrics = compute_descriptors(
-            self.data.Y_test, best_model.predict(self.data.X_test, batch_size=512, verbose=0))
-        self._store_weights(best_model)
+            self.data.Y_test, model.predict(self.data.X_test, batch_size=512, verbose=0))
+        self._store_weights(model)
         self.trained = bool(is_train)
         self.epochs_trained = sum(map(len, self.epoch_val_accuracy))
         self.train_seconds = time.perf_counter() - start
-        del best_model
+        del model
         gc.collect()
         return self.val_score, self.test_metrics
 

@@ -1,22 +1,28 @@
-"""Benchmark of search quality: the population GA against the specification's loop and random search.
+"""Benchmark of search quality at equal compute: four strategies, each with and without successive halving.
 
-Runs B01_NAS.py on the demo data once per strategy and seed, with the same
+Runs B01_NAS.py on the demo data once per configuration and seed, with the same
 training settings and hardware thresholds, and compares them at an equal budget
-of trained networks (the first --children trained networks of each run; reused
-results are free and do not count). Per strategy it prints, as median [min, max]
+of compute: --budget fold-epochs (one epoch on one fold = 1; summed over every
+network a run trains, those successive halving stops early included; reused
+results are free). A run is cut at the last network that fits the budget, in the
+order the search recorded them. Per configuration it prints, as median [min, max]
 over the seeds:
-  - the best validation accuracy among the networks meeting the thresholds (the
-    search only ever trains those), and the test accuracy of that network;
-  - the hypervolume of the trained networks' front of validation error against
-    flash (flash / flash_thr), reference point (1, 1): 1.0 would be a perfect
-    network of no size;
-  - the minutes spent training those networks (larger networks train longer).
-Every strategy starts from random networks (smart_start=False), so no strategy
+  - the best validation accuracy among the fully trained networks (networks
+    stopped early by halving have scores of fewer epochs and never count), and
+    the test accuracy of that network;
+  - the hypervolume of those networks' front of validation error against flash
+    (flash / flash_thr), reference point (1, 1): 1.0 would be a perfect network
+    of no size;
+  - the networks trained and the seconds their training took.
+Then, per seed, whether each configuration beats random search (without halving)
+and the specification's loop (without halving), and which median differences are
+larger than the seed-to-seed spread (the ranges over the seeds do not overlap).
+Every configuration starts from random networks (smart_start=False), so none
 gets the hand-crafted start. Finished runs (their folder holds
 benchmark_done.json) are read, not run again, and an interrupted run is resumed,
 so an interrupted benchmark continues where it stopped.
 
-    python tests/benchmark_search.py [--children 60] [--seeds 0 1 2] [--epochs 5] [--out FILE]
+    python tests/benchmark_search.py [--budget 60] [--seeds 0 1 2 3 4] [--epochs 5] [--out FILE]
 """
 import argparse
 import glob
@@ -30,43 +36,65 @@ import time
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_DIR)
 
+import library_halving as halving_lib  # noqa: E402
 import library_objectives as objectives_lib  # noqa: E402
 import library_report as report  # noqa: E402
 
 FLASH_THR = 32_000
 DONE_MARKER = "benchmark_done.json"  # written in a run folder once its run has finished
-# Each compared strategy: its B01_NAS.py overrides, and how many networks a generation trains
-# after the first (to size the run so that it trains at least the budget).
+HALVING = ["halving_eta=3", "min_epochs=1"]
+# Each compared strategy: its B01_NAS.py overrides, the networks of generation 0 and of each later generation.
 STRATEGIES = {
     "mutation (specification)": (["search_strategy=mutation", "n_child=4"], 1, 4),
-    "GA, accuracy": (["search_strategy=ga", "population_size=12", "n_child=8", "n_elites=4"], 12, 8),
-    "GA, NSGA-II accuracy+flash": (["search_strategy=ga", "population_size=12", "n_child=8", "n_elites=12",
-                                    'objectives=["val_accuracy","flash_size"]'], 12, 8),
-    "random search": (["search_strategy=random", "population_size=12", "n_child=8"], 12, 8),
+    "GA, accuracy": (["search_strategy=ga", "population_size=6", "n_child=6", "n_elites=2"], 6, 6),
+    "GA, NSGA-II accuracy+flash": (["search_strategy=ga", "population_size=6", "n_child=6", "n_elites=6",
+                                    'objectives=["val_accuracy","flash_size"]'], 6, 6),
+    "random search": (["search_strategy=random", "population_size=6", "n_child=6"], 6, 6),
 }
+CONFIGURATIONS = {f"{name}{' + halving' if halving else ''}": (name, halving)
+                  for name in STRATEGIES for halving in (False, True)}
+BASELINES = ("random search", "mutation (specification)")
 
 
-def run_strategy(name, seed, arguments, logs_dir):
-    """Runs (or reads, when finished before) one strategy on one seed. Returns its run folder."""
+def generation_epochs(n_networks, epochs, halving):
+    """Fold-epochs a generation of n_networks costs at least (one fold, no failure, no early stop)."""
+    if not halving:
+        return n_networks * epochs
+    budgets, total, alive = halving_lib.rung_epochs(1, 3, epochs), 0, n_networks
+    for rung, budget in enumerate(budgets):
+        if alive == 1 or rung == len(budgets) - 1:
+            return total + alive * epochs
+        total += alive * budget
+        alive = halving_lib.n_promoted(alive, 3)
+    return total
+
+
+def run_configuration(configuration, seed, arguments, logs_dir):
+    """Runs (or reads, when finished before) one configuration on one seed. Returns its run folder."""
+    name, halving = CONFIGURATIONS[configuration]
     overrides, first_generation, per_generation = STRATEGIES[name]
-    run_name = f"seed{seed}_" + "".join(c if c.isalnum() else "_" for c in name)
+    run_name = f"seed{seed}_" + "".join(c if c.isalnum() else "_" for c in configuration)
     existing = sorted(glob.glob(os.path.join(logs_dir, f"*_{run_name}")))
     if existing and os.path.exists(os.path.join(existing[-1], DONE_MARKER)):
         return existing[-1]
-    # One generation more than the budget needs: reused results cost nothing and do not count.
-    generations = -(-(arguments.children - first_generation) // per_generation) + 1
-    command = [sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), *overrides,
-               f"seed={seed}", f"n_generations={generations}", "smart_start=False",
+    # Enough generations for the budget, counted as if none failed or stopped sooner, and two more:
+    # what a run trains beyond the budget is not counted.
+    spent, generations = generation_epochs(first_generation, arguments.epochs, halving), 0
+    while spent < arguments.budget:
+        spent += generation_epochs(per_generation, arguments.epochs, halving)
+        generations += 1
+    command = [sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), *overrides, *(HALVING if halving else []),
+               f"seed={seed}", f"n_generations={generations + 2}", "smart_start=False",
                f"epochs={arguments.epochs}", "num_selected_folds=1", f"flash_thr={FLASH_THR}",
-               f"logs_dir={logs_dir}", f"run_name={run_name}"]
+               f"n_workers={arguments.workers}", f"logs_dir={logs_dir}", f"run_name={run_name}"]
     if existing and os.path.exists(os.path.join(existing[-1], "checkpoint.pkl")):
-        command.append(f"resume_from={existing[-1]}")  # an interrupted benchmark continues
-    print(f"running {name}, seed {seed}: {' '.join(command[2:])}", flush=True)
+        command = command[:2] + [f"resume_from={existing[-1]}"]  # an interrupted benchmark continues
+    print(f"running {configuration}, seed {seed}: {' '.join(command[2:])}", flush=True)
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_DIR)
     if result.returncode != 0:
-        raise RuntimeError(f"{name}, seed {seed} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    run_dir = sorted(glob.glob(os.path.join(logs_dir, f"*_{run_name}")))[-1]
+        raise RuntimeError(f"{configuration}, seed {seed} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    run_dir = existing[-1] if existing else sorted(glob.glob(os.path.join(logs_dir, f"*_{run_name}")))[-1]
     wall_seconds = time.perf_counter() - start
     with open(os.path.join(run_dir, DONE_MARKER), "w") as marker:
         json.dump({"wall_seconds": round(wall_seconds, 1)}, marker)
@@ -75,18 +103,26 @@ def run_strategy(name, seed, arguments, logs_dir):
 
 
 def measure(run_dir, budget):
-    """Best validation accuracy, its test accuracy and the hypervolume over the first `budget` trained networks."""
-    trained = [row for row in report.read_records(run_dir) if row["status"] != "reused"][:budget]
-    if len(trained) < budget:
-        raise RuntimeError(f"{run_dir} trained {len(trained)} networks, fewer than the budget {budget}")
-    scored = [row for row in trained if row["val_accuracy"] is not None]
-    best = max(scored, key=lambda row: row["val_accuracy"])
-    points = [(1 - row["val_accuracy"], row["flash_size"] / FLASH_THR) for row in scored]
+    """Best validation accuracy, its test accuracy and the hypervolume of the networks a run
+    trained within `budget` fold-epochs."""
+    within, spent = [], 0
+    for row in report.read_records(run_dir):
+        if row["status"] == "reused":
+            continue
+        if spent + row["epochs_trained"] > budget:
+            break
+        spent += row["epochs_trained"]
+        within.append(row)
+    if spent < 0.8 * budget:
+        raise RuntimeError(f"{run_dir} trained {spent} fold-epochs, far fewer than the budget {budget}")
+    full = [row for row in within if row["status"] == "ok"]
+    best = max(full, key=lambda row: row["val_accuracy"])
+    points = [(1 - row["val_accuracy"], row["flash_size"] / FLASH_THR) for row in full]
     front = sorted((points[i] for i in objectives_lib.first_front(points)), key=lambda point: point[1])
     return {"best_val": best["val_accuracy"], "best_test": best["test_accuracy"], "front": front,
-            "hypervolume": objectives_lib.hypervolume(points, (1.0, 1.0)),
-            "front_size": len(objectives_lib.first_front(points)), "failed": len(trained) - len(scored),
-            "train_minutes": sum(row["train_seconds"] for row in trained) / 60}
+            "hypervolume": objectives_lib.hypervolume(points, (1.0, 1.0)), "networks": len(within),
+            "stopped": sum(row["status"] == "stopped" for row in within), "epochs": spent,
+            "train_seconds": sum(row["train_seconds"] for row in within)}
 
 
 def plot_fronts(results, seeds, path):
@@ -111,40 +147,67 @@ def plot_fronts(results, seeds, path):
 
 
 def spread(values, digits=4):
-    return (f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]")
+    return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+
+
+def comparisons(results):
+    """Lines saying, per configuration, on how many seeds it beats each baseline, and which
+    median differences are larger than the seed-to-seed spread."""
+    lines = []
+    for baseline in BASELINES:
+        if baseline not in results:
+            continue
+        base = {row["seed"]: row for row in results[baseline]}
+        for configuration, rows in results.items():
+            if configuration == baseline:
+                continue
+            wins = sum(row["best_val"] > base[row["seed"]]["best_val"] for row in rows)
+            hv_wins = sum(row["hypervolume"] > base[row["seed"]]["hypervolume"] for row in rows)
+            ours, theirs = [row["best_val"] for row in rows], [row["best_val"] for row in results[baseline]]
+            separated = min(ours) > max(theirs) or max(ours) < min(theirs)
+            lines.append(f"- {configuration} vs {baseline}: best validation accuracy higher on {wins} of "
+                         f"{len(rows)} seeds, hypervolume on {hv_wins}; median difference "
+                         f"{statistics.median(ours) - statistics.median(theirs):+.4f} "
+                         + ("(larger than the seed-to-seed spread: the ranges do not overlap)" if separated
+                            else "(within the seed-to-seed spread)"))
+    return lines
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--children", type=int, default=60, help="budget of trained networks per run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per network (proxy training on one fold)")
-    parser.add_argument("--logs-dir", default=os.path.join(PROJECT_DIR, "logs", "benchmark_search"))
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument("--budget", type=int, default=60, help="fold-epochs per run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per fully trained network (one fold)")
+    parser.add_argument("--workers", type=int, default=2, help="networks trained at once in each run")
+    parser.add_argument("--logs-dir", default=os.path.join(PROJECT_DIR, "logs", "benchmark_search_compute"))
+    parser.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS), choices=list(CONFIGURATIONS))
     parser.add_argument("--out", help="also write the table (Markdown) to this file")
-    parser.add_argument("--plot", help="also draw each strategy's front, one panel per seed, to this PNG")
+    parser.add_argument("--plot", help="also draw each configuration's front, one panel per seed, to this PNG")
     arguments = parser.parse_args()
     os.makedirs(arguments.logs_dir, exist_ok=True)
-    results = {name: [] for name in arguments.strategies}
-    for seed in arguments.seeds:  # seed-major: an early stop still leaves every strategy compared
-        for name in arguments.strategies:
-            run_dir = run_strategy(name, seed, arguments, arguments.logs_dir)
-            results[name].append(dict(measure(run_dir, arguments.children), seed=seed, run_dir=run_dir))
+    results = {name: [] for name in arguments.configurations}
+    for seed in arguments.seeds:  # seed-major: an early stop still leaves every configuration compared
+        for name in arguments.configurations:
+            run_dir = run_configuration(name, seed, arguments, arguments.logs_dir)
+            results[name].append(dict(measure(run_dir, arguments.budget), seed=seed, run_dir=run_dir))
             row = results[name][-1]
             print(f"  {name}, seed {seed}: best val {row['best_val']:.4f}, its test {row['best_test']:.4f}, "
-                  f"hypervolume {row['hypervolume']:.4f}", flush=True)
-    lines = [f"Budget: {arguments.children} trained networks per run; seeds {arguments.seeds}; "
-             f"{arguments.epochs} epochs on one fold per network; flash_thr {FLASH_THR} B, other thresholds "
-             f"as in B01_NAS.py. Median [min, max] over the seeds.", "",
-             "| strategy | best validation accuracy | its test accuracy | hypervolume (val error x flash) "
-             "| front size | failed | training minutes |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+                  f"hypervolume {row['hypervolume']:.4f}, {row['networks']} networks, {row['epochs']:.0f} "
+                  f"fold-epochs", flush=True)
+    lines = [f"Budget: {arguments.budget} fold-epochs per run (an epoch on one fold = 1, networks stopped early "
+             f"included); seeds {arguments.seeds}; a fully trained network gets {arguments.epochs} epochs on one "
+             f"fold; halving: halving_eta=3, min_epochs=1; flash_thr {FLASH_THR} B, other thresholds as in "
+             f"B01_NAS.py. Median [min, max] over the seeds.", "",
+             "| configuration | best validation accuracy | its test accuracy | hypervolume (val error x flash) "
+             "| networks trained (stopped early) | training seconds |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for name, rows in results.items():
         lines.append(f"| {name} | {spread([r['best_val'] for r in rows])} | {spread([r['best_test'] for r in rows])} "
                      f"| {spread([r['hypervolume'] for r in rows])} "
-                     f"| {statistics.median([r['front_size'] for r in rows]):.0f} "
-                     f"| {sum(r['failed'] for r in rows)} | {spread([r['train_minutes'] for r in rows], 1)} |")
-    lines += ["", "Per seed (best validation / its test / hypervolume):", ""]
+                     f"| {statistics.median([r['networks'] for r in rows]):.0f} "
+                     f"({statistics.median([r['stopped'] for r in rows]):.0f}) "
+                     f"| {spread([r['train_seconds'] for r in rows], 0)} |")
+    lines += ["", *comparisons(results), "", "Per seed (best validation / its test / hypervolume):", ""]
     for name, rows in results.items():
         lines.append(f"- {name}: " + "; ".join(
             f"seed {r['seed']}: {r['best_val']:.4f} / {r['best_test']:.4f} / {r['hypervolume']:.4f}" for r in rows))

@@ -182,3 +182,20 @@ def test_children_of_a_generation_differ_from_the_parent_and_each_other(tmp_path
     parent = nas.initial_parent()
     keys = [child.architecture_key() for child in nas.new_generation(parent, data)]
     assert len(set(keys)) == 8 and parent.architecture_key() not in keys
+
+
+def test_each_fold_trains_as_on_a_new_model_though_one_model_serves_every_fold(small_data):
+    """One compiled model is re-initialised for each fold (tracing is paid once per network):
+    fold 1 must train exactly as it does alone, nothing carried over from fold 0 (weights,
+    Adam's moments, a learning rate lowered by ReduceLROnPlateau, BatchNorm statistics)."""
+    from library_net import Net
+    data, folds = small_data
+    blocks = [dict(filters=8, kernel_size=5, stride=2, pooling="max", pool_size=2, dropout_rate=0.1),
+              dict(filters=8, kernel_size=3, stride=1, pooling="none", dropout_rate=0.1)]
+    settings = dict(epochs=4, patience=2, seed=11)  # patience 2: the learning rate is halved after one bad epoch
+    both = Net([Block(**b) for b in blocks], None, data, head="gap", train_settings=settings)
+    both._cross_validate(True, folds, [0, 1])
+    alone = Net([Block(**b) for b in blocks], None, data, head="gap", train_settings=settings)
+    alone._cross_validate(True, folds, [1])
+    assert both.epoch_val_accuracy[1] == alone.epoch_val_accuracy[0]
+    assert both.epochs_trained == len(both.epoch_val_accuracy[0]) + len(alone.epoch_val_accuracy[0])

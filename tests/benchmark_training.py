@@ -1,0 +1,163 @@
+"""Where a network's evaluation time goes, and training before vs now (a documented command, not a timed test).
+
+    python tests/benchmark_training.py [--networks 8] [--epochs 15]
+
+For 8 fixed architectures of the demo data (the smart-start network and 7 random
+valid ones of the default search space, seeds fixed) it trains each as the
+default run does (2 of 5 folds, up to --epochs epochs, batch 64) twice, in
+alternating order: as before (a new model built, compiled and traced for every
+fold) and as now (library_net: one compiled model per network, re-initialised for
+each fold, the fold's own seed). It prints per network: seconds before and now,
+samples per second, the fraction of this machine's measured single-thread
+matrix-multiply FLOP rate that training reaches (3 x the forward FLOPs of the cost
+model per sample), the validation accuracy before and now, and the other steps of
+an evaluation (keras-flops, int8 conversion, the TFLM run). One TensorFlow thread,
+as each worker of the default run has. Run it on an otherwise idle machine.
+"""
+import argparse
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import library_config  # noqa: E402
+
+with library_config.quiet_native_output():
+    import keras  # noqa: E402
+    import numpy as np  # noqa: E402
+    import tensorflow as tf  # noqa: E402
+
+    import library_load_and_split_data as data_lib  # noqa: E402
+    from library_net import compute_descriptors, net_from_architecture  # noqa: E402
+    from benchmark_throughput import architectures_and_tasks  # noqa: E402
+library_config.quiet_tensorflow_logs()
+tf.config.threading.set_intra_op_parallelism_threads(1)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+
+N_FOLDS_TRAINED = 2
+
+
+def matmul_gflops(size=1024, repeats=20):
+    """This machine's single-thread float32 matrix-multiply rate (GFLOP/s), the best of three."""
+    a, b = tf.random.normal((size, size)), tf.random.normal((size, size))
+    multiply = tf.function(lambda x, y: tf.matmul(x, y))
+    multiply(a, b).numpy()
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            result = multiply(a, b)
+        result.numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 * repeats / best / 1e9
+
+
+def train_as_before(net, folds):
+    """The training of library_net before this change: a new model built, compiled and traced
+    for each fold (same seeds, callbacks and settings). Returns (validation accuracy, epochs)."""
+    settings, accuracies, epochs = net.train_settings, [], 0
+    for i_fold in range(N_FOLDS_TRAINED):
+        X_train, X_val, Y_train, Y_val = data_lib.get_fold_split(net.data.X_train, net.data.Y_train, folds, i_fold)
+        keras.utils.set_random_seed(settings["seed"] + i_fold)
+        model = net.ins_keras_model()
+        model.compile(optimizer=keras.optimizers.Adam(settings["learning_rate"]),
+                      loss="categorical_crossentropy", metrics=["accuracy"])
+        callbacks = [keras.callbacks.TerminateOnNaN(),
+                     keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings["patience"],
+                                                   restore_best_weights=True),
+                     keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                       patience=max(1, settings["patience"] // 2))]
+        history = model.fit(X_train, Y_train, validation_data=(X_val, Y_val), epochs=settings["epochs"],
+                            batch_size=settings["batch_size"], callbacks=callbacks, verbose=0)
+        epochs += len(history.history["loss"])
+        accuracies.append(compute_descriptors(Y_val, model.predict(X_val, batch_size=512, verbose=0))["accuracy"])
+        if i_fold == 0:
+            model.predict(net.data.X_test, batch_size=512, verbose=0)  # as before: the best fold's test predictions
+        del model
+        keras.backend.clear_session()
+    return float(np.mean(accuracies)), epochs
+
+
+def train_now(net, folds):
+    net.proxy_train_routine(True, folds, N_FOLDS_TRAINED)
+    keras.backend.clear_session()
+    return net.val_score, net.epochs_trained
+
+
+def timed(function, *arguments):
+    start = time.perf_counter()
+    result = function(*arguments)
+    return time.perf_counter() - start, result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=15)
+    arguments = parser.parse_args()
+    X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(seed=0)
+    folds = data_lib.fold_index(X_train, y_train, 5, seed=0)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, n_classes), X_test,
+                                data_lib.one_hot(y_test, n_classes))
+    with tempfile.TemporaryDirectory() as run_dir:
+        tasks, _ = architectures_and_tasks(data, arguments.networks - 1, arguments.epochs, run_dir)
+    from library_search_space import SMART_START_BLOCKS, SMART_START_HEAD
+    smart_start = {"blocks": [dict(settings, dropout_rate=0.0) for settings in SMART_START_BLOCKS],
+                   "head": SMART_START_HEAD}
+    architectures = [smart_start] + [tasks[index]["architecture"] for index in sorted(tasks)]
+    peak = matmul_gflops()
+    n_samples = len(X_train) - len(X_train) // len(folds)  # training samples of a fold (about)
+    print(f"single-thread float32 matmul: {peak:.1f} GFLOP/s; {len(architectures)} networks, "
+          f"{N_FOLDS_TRAINED} folds x up to {arguments.epochs} epochs, ~{n_samples} training sessions per fold\n",
+          flush=True)
+    header = (f"{'net':>3} {'params':>6} {'MFLOPs':>7} {'before s':>8} {'now s':>6} {'ratio':>5} {'samples/s':>9} "
+              f"{'of matmul':>9} {'val before':>10} {'val now':>7} {'flops s':>7} {'int8 s':>6} {'TFLM s':>6}  "
+              f"architecture")
+    print(header, flush=True)
+    rows = []
+    for index, architecture in enumerate(architectures):
+        settings = {"epochs": arguments.epochs, "seed": 1000 + index}
+        before_net = net_from_architecture(architecture, None, data, settings)
+        now_net = net_from_architecture(architecture, None, data, settings)
+        if index % 2 == 0:  # alternate which goes first, so a drift of the machine hits both alike
+            before_seconds, (before_val, before_epochs) = timed(train_as_before, before_net, folds)
+            now_seconds, (now_val, now_epochs) = timed(train_now, now_net, folds)
+        else:
+            now_seconds, (now_val, now_epochs) = timed(train_now, now_net, folds)
+            before_seconds, (before_val, before_epochs) = timed(train_as_before, before_net, folds)
+        flops_seconds, _ = timed(now_net.keras_flops)
+        export_seconds, model_bytes = timed(now_net.export_tflite)
+        tflm_seconds, _ = timed(now_net.measure_deployed, model_bytes)
+        forward_flops = now_net.hw_measures()[2]
+        samples_per_second = n_samples * now_epochs / now_seconds
+        fraction = 3 * forward_flops * samples_per_second / (peak * 1e9)
+        row = dict(before=before_seconds, now=now_seconds, before_val=before_val, now_val=now_val,
+                   samples_per_second=samples_per_second, fraction=fraction, epochs=(before_epochs, now_epochs),
+                   deploy=flops_seconds + export_seconds + tflm_seconds)
+        rows.append(row)
+        print(f"{index:>3} {now_net.hw_measures()[0]:>6} {forward_flops / 1e6:>7.2f} {before_seconds:>8.1f} "
+              f"{now_seconds:>6.1f} {before_seconds / now_seconds:>5.2f} {samples_per_second:>9.0f} "
+              f"{fraction:>9.2%} {before_val:>10.4f} {now_val:>7.4f} {flops_seconds:>7.2f} {export_seconds:>6.2f} "
+              f"{tflm_seconds:>6.2f}  {now_net.architecture_text()}", flush=True)
+    total_before, total_now = sum(r["before"] for r in rows), sum(r["now"] for r in rows)
+    print(f"\ntraining, all {len(rows)} networks: before {total_before:.1f} s, now {total_now:.1f} s: "
+          f"{total_before / total_now:.2f}x (per network, median ratio "
+          f"{statistics.median(r['before'] / r['now'] for r in rows):.2f}x)")
+    print(f"validation accuracy, mean: before {np.mean([r['before_val'] for r in rows]):.4f}, "
+          f"now {np.mean([r['now_val'] for r in rows]):.4f} (same seeds: equal unless the order of float "
+          f"operations differs)")
+    print(f"epochs run (both folds), before = now on every network: "
+          f"{all(r['epochs'][0] == r['epochs'][1] for r in rows)}")
+    print(f"training reaches {statistics.median(r['fraction'] for r in rows):.2%} of the matmul FLOP rate "
+          f"(median); keras-flops + int8 conversion + TFLM: {np.mean([r['deploy'] for r in rows]):.2f} s per "
+          f"network, {np.mean([r['deploy'] for r in rows]) / (total_now / len(rows)):.1%} of its training")
+
+
+if __name__ == "__main__":
+    main()
