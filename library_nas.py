@@ -423,20 +423,21 @@ class NAS:
                 children_bar.update(1)
             children_bar.set_postfix_str(self._best_postfix(), refresh=True)
 
-        if tasks and self.halving_on():  # every rung is trained before the generation is recorded
-            results.update(halving_lib.successive_halving(
-                tasks, lambda rung_tasks: self._evaluate_rung(rung_tasks, folds),
-                lambda rung_results: self._ranked_indices(child_set, rung_results), self.rung_budgets,
-                self.halving_eta, on_rung=lambda rung, budget, indices: self._log_rung(child_set, rung, budget, indices)))
-            tasks = {}
-        finished = self._evaluator(folds).evaluate_all(tasks) if tasks else iter([])
+        halving = bool(tasks) and self.halving_on()  # then every rung is trained before anything is recorded
+        finished = self._evaluator(folds).evaluate_all(tasks) if tasks and not halving else iter([])
         try:
+            if halving:
+                results.update(halving_lib.successive_halving(
+                    tasks, lambda rung_tasks: self._evaluate_rung(rung_tasks, folds),
+                    lambda rung_results: self._ranked_indices(child_set, rung_results), self.rung_budgets,
+                    self.halving_eta,
+                    on_rung=lambda rung, budget, indices: self._log_rung(child_set, rung, budget, indices)))
             record_what_is_ready()
             for index, result in finished:
                 results[index] = result
                 record_what_is_ready()
         finally:
-            if tasks:
+            if tasks and not halving:
                 finished.close()  # leaving early (a stop, an error) ends the networks in training
             children_bar.close()
         return [child.val_score for child in child_set], [child.test_metrics for child in child_set]
@@ -449,7 +450,7 @@ class NAS:
         """The evaluator's results of one rung, as they finish, with a progress bar; stops
         after the network that finishes next when Ctrl-C asked."""
         finished = self._evaluator(folds).evaluate_all(rung_tasks)
-        rung_bar = tqdm(total=len(rung_tasks), desc=f"generation {self.i_gen}, rung", unit="child", position=1,
+        rung_bar = tqdm(total=len(rung_tasks), desc=f"generation {self.i_gen}, rung", unit="child", position=2,
                         leave=False)
         try:
             for index, result in finished:

@@ -1,6 +1,6 @@
 """Do zero-cost proxies rank networks better than counting parameters? (a measured study, not a test)
 
-    python tests/study_zero_cost.py [--networks 100] [--out FILE]
+    python tests/study_zero_cost.py [--networks 100] [--out FILE] [--part 0 --parts 2]
 
 Draws --networks random valid architectures of the default search space (the
 thresholds and choices of B01_NAS.py), scores each at initialisation with
@@ -13,10 +13,11 @@ thresholds and choices of B01_NAS.py), scores each at initialisation with
 then trains it as the default run does (2 of 5 folds, up to 15 epochs, batch 64,
 patience 5) and prints the Spearman rank correlation of each score with the
 validation accuracy, and of the validation accuracy after 1, 2, 3 and 5 epochs
-with the final one (what successive halving's min_epochs relies on). Results go to
+with the final one (what successive halving's min_epochs relies on), and
+simulates successive halving on those training histories. Results go to
 logs/zero_cost_study/results.jsonl one network at a time, so an interrupted
-study continues where it stopped. One TensorFlow thread: it can run beside
-other work (it times nothing).
+study continues where it stopped. One TensorFlow thread per process: run one
+process per core with --part 0 --parts 2 and --part 1 --parts 2 (it times nothing).
 """
 import argparse
 import json
@@ -36,6 +37,7 @@ with library_config.quiet_native_output():
     import tensorflow as tf  # noqa: E402
     from scipy.stats import spearmanr  # noqa: E402
 
+    import library_halving as halving_lib  # noqa: E402
     import library_load_and_split_data as data_lib  # noqa: E402
     from library_net import net_from_architecture  # noqa: E402
     from benchmark_throughput import architectures_and_tasks  # noqa: E402
@@ -117,16 +119,76 @@ def accuracy_after(row, epochs):
 def table(rows):
     accuracy = [row["val_accuracy"] for row in rows]
     lines = [f"{len(rows)} random valid networks of the default search space, trained as the default run "
-             f"(2 folds, up to 15 epochs). Spearman rank correlation with the validation accuracy:", "",
-             "| score | Spearman ρ | p-value |", "| --- | --- | --- |"]
-    for name, label in (("params", "parameter count"), ("flops", "FLOPs"), ("synflow", "synflow (at init)"),
-                        ("naswot", "NASWOT (at init)"), ("grad_norm", "grad_norm (at init)")):
-        rho, p_value = spearmanr([row[name] for row in rows], accuracy)
-        lines.append(f"| {label} | {rho:+.3f} | {p_value:.2g} |")
-    for epochs in EARLY_EPOCHS:
-        rho, p_value = spearmanr([accuracy_after(row, epochs) for row in rows], accuracy)
-        lines.append(f"| validation accuracy after {epochs} epoch{'s' if epochs > 1 else ''} | {rho:+.3f} "
-                     f"| {p_value:.2g} |")
+             f"(2 folds, up to 15 epochs). Spearman rank correlation with the validation accuracy, and its "
+             f"difference from the parameter count's with a 95 % bootstrap interval (2,000 resamples of the "
+             f"networks):", "",
+             "| score | Spearman ρ | p-value | ρ − ρ(parameter count) [95 % interval] |", "| --- | --- | --- | --- |"]
+    params = [row["params"] for row in rows]
+    scores = [("params", "parameter count", params), ("flops", "FLOPs", None),
+              ("synflow", "synflow (at init)", None), ("naswot", "NASWOT (at init)", None),
+              ("grad_norm", "grad_norm (at init)", None)]
+    scores = [(label, values or [row[name] for row in rows]) for name, label, values in scores]
+    scores += [(f"validation accuracy after {epochs} epoch{'s' if epochs > 1 else ''}",
+                [accuracy_after(row, epochs) for row in rows]) for epochs in EARLY_EPOCHS]
+    rng = np.random.default_rng(0)
+    resamples = [rng.integers(0, len(rows), len(rows)) for _ in range(2000)]
+    for label, values in scores:
+        rho, p_value = spearmanr(values, accuracy)
+        values, params_array, accuracy_array = np.asarray(values), np.asarray(params), np.asarray(accuracy)
+        differences = [spearmanr(values[i], accuracy_array[i])[0] - spearmanr(params_array[i], accuracy_array[i])[0]
+                       for i in resamples]
+        low, high = np.nanpercentile(differences, [2.5, 97.5])
+        lines.append(f"| {label} | {rho:+.3f} | {p_value:.2g} | {rho - spearmanr(params, accuracy)[0]:+.3f} "
+                     f"[{low:+.3f}, {high:+.3f}] |")
+    return "\n".join(lines)
+
+
+def read_results(path):
+    """index -> result row of the networks done so far (rows written without an index are in order)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as results_file:
+        rows = [json.loads(line) for line in results_file if line.strip()]
+    return {row.get("index", line_number): row for line_number, row in enumerate(rows)}
+
+
+def halving_simulation(rows, group_size, min_epochs, halving_eta=3, n_groups=5000):
+    """What successive halving would keep of random generations of group_size of these networks.
+
+    A rung of e epochs is the first e epochs of the same seeded training (the same
+    shuffles and steps), scored, as early stopping's restore does, by its best epoch
+    (here: its best validation accuracy, an estimate). Returns (fraction of groups whose
+    fully trained network is the group's best, mean accuracy lost to the group's best,
+    epochs spent as a fraction of training every network fully)."""
+    rng = np.random.default_rng(1)
+    budgets = halving_lib.rung_epochs(min_epochs, halving_eta, max(len(h) for r in rows for h in r["epoch_val_accuracy"]))
+    kept_best, lost, spent, full_cost = 0, [], 0, 0
+    for _ in range(n_groups):
+        group = [rows[i] for i in rng.choice(len(rows), group_size, replace=False)]
+        full_cost += sum(len(history) for row in group for history in row["epoch_val_accuracy"])
+        alive = list(range(group_size))
+        for rung, budget in enumerate(budgets):
+            if len(alive) == 1 or rung == len(budgets) - 1:
+                spent += sum(len(history) for i in alive for history in group[i]["epoch_val_accuracy"])
+                break
+            spent += sum(min(budget, len(history)) for i in alive for history in group[i]["epoch_val_accuracy"])
+            score = {i: np.mean([max(history[:budget]) for history in group[i]["epoch_val_accuracy"]]) for i in alive}
+            alive = sorted(alive, key=lambda i: -score[i])[:halving_lib.n_promoted(len(alive), halving_eta)]
+        winner = max(group[i]["val_accuracy"] for i in alive)
+        best = max(row["val_accuracy"] for row in group)
+        kept_best += winner == best
+        lost.append(best - winner)
+    return kept_best / n_groups, float(np.mean(lost)), spent / full_cost
+
+
+def halving_table(rows):
+    lines = ["Successive halving (halving_eta=3) simulated on these networks' own training histories, 5,000 random "
+             "generations each:", "", "| generation | min_epochs | keeps the best network | accuracy lost (mean) "
+             "| epochs spent |", "| --- | --- | --- | --- | --- |"]
+    for group_size in (4, 6, 12):
+        for min_epochs in (1, 2, 3, 5):
+            kept, lost, spent = halving_simulation(rows, group_size, min_epochs)
+            lines.append(f"| {group_size} networks | {min_epochs} | {kept:.1%} | {lost:.4f} | {spent:.1%} |")
     return "\n".join(lines)
 
 
@@ -135,6 +197,9 @@ def main():
     parser.add_argument("--networks", type=int, default=100)
     parser.add_argument("--results", default=os.path.join(PROJECT_DIR, "logs", "zero_cost_study", "results.jsonl"))
     parser.add_argument("--out", help="also write the table (Markdown) to this file")
+    parser.add_argument("--part", type=int, default=0, help="this process trains networks part, part + parts, ...")
+    parser.add_argument("--parts", type=int, default=1, help="processes sharing the study (one per core)")
+    parser.add_argument("--tables-only", action="store_true", help="print the tables of the results so far")
     arguments = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -146,22 +211,28 @@ def main():
     rng = np.random.default_rng(0)
     chosen = rng.choice(len(X_train), PROXY_BATCH, replace=False)
     batch, labels = data.X_train[chosen], data.Y_train[chosen]
+    if arguments.tables_only:
+        rows = [row for _, row in sorted(read_results(arguments.results).items())]
+        print(table(rows) + "\n\n" + halving_table(rows))
+        return
     with tempfile.TemporaryDirectory() as run_dir:
         tasks, _ = architectures_and_tasks(data, arguments.networks, 15, run_dir)
     os.makedirs(os.path.dirname(arguments.results), exist_ok=True)
-    done = []
-    if os.path.exists(arguments.results):
-        with open(arguments.results) as results_file:
-            done = [json.loads(line) for line in results_file if line.strip()]
-    for index in range(len(done), arguments.networks):
-        row = score_and_train(tasks[index], data, folds, batch, labels)
-        done.append(row)
-        with open(arguments.results, "a") as results_file:
+    for index in range(arguments.part, arguments.networks, arguments.parts):
+        if index in read_results(arguments.results):
+            continue
+        row = dict(score_and_train(tasks[index], data, folds, batch, labels), index=index)
+        with open(arguments.results, "a") as results_file:  # one line per write: parts may share the file
             results_file.write(json.dumps(row) + "\n")
         print(f"{index + 1}/{arguments.networks}: val {row['val_accuracy']:.4f} params {row['params']} "
               f"synflow {row['synflow']:.2f} naswot {row['naswot']:.1f} grad_norm {row['grad_norm']:.3f} "
               f"({row['train_seconds']} s) {row['architecture_text']}", flush=True)
-    text = table(done)
+    done = read_results(arguments.results)
+    if len(done) < arguments.networks:
+        print(f"{len(done)} of {arguments.networks} networks done (the other parts are still running)")
+        return
+    rows = [done[index] for index in sorted(done)][:arguments.networks]
+    text = table(rows) + "\n\n" + halving_table(rows)
     print("\n" + text)
     if arguments.out:
         with open(arguments.out, "w") as out_file:
