@@ -358,6 +358,9 @@ class NAS:
         # The best is the best by the first objective, not the first of NSGA-II's order
         # (with several objectives that is the least crowded network of the first front).
         self.absolute_best = self.ranking.best_by_first_objective(population)
+        if self.absolute_best is None:  # successive halving's fully trained network(s) failed
+            raise SearchStopped(f"no network of generation 0 finished its full training (the others were stopped "
+                                f"early by successive halving); see why in {self.records_path}")
         score = self.fitness(self.absolute_best)
         self.save_partial(self.strategy.parent(population), self.absolute_best, 0, score, score)
         self.end_generation(population, best_improved=True)
