@@ -168,7 +168,8 @@ def comparisons(results):
             lines.append(f"- {configuration} vs {baseline}: best validation accuracy higher on {wins} of "
                          f"{len(rows)} seeds, hypervolume on {hv_wins}; median difference "
                          f"{statistics.median(ours) - statistics.median(theirs):+.4f} "
-                         + ("(larger than the seed-to-seed spread: the ranges do not overlap)" if separated
+                         + ("(too few seeds to compare with their spread)" if len(rows) < 3 else
+                            "(larger than the seed-to-seed spread: the ranges do not overlap)" if separated
                             else "(within the seed-to-seed spread)"))
     return lines
 
