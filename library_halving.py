@@ -39,7 +39,7 @@ def successive_halving(tasks, evaluate_all, order, budgets, halving_eta, on_rung
     evaluate_all(tasks) yields (index, result) as the evaluator finishes them;
     order(results) returns the indices of those results (index -> result) that have
     scores, best first (the search's ranking). on_rung(rung, budget, indices) is
-    called before each rung, for the log and the progress display.
+    called before each rung (the rung's index in budgets), for the log.
     Returns index -> the candidate's result at the last rung it trained at, its
     state extended with rung (the index in budgets of that rung), stopped_early, and
     epochs_trained and train_seconds summed over the rungs (what the candidate cost);
@@ -49,9 +49,10 @@ def successive_halving(tasks, evaluate_all, order, budgets, halving_eta, on_rung
     alive, rung = sorted(tasks), 0
     while alive:
         last = rung == len(budgets) - 1 or len(alive) == 1
-        budget = budgets[-1] if last else budgets[rung]
+        rung_trained = len(budgets) - 1 if last else rung  # a lone survivor trains at the last rung
+        budget = budgets[rung_trained]
         if on_rung is not None:
-            on_rung(rung, budget, alive)
+            on_rung(rung_trained, budget, alive)
         # Below the last rung only the scores matter: keras-flops and the deployed model wait for the last.
         rung_tasks = {index: dict(tasks[index], measure=last,
                                   train_settings=dict(tasks[index]["train_settings"], epochs=budget))
@@ -69,7 +70,7 @@ def successive_halving(tasks, evaluate_all, order, budgets, halving_eta, on_rung
         for index in alive:
             state = final[index]["state"]
             if state is not None:
-                state.update(rung=len(budgets) - 1 if last else rung, stopped_early=index in stopped,
+                state.update(rung=rung_trained, stopped_early=index in stopped,
                              epochs_trained=spent_epochs[index], train_seconds=spent_seconds[index])
             if index in stopped:
                 final[index] = dict(final[index], status="stopped", reason=(

@@ -479,9 +479,8 @@ class NAS:
         return ranked
 
     def _log_rung(self, child_set, rung, budget, indices):
-        last = budget == self.rung_budgets[-1]
-        self.log_message(f"Successive halving, rung {rung if not last else len(self.rung_budgets) - 1} "
-                         f"({budget} epochs{', the full budget' if last else ''}): "
+        last = rung == len(self.rung_budgets) - 1
+        self.log_message(f"Successive halving, rung {rung} ({budget} epochs{', the full budget' if last else ''}): "
                          + ", ".join(child_set[index].child_id for index in indices))
 
     def result_saved_before_resume(self, child):
