@@ -5,7 +5,9 @@ training settings and hardware thresholds, and compares them at an equal budget
 of compute: --budget fold-epochs (one epoch on one fold = 1; summed over every
 network a run trains, those successive halving stops early included; reused
 results are free). A run is cut at the last network that fits the budget, in the
-order the search recorded them. Per configuration it prints, as median [min, max]
+order the search recorded them. The default budget, 130 fold-epochs at the default
+run's 15 epochs per network, is a third of what the default run (13 networks x 2
+folds x 15 epochs = 390) spends. Per configuration it prints, as median [min, max]
 over the seeds:
   - the best validation accuracy among the fully trained networks (networks
     stopped early by halving have scores of fewer epochs and never count), and
@@ -22,7 +24,7 @@ gets the hand-crafted start. Finished runs (their folder holds
 benchmark_done.json) are read, not run again, and an interrupted run is resumed,
 so an interrupted benchmark continues where it stopped.
 
-    python tests/benchmark_search.py [--budget 60] [--seeds 0 1 2 3 4] [--epochs 5] [--out FILE]
+    python tests/benchmark_search.py [--budget 130] [--seeds 0 1 2 3 4] [--epochs 15] [--out FILE]
 """
 import argparse
 import glob
@@ -42,14 +44,15 @@ import library_report as report  # noqa: E402
 
 FLASH_THR = 32_000
 DONE_MARKER = "benchmark_done.json"  # written in a run folder once its run has finished
-HALVING = ["halving_eta=3", "min_epochs=1"]
+HALVING_ETA, MIN_EPOCHS = 3, 3  # the README's recommendation, from the halving simulation
+HALVING = [f"halving_eta={HALVING_ETA}", f"min_epochs={MIN_EPOCHS}"]
 # Each compared strategy: its B01_NAS.py overrides, the networks of generation 0 and of each later generation.
 STRATEGIES = {
     "mutation (specification)": (["search_strategy=mutation", "n_child=4"], 1, 4),
-    "GA, accuracy": (["search_strategy=ga", "population_size=6", "n_child=6", "n_elites=2"], 6, 6),
-    "GA, NSGA-II accuracy+flash": (["search_strategy=ga", "population_size=6", "n_child=6", "n_elites=6",
-                                    'objectives=["val_accuracy","flash_size"]'], 6, 6),
-    "random search": (["search_strategy=random", "population_size=6", "n_child=6"], 6, 6),
+    "GA, accuracy": (["search_strategy=ga", "population_size=4", "n_child=4", "n_elites=2"], 4, 4),
+    "GA, NSGA-II accuracy+flash": (["search_strategy=ga", "population_size=4", "n_child=4", "n_elites=4",
+                                    'objectives=["val_accuracy","flash_size"]'], 4, 4),
+    "random search": (["search_strategy=random", "population_size=4", "n_child=4"], 4, 4),
 }
 CONFIGURATIONS = {f"{name}{' + halving' if halving else ''}": (name, halving)
                   for name in STRATEGIES for halving in (False, True)}
@@ -60,59 +63,75 @@ def generation_epochs(n_networks, epochs, halving):
     """Fold-epochs a generation of n_networks costs at least (one fold, no failure, no early stop)."""
     if not halving:
         return n_networks * epochs
-    budgets, total, alive = halving_lib.rung_epochs(1, 3, epochs), 0, n_networks
+    budgets, total, alive = halving_lib.rung_epochs(MIN_EPOCHS, HALVING_ETA, epochs), 0, n_networks
     for rung, budget in enumerate(budgets):
         if alive == 1 or rung == len(budgets) - 1:
             return total + alive * epochs
         total += alive * budget
-        alive = halving_lib.n_promoted(alive, 3)
+        alive = halving_lib.n_promoted(alive, HALVING_ETA)
     return total
 
 
+def trained_epochs(run_dir):
+    """Fold-epochs a run has trained so far (reused results are free)."""
+    return sum(row["epochs_trained"] or 0 for row in report.read_records(run_dir) if row["status"] != "reused")
+
+
 def run_configuration(configuration, seed, arguments, logs_dir):
-    """Runs (or reads, when finished before) one configuration on one seed. Returns its run folder."""
+    """Runs (or reads, when finished before) one configuration on one seed. Returns its run folder.
+
+    The run gets the generations the budget needs if no network failed or stopped
+    sooner, then one more generation at a time (a resume) until it has trained the
+    budget: what it trains beyond the budget is not counted, so it is kept small."""
     name, halving = CONFIGURATIONS[configuration]
     overrides, first_generation, per_generation = STRATEGIES[name]
     run_name = f"seed{seed}_" + "".join(c if c.isalnum() else "_" for c in configuration)
     existing = sorted(glob.glob(os.path.join(logs_dir, f"*_{run_name}")))
     if existing and os.path.exists(os.path.join(existing[-1], DONE_MARKER)):
         return existing[-1]
-    # Enough generations for the budget, counted as if none failed or stopped sooner, and two more:
-    # what a run trains beyond the budget is not counted.
     spent, generations = generation_epochs(first_generation, arguments.epochs, halving), 0
     while spent < arguments.budget:
         spent += generation_epochs(per_generation, arguments.epochs, halving)
         generations += 1
     command = [sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), *overrides, *(HALVING if halving else []),
-               f"seed={seed}", f"n_generations={generations + 2}", "smart_start=False",
+               f"seed={seed}", f"n_generations={generations}", "smart_start=False",
                f"epochs={arguments.epochs}", "num_selected_folds=1", f"flash_thr={FLASH_THR}",
                f"n_workers={arguments.workers}", f"logs_dir={logs_dir}", f"run_name={run_name}"]
-    if existing and os.path.exists(os.path.join(existing[-1], "checkpoint.pkl")):
-        command = command[:2] + [f"resume_from={existing[-1]}"]  # an interrupted benchmark continues
-    print(f"running {configuration}, seed {seed}: {' '.join(command[2:])}", flush=True)
-    start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_DIR)
-    if result.returncode != 0:
-        raise RuntimeError(f"{configuration}, seed {seed} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    run_dir = existing[-1] if existing else sorted(glob.glob(os.path.join(logs_dir, f"*_{run_name}")))[-1]
-    wall_seconds = time.perf_counter() - start
+    run_dir = existing[-1] if existing and os.path.exists(os.path.join(existing[-1], "checkpoint.pkl")) else None
+    wall_seconds = 0.0
+    while True:
+        if run_dir is not None:  # an interrupted benchmark, or a run short of its budget, continues
+            command = command[:2] + [f"resume_from={run_dir}", f"n_generations={generations}"]
+        print(f"running {configuration}, seed {seed}: {' '.join(command[2:])}", flush=True)
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_DIR)
+        wall_seconds += time.perf_counter() - start
+        if result.returncode != 0:
+            raise RuntimeError(f"{configuration}, seed {seed} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        run_dir = run_dir or sorted(glob.glob(os.path.join(logs_dir, f"*_{run_name}")))[-1]
+        if trained_epochs(run_dir) >= arguments.budget:
+            break
+        generations = max(generations, int(max(row["generation"] for row in report.read_records(run_dir)))) + 1
     with open(os.path.join(run_dir, DONE_MARKER), "w") as marker:
         json.dump({"wall_seconds": round(wall_seconds, 1)}, marker)
     print(f"  done in {wall_seconds:.0f} s", flush=True)
     return run_dir
 
 
-def measure(run_dir, budget):
+def measure(run_dir, budget, target=None):
     """Best validation accuracy, its test accuracy and the hypervolume of the networks a run
-    trained within `budget` fold-epochs."""
-    within, spent = [], 0
+    trained within `budget` fold-epochs, and the fold-epochs it had spent when a fully trained
+    network first reached `target` validation accuracy (None: not within the budget)."""
+    within, spent, reached = [], 0, None
     for row in report.read_records(run_dir):
         if row["status"] == "reused":
             continue
-        if spent + row["epochs_trained"] > budget:
+        if spent + (row["epochs_trained"] or 0) > budget:
             break
-        spent += row["epochs_trained"]
+        spent += row["epochs_trained"] or 0
         within.append(row)
+        if target is not None and reached is None and row["status"] == "ok" and row["val_accuracy"] >= target:
+            reached = spent
     if spent < 0.8 * budget:
         raise RuntimeError(f"{run_dir} trained {spent} fold-epochs, far fewer than the budget {budget}")
     full = [row for row in within if row["status"] == "ok"]
@@ -121,6 +140,7 @@ def measure(run_dir, budget):
     front = sorted((points[i] for i in objectives_lib.first_front(points)), key=lambda point: point[1])
     return {"best_val": best["val_accuracy"], "best_test": best["test_accuracy"], "front": front,
             "hypervolume": objectives_lib.hypervolume(points, (1.0, 1.0)), "networks": len(within),
+            "fully_trained": len(full), "reached": reached,
             "stopped": sum(row["status"] == "stopped" for row in within), "epochs": spent,
             "train_seconds": sum(row["train_seconds"] for row in within)}
 
@@ -176,12 +196,15 @@ def comparisons(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=int, default=60, help="fold-epochs per run")
+    parser.add_argument("--budget", type=int, default=130, help="fold-epochs per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per fully trained network (one fold)")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs per fully trained network (one fold)")
     parser.add_argument("--workers", type=int, default=2, help="networks trained at once in each run")
     parser.add_argument("--logs-dir", default=os.path.join(PROJECT_DIR, "logs", "benchmark_search_compute"))
     parser.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS), choices=list(CONFIGURATIONS))
+    parser.add_argument("--target", type=float, help="also say, per configuration, on how many seeds a fully "
+                        "trained network reached this validation accuracy within the budget, and after how many "
+                        "fold-epochs (e.g. the best of a default run)")
     parser.add_argument("--out", help="also write the table (Markdown) to this file")
     parser.add_argument("--plot", help="also draw each configuration's front, one panel per seed, to this PNG")
     arguments = parser.parse_args()
@@ -190,25 +213,33 @@ def main():
     for seed in arguments.seeds:  # seed-major: an early stop still leaves every configuration compared
         for name in arguments.configurations:
             run_dir = run_configuration(name, seed, arguments, arguments.logs_dir)
-            results[name].append(dict(measure(run_dir, arguments.budget), seed=seed, run_dir=run_dir))
+            results[name].append(dict(measure(run_dir, arguments.budget, arguments.target), seed=seed,
+                                      run_dir=run_dir))
             row = results[name][-1]
             print(f"  {name}, seed {seed}: best val {row['best_val']:.4f}, its test {row['best_test']:.4f}, "
                   f"hypervolume {row['hypervolume']:.4f}, {row['networks']} networks, {row['epochs']:.0f} "
                   f"fold-epochs", flush=True)
     lines = [f"Budget: {arguments.budget} fold-epochs per run (an epoch on one fold = 1, networks stopped early "
              f"included); seeds {arguments.seeds}; a fully trained network gets {arguments.epochs} epochs on one "
-             f"fold; halving: halving_eta=3, min_epochs=1; flash_thr {FLASH_THR} B, other thresholds as in "
+             f"fold; halving: halving_eta={HALVING_ETA}, min_epochs={MIN_EPOCHS}; flash_thr {FLASH_THR} B, other thresholds as in "
              f"B01_NAS.py. Median [min, max] over the seeds.", "",
              "| configuration | best validation accuracy | its test accuracy | hypervolume (val error x flash) "
-             "| networks trained (stopped early) | training seconds |",
+             "| networks trained (fully trained) | training seconds |",
              "| --- | --- | --- | --- | --- | --- |"]
     for name, rows in results.items():
         lines.append(f"| {name} | {spread([r['best_val'] for r in rows])} | {spread([r['best_test'] for r in rows])} "
                      f"| {spread([r['hypervolume'] for r in rows])} "
                      f"| {statistics.median([r['networks'] for r in rows]):.0f} "
-                     f"({statistics.median([r['stopped'] for r in rows]):.0f}) "
+                     f"({statistics.median([r['fully_trained'] for r in rows]):.0f}) "
                      f"| {spread([r['train_seconds'] for r in rows], 0)} |")
-    lines += ["", *comparisons(results), "", "Per seed (best validation / its test / hypervolume):", ""]
+    lines += ["", *comparisons(results)]
+    if arguments.target is not None:
+        lines += ["", f"Validation accuracy {arguments.target} reached by a fully trained network within the budget:", ""]
+        for name, rows in results.items():
+            reached = [r["reached"] for r in rows if r["reached"] is not None]
+            lines.append(f"- {name}: on {len(reached)} of {len(rows)} seeds" + (
+                f", after {', '.join(str(round(r)) for r in reached)} fold-epochs" if reached else ""))
+    lines += ["", "Per seed (best validation / its test / hypervolume):", ""]
     for name, rows in results.items():
         lines.append(f"- {name}: " + "; ".join(
             f"seed {r['seed']}: {r['best_val']:.4f} / {r['best_test']:.4f} / {r['hypervolume']:.4f}" for r in rows))
