@@ -24,7 +24,8 @@ gets the hand-crafted start. Finished runs (their folder holds
 benchmark_done.json) are read, not run again, and an interrupted run is resumed,
 so an interrupted benchmark continues where it stopped.
 
-    python tests/benchmark_search.py [--budget 130] [--seeds 0 1 2 3 4] [--epochs 15] [--out FILE]
+    python tests/benchmark_search.py [--budget 130] [--seeds 0 1 2 3 4] [--epochs 15] [--target ACC]
+        [--out FILE] [--plot FILE]
 """
 import argparse
 import glob
