@@ -72,7 +72,7 @@ epochs = 15  # most epochs per fold
 batch_size = 64  # samples per step
 patience = 5  # epochs without a better validation loss before early stopping (the learning rate halves after patience // 2)
 learning_rate = 1e-3  # Adam's initial step size
-halving_eta = None  # successive halving in each generation: every network trains min_epochs, the best 1/halving_eta train halving_eta x longer, and so on up to epochs (3 = a third go on; None = all train the full budget)
+halving_eta = None  # successive halving in each generation: every network trains min_epochs, the best 1/halving_eta continue their training up to halving_eta x as many epochs, and so on up to epochs (3 = a third go on; None = all train the full budget)
 min_epochs = 3  # epochs of successive halving's first rung (used when halving_eta is set)
 verbose = 0  # 0: progress lines only; 1: plus Keras' per-epoch bar and TensorFlow's own messages; 2: one line per epoch
 

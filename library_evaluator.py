@@ -29,7 +29,7 @@ RAY_RUNTIME_ENV = {"working_dir": PROJECT_DIR,
 
 def failed_result(reason):
     """The result of a network that could not be evaluated (no state: it keeps its own)."""
-    return {"state": None, "status": "failed", "reason": reason, "flops_keras_flops": None}
+    return {"state": None, "status": "failed", "reason": reason, "flops_keras_flops": None, "training_state": None}
 
 
 def make_evaluator(executor, data, folds, n_workers, threads_per_worker, ray_address=None, quiet=True):

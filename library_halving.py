@@ -4,10 +4,13 @@
     rung 1:  the best 1/halving_eta of them train min_epochs x halving_eta epochs
     ...      until the last rung, which trains the full budget (epochs)
 
-Each rung trains its candidates from scratch with that rung's epoch budget and
-the candidate's own seed, so a candidate that reaches the last rung gets exactly
-the result it would get without halving, and the outcome depends on nothing but
-the seeds (not on how many networks train at once). When one candidate is left
+A promoted candidate continues its training where its previous rung ended (its
+weights, optimizer and early-stopping state: library_training_state), so the
+epochs of the rungs below are not trained again and the outcome depends on
+nothing but the seeds (not on how many networks train at once); a candidate
+that reaches the last rung has trained the full budget, though not bit for bit
+as it would have in one go (its later epochs are shuffled from seeds of their
+own). When one candidate is left
 it goes straight to the last rung: with nobody to compare it with, the rungs in
 between would decide nothing. The candidates that stop below the last rung are
 marked stopped_early: their scores are of fewer epochs, so the search ranks them
@@ -41,12 +44,11 @@ def successive_halving(tasks, evaluate_all, order, budgets, halving_eta, on_rung
     scores, best first (the search's ranking). on_rung(rung, budget, indices) is
     called before each rung (the rung's index in budgets), for the log.
     Returns index -> the candidate's result at the last rung it trained at, its
-    state extended with rung (the index in budgets of that rung), stopped_early, and
-    epochs_trained and train_seconds summed over the rungs (what the candidate cost);
+    state extended with rung (the index in budgets of that rung) and stopped_early
+    (its epochs_trained and train_seconds count every rung: each continues the last);
     a candidate stopped early gets the status "stopped" and the reason.
     """
-    final, spent_epochs, spent_seconds = {}, dict.fromkeys(tasks, 0), dict.fromkeys(tasks, 0.0)
-    alive, rung = sorted(tasks), 0
+    final, alive, rung = {}, sorted(tasks), 0
     while alive:
         last = rung == len(budgets) - 1 or len(alive) == 1
         rung_trained = len(budgets) - 1 if last else rung  # a lone survivor trains at the last rung
@@ -54,27 +56,23 @@ def successive_halving(tasks, evaluate_all, order, budgets, halving_eta, on_rung
         if on_rung is not None:
             on_rung(rung_trained, budget, alive)
         # Below the last rung only the scores matter: keras-flops and the deployed model wait for the last.
-        rung_tasks = {index: dict(tasks[index], measure=last,
+        rung_tasks = {index: dict(tasks[index], measure=last, keep_training_state=not last,
+                                  continue_from=final.get(index, {}).get("training_state"),
                                   train_settings=dict(tasks[index]["train_settings"], epochs=budget))
                       for index in alive}
         results = dict(evaluate_all(rung_tasks))
-        for index, result in results.items():
-            state = result["state"]
-            if state is not None:
-                spent_epochs[index] += state.get("epochs_trained") or 0
-                spent_seconds[index] += state.get("train_seconds") or 0.0
-            final[index] = result
+        final.update(results)
         ranked = [] if last else order(results)
         promoted = ranked[:n_promoted(len(alive), halving_eta)]
         stopped = ranked[len(promoted):]
         for index in alive:
             state = final[index]["state"]
             if state is not None:
-                state.update(rung=rung_trained, stopped_early=index in stopped,
-                             epochs_trained=spent_epochs[index], train_seconds=spent_seconds[index])
+                state.update(rung=rung_trained, stopped_early=index in stopped)
             if index in stopped:
                 final[index] = dict(final[index], status="stopped", reason=(
                     f"successive halving: not among the best {len(promoted)} of {len(alive)} after {budget} "
                     f"epochs (rung {rung})"))
         alive, rung = sorted(promoted), rung + 1
-    return final
+    # The training states (weights and optimizer state of every fold) are not needed past the last rung.
+    return {index: dict(result, training_state=None) for index, result in final.items()}

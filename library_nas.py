@@ -866,7 +866,7 @@ class NAS:
                          f"thread{'s' * (threads > 1)} each.")
         if self.halving_on():
             self.log_message(f"Successive halving: rungs of {', '.join(map(str, self.rung_budgets))} epochs; the "
-                             f"best 1/{self.halving_eta:g} of each rung train on; those stopped early are "
+                             f"best 1/{self.halving_eta:g} of each rung continue their training; those stopped early are "
                              f"recorded as 'stopped' and never become the best or a parent.")
 
     def log_summary(self):

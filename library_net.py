@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import library_deploy as deploy
 import library_load_and_split_data as data_lib
+import library_training_state as training_state
 from library_block import DEPLOYED_COST, Block
 from library_compute_stats import compute_descriptors
 from library_config import write_atomically
@@ -125,6 +126,8 @@ class Net:
         self.train_seconds = None
         self.epochs_trained = None  # epochs run, summed over the folds (early stopping ends some sooner)
         self.epoch_val_accuracy = None  # per fold: the validation accuracy after each epoch
+        self.continue_from = None  # a previous rung's training to continue: {"folds": {i_fold: state}, "train_seconds"}
+        self.fold_states = {}  # i_fold -> where its training ended (library_training_state), for the next rung
         self.rung = None  # successive halving: the last rung it trained at (library_halving)
         self.stopped_early = False  # successive halving stopped it below the full budget: not comparable
         self.trained = False
@@ -359,29 +362,37 @@ class Net:
         del fresh
 
     def _fit_one_fold(self, model, is_train, folds, i_fold):
-        """Fits model on fold i_fold from the fold's initial weights; returns (val metrics,
-        validation accuracy after each epoch)."""
+        """Fits model on fold i_fold from the fold's initial weights, or from where a previous
+        rung left it (self.continue_from); returns (val metrics, validation accuracy after each epoch)."""
         settings = self.train_settings
         X_train, X_val, Y_train, Y_val = data_lib.get_fold_split(
             self.data.X_train, self.data.Y_train, folds, i_fold)
-        self._start_fold(model, i_fold)
-        epoch_val_accuracy = []
-        if is_train:
-            callbacks = [
-                keras.callbacks.TerminateOnNaN(),
-                keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings["patience"],
-                                              restore_best_weights=True),
-                # Halving the step before early stopping gives the net a second chance.
-                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                                  patience=max(1, settings["patience"] // 2)),
-            ]
+        saved = (self.continue_from or {"folds": {}})["folds"].get(i_fold)
+        if saved is None:
+            self._start_fold(model, i_fold)
+        else:
+            training_state.restore(model, saved)
+            keras.utils.set_random_seed(training_state.continuation_seed(settings["seed"] + i_fold,
+                                                                         saved["epochs_done"]))
+        epoch_val_accuracy = list(saved["epoch_val_accuracy"]) if saved else []
+        if is_train and not (saved and saved["finished"]):
+            early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings["patience"],
+                                                           restore_best_weights=True)
+            # Halving the step before early stopping gives the net a second chance.
+            reduce_lr = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                          patience=max(1, settings["patience"] // 2))
+            fold_state = training_state.FoldTrainingState(early_stopping, reduce_lr, settings["epochs"],
+                                                          epoch_val_accuracy, saved)
             history = model.fit(X_train, Y_train, validation_data=(X_val, Y_val),
+                                initial_epoch=saved["epochs_done"] if saved else 0,
                                 epochs=settings["epochs"], batch_size=settings["batch_size"],
-                                callbacks=callbacks, verbose=settings["verbose"])
+                                callbacks=[keras.callbacks.TerminateOnNaN(), early_stopping, reduce_lr, fold_state],
+                                verbose=settings["verbose"])
             losses = history.history.get("loss", [])
             if not losses or not all(math.isfinite(loss) for loss in losses):
                 raise TrainingFailed(f"fold {i_fold}: training loss became {losses[-1] if losses else 'empty'}")
-            epoch_val_accuracy = [float(value) for value in history.history["val_accuracy"]]
+            epoch_val_accuracy, saved = fold_state.epoch_val_accuracy, fold_state.saved
+        self.fold_states[i_fold] = saved
         val_probabilities = model.predict(X_val, batch_size=512, verbose=0)
         if not np.all(np.isfinite(val_probabilities)):
             raise TrainingFailed(f"fold {i_fold}: the model predicts non-finite values")
@@ -395,6 +406,7 @@ class Net:
         """
         start = time.perf_counter()
         fold_metrics, best_weights, best_accuracy, self.epoch_val_accuracy = [], None, -1.0, []
+        self.fold_states = {}
         model = self._compiled_model()
         for i_fold in fold_ids:
             metrics, epoch_val_accuracy = self._fit_one_fold(model, is_train, folds, i_fold)
@@ -409,8 +421,8 @@ class Net:
             self.data.Y_test, model.predict(self.data.X_test, batch_size=512, verbose=0))
         self._store_weights(model)
         self.trained = bool(is_train)
-        self.epochs_trained = sum(map(len, self.epoch_val_accuracy))
-        self.train_seconds = time.perf_counter() - start
+        self.epochs_trained = sum(map(len, self.epoch_val_accuracy))  # a continued fold's earlier epochs included
+        self.train_seconds = time.perf_counter() - start + (self.continue_from or {}).get("train_seconds", 0.0)
         del model
         gc.collect()
         return self.val_score, self.test_metrics
@@ -542,14 +554,17 @@ def evaluate_network(task, data, folds):
     """Evaluates one network: a pure function of the architecture, the data and the settings.
 
     task: {"architecture", "train_settings", "deploy_precision", "use_full_training",
-    "is_train", "num_selected_folds"} and optionally "measure" (default True).
+    "is_train", "num_selected_folds"} and optionally "measure" (default True),
+    "continue_from" (a previous evaluation's "training_state": train on from there up to
+    train_settings' epochs) and "keep_training_state" (return where training ended).
     Trains (or dry-runs) the network on the folds; with measure, counts its FLOPs
     with keras-flops and measures its deployed model.
     Returns {"state": Net.to_state(), "status": ok / dry_run / failed,
-    "reason", "flops_keras_flops"}; an error is a failed status, never an exception.
+    "reason", "flops_keras_flops", "training_state"}; an error is a failed status, never an exception.
     """
     net = net_from_architecture(task["architecture"], None, data, task["train_settings"],
                                 task["deploy_precision"])
+    net.continue_from = task.get("continue_from")
     status, reason, flops_keras_flops = "ok", "", None
     try:
         if task["use_full_training"]:
@@ -564,7 +579,10 @@ def evaluate_network(task, data, folds):
     except Exception as error:  # one bad candidate must not end a long search
         status, reason = "failed", f"{type(error).__name__}: {error}"
         net.val_score = net.test_metrics = None
-    return {"state": net.to_state(), "status": status, "reason": reason, "flops_keras_flops": flops_keras_flops}
+    training = ({"folds": net.fold_states, "train_seconds": net.train_seconds}
+                if task.get("keep_training_state") and status == "ok" else None)
+    return {"state": net.to_state(), "status": status, "reason": reason, "flops_keras_flops": flops_keras_flops,
+            "training_state": training}
 
 
 def architecture_key(architecture, input_shape):

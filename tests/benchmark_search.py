@@ -64,12 +64,12 @@ def generation_epochs(n_networks, epochs, halving):
     """Fold-epochs a generation of n_networks costs at least (one fold, no failure, no early stop)."""
     if not halving:
         return n_networks * epochs
-    budgets, total, alive = halving_lib.rung_epochs(MIN_EPOCHS, HALVING_ETA, epochs), 0, n_networks
-    for rung, budget in enumerate(budgets):
+    budgets, total, alive, done = halving_lib.rung_epochs(MIN_EPOCHS, HALVING_ETA, epochs), 0, n_networks, 0
+    for rung, budget in enumerate(budgets):  # a promoted network trains on from the epochs it has done
         if alive == 1 or rung == len(budgets) - 1:
-            return total + alive * epochs
-        total += alive * budget
-        alive = halving_lib.n_promoted(alive, HALVING_ETA)
+            return total + alive * (epochs - done)
+        total += alive * (budget - done)
+        alive, done = halving_lib.n_promoted(alive, HALVING_ETA), budget
     return total
 
 

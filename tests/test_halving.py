@@ -12,14 +12,16 @@ from test_search_strategies import TIGHT, make_nas, scored_population
 
 def fake_training(true_quality, log):
     """An evaluate_all whose score of network i after e epochs is true_quality[i] x e / (e + 1)
-    (the ranking is the same at every budget), yielding in reverse order like a busy pool."""
+    (the ranking is the same at every budget), yielding in reverse order like a busy pool;
+    it logs (network, epochs it continues from, epochs it trains up to)."""
     def evaluate_all(tasks):
         for index in sorted(tasks, reverse=True):
-            epochs = tasks[index]["train_settings"]["epochs"]
-            log.append((index, epochs))
+            epochs, task = tasks[index]["train_settings"]["epochs"], tasks[index]
+            log.append((index, (task["continue_from"] or {"epochs": 0})["epochs"], epochs))
             score = true_quality[index] * epochs / (epochs + 1)
             yield index, {"status": "failed" if score == 0 else "ok", "reason": "",
-                          "state": {"val_score": score or None, "epochs_trained": epochs, "train_seconds": epochs}}
+                          "state": {"val_score": score or None, "epochs_trained": epochs, "train_seconds": epochs},
+                          "training_state": {"epochs": epochs} if task["keep_training_state"] else None}
     return evaluate_all
 
 
@@ -41,19 +43,20 @@ def test_the_best_go_on_and_the_rest_are_stopped_with_their_rung_and_cost():
     log = []
     tasks = {i: {"train_settings": {"epochs": 15, "seed": i}} for i in range(9)}
     results = halving_lib.successive_halving(tasks, fake_training(quality, log), order_by_score, [1, 3, 9, 15], 3)
-    # rung 0: all 9 at 1 epoch -> the best 3 (8, 1, 4) go on; then the best 1, alone: the full budget at once
-    assert sorted(log) == sorted([(i, 1) for i in range(9)] + [(8, 3), (1, 3), (4, 3), (8, 15)])
+    # rung 0: all 9 at 1 epoch -> the best 3 (8, 1, 4) go on from there; then the best 1, alone: on to
+    # the full budget at once
+    assert sorted(log) == sorted([(i, 0, 1) for i in range(9)] + [(8, 1, 3), (1, 1, 3), (4, 1, 3), (8, 3, 15)])
     assert results[8]["status"] == "ok" and results[8]["state"]["rung"] == 3
-    assert not results[8]["state"]["stopped_early"]
-    assert results[8]["state"]["epochs_trained"] == 1 + 3 + 15 and results[8]["state"]["train_seconds"] == 19
+    assert not results[8]["state"]["stopped_early"] and results[8]["state"]["epochs_trained"] == 15
     assert results[1]["status"] == "stopped" and results[1]["state"]["rung"] == 1
-    assert results[1]["state"]["stopped_early"] and results[1]["state"]["epochs_trained"] == 4
+    assert results[1]["state"]["stopped_early"] and results[1]["state"]["epochs_trained"] == 3
     assert "not among the best 1 of 3 after 3 epochs" in results[1]["reason"]
     assert results[4]["status"] == "stopped" and results[4]["state"]["rung"] == 1
     assert results[2]["status"] == "failed" and not results[2]["state"]["stopped_early"]
     for index in (0, 3, 5, 6, 7):
         assert results[index]["status"] == "stopped" and results[index]["state"]["rung"] == 0
         assert results[index]["state"]["epochs_trained"] == 1
+    assert all(result["training_state"] is None for result in results.values())  # no weights kept past the rungs
 
 
 def test_halving_parameters_are_checked():
@@ -96,7 +99,7 @@ def test_a_search_with_halving_records_rungs_and_never_picks_a_stopped_network(t
         statuses = sorted(row["status"] for row in generation_rows)
         assert statuses in (["ok", "stopped", "stopped"], ["failed", "ok", "stopped"])
         full = next(row for row in generation_rows if row["status"] == "ok")
-        assert (full["rung"], full["epochs_trained"]) == ("1", str(1 + 3))  # rungs [1, 3]
+        assert (full["rung"], full["epochs_trained"]) == ("1", "3")  # rungs [1, 3]: 1 epoch, then 2 more
         assert int(full["flash_measured"]) > 0  # the deployed model is measured at the last rung
         for row in generation_rows:
             if row["status"] == "stopped":
@@ -117,3 +120,51 @@ def test_a_search_with_halving_records_rungs_and_never_picks_a_stopped_network(t
     fields = ("child_id", "status", "rung", "epochs_trained", "val_accuracy", "architecture")
     assert [[row[f] for f in fields] for row in rows_again] == [[row[f] for f in fields] for row in rows]
     assert os.path.exists(os.path.join(nas.models_dir, "best_model.keras"))
+
+
+def test_a_promoted_network_continues_where_its_rung_ended(small_data):
+    """A network promoted to the next rung trains only the epochs it has not trained yet, from
+    its weights, optimizer and early-stopping state; a fold that early stopping ended is not
+    trained again; the continuation is deterministic."""
+    import copy
+    import math
+
+    import numpy as np
+
+    import library_load_and_split_data as data_lib
+    import library_training_state as training_state
+    from library_block import Block
+    from library_net import Net, evaluate_network
+    data, folds = small_data
+    net = Net([Block(filters=8, kernel_size=5, stride=2, pooling="max", pool_size=2, dropout_rate=0.1)], None, data,
+              train_settings=dict(seed=5, patience=20))  # patience 20: no early stop within 5 epochs
+
+    def task(epochs, **more):
+        return dict({"architecture": net.architecture(), "train_settings": dict(net.train_settings, epochs=epochs),
+                     "deploy_precision": "int8", "use_full_training": False, "is_train": True,
+                     "num_selected_folds": 2, "measure": False}, **more)
+
+    rung_0 = evaluate_network(task(2, keep_training_state=True), data, folds)
+    rung_1 = evaluate_network(task(5, continue_from=rung_0["training_state"], keep_training_state=True), data, folds)
+    assert rung_0["status"] == rung_1["status"] == "ok"
+    assert rung_1["state"]["epochs_trained"] == 2 * 5  # 2 folds x 5 epochs, not 2 x (2 + 5)
+    for before, after in zip(rung_0["state"]["epoch_val_accuracy"], rung_1["state"]["epoch_val_accuracy"]):
+        assert len(after) == 5 and after[:2] == before
+    assert rung_1["state"]["train_seconds"] > rung_0["state"]["train_seconds"]  # the rungs' seconds add up
+    # the optimizer went on from the rung's state: Adam's step count is that of 5 epochs
+    fold_0 = rung_1["training_state"]["folds"][0]
+    steps_per_epoch = math.ceil(len(data_lib.get_fold_split(data.X_train, data.Y_train, folds, 0)[0]) / 64)
+    assert int(fold_0["optimizer_variables"][0]) == 5 * steps_per_epoch
+    # and the model from the rung's weights (restored as saved, not as a fresh model of the seed)
+    model = net._compiled_model()
+    training_state.restore(model, rung_0["training_state"]["folds"][0])
+    for variable, saved in zip(training_state.layer_variables(model),
+                               rung_0["training_state"]["folds"][0]["model_variables"]):
+        np.testing.assert_array_equal(variable.numpy(), saved)
+    again = evaluate_network(task(5, continue_from=rung_0["training_state"]), data, folds)
+    assert again["state"]["epoch_val_accuracy"] == rung_1["state"]["epoch_val_accuracy"]
+    assert again["state"]["val_score"] == rung_1["state"]["val_score"] and again["training_state"] is None
+    ended = copy.deepcopy(rung_0["training_state"])
+    ended["folds"][0]["finished"] = True  # as if early stopping had ended fold 0 in rung 0
+    after_end = evaluate_network(task(5, continue_from=ended), data, folds)
+    assert [len(accuracies) for accuracies in after_end["state"]["epoch_val_accuracy"]] == [2, 5]
