@@ -1,6 +1,13 @@
 """Where a network's evaluation time goes, and training before vs now (a documented command, not a timed test).
 
     python tests/benchmark_training.py [--networks 8] [--epochs 15]
+    python tests/benchmark_training.py --where
+
+--where measures, on the smart-start network (fold 0 of the demo data, batch 64), where one
+network's training time goes: the first epoch (tracing) against the next, with Keras building
+the optimizer and metrics inside the traced step (traced twice) and with library_net building
+them first (traced once); an epoch of fit against bare training steps; and each layer's
+forward and backward pass alone.
 
 For 8 fixed architectures of the demo data (the smart-start network and 7 random
 valid ones of the default search space, seeds fixed) it trains each as the
@@ -95,16 +102,88 @@ def timed(function, *arguments):
     return time.perf_counter() - start, result
 
 
+def first_and_second_epoch(model, X_train, Y_train, X_val, Y_val):
+    """Seconds of a model's first epoch (fit with validation: tracing included) and of its second."""
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        model.fit(X_train, Y_train, validation_data=(X_val, Y_val), epochs=1, batch_size=64, verbose=0)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def milliseconds_per_call(function, argument, repeats=100):
+    function(argument)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        result = function(argument)
+    tf.nest.map_structure(lambda tensor: tensor.numpy(), result)
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
+def where_the_time_goes(data, folds):
+    from library_search_space import SMART_START_BLOCKS, SMART_START_HEAD
+    architecture = {"blocks": [dict(settings) for settings in SMART_START_BLOCKS], "head": SMART_START_HEAD}
+    X_train, X_val, Y_train, Y_val = data_lib.get_fold_split(data.X_train, data.Y_train, folds, 0)
+    print(f"smart-start network, fold 0: {len(X_train)} training sessions, batch 64, 1 thread\n")
+    print("tracing: seconds of the first epoch (fit + validation) and of the second, 3 times each")
+    for repeat in range(3):
+        net = net_from_architecture(architecture, None, data, {"seed": repeat})
+        lazy = net.ins_keras_model()  # as before: Keras creates the optimizer's variables while tracing
+        lazy.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+        lazy_seconds = first_and_second_epoch(lazy, X_train, Y_train, X_val, Y_val)
+        keras.backend.clear_session()
+        built_seconds = first_and_second_epoch(net._compiled_model(), X_train, Y_train, X_val, Y_val)
+        keras.backend.clear_session()
+        print(f"  built while tracing: {lazy_seconds[0]:.2f} s then {lazy_seconds[1]:.2f} s; "
+              f"built first (library_net): {built_seconds[0]:.2f} s then {built_seconds[1]:.2f} s")
+    net = net_from_architecture(architecture, None, data, {"seed": 0})
+    model = net._compiled_model()
+    steps = math.ceil(len(X_train) / 64)
+    epoch_seconds = min(first_and_second_epoch(model, X_train, Y_train, X_val, Y_val)[1] for _ in range(2))
+    loss_function = keras.losses.CategoricalCrossentropy()
+    x_batch, y_batch = tf.constant(X_train[:64]), tf.constant(Y_train[:64])
+
+    @tf.function
+    def bare_step(x):
+        with tf.GradientTape() as tape:
+            loss = loss_function(y_batch, model(x, training=True))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    step_ms = milliseconds_per_call(bare_step, x_batch)
+    print(f"\nan epoch in fit (with validation): {epoch_seconds * 1e3 / steps:.1f} ms per step of 64; "
+          f"a bare training step (GradientTape + Adam): {step_ms:.1f} ms")
+    print("\neach layer alone, forward + backward pass at batch 64:")
+    inputs, total = x_batch, 0.0
+    for layer in model.layers:
+        def forward_backward(x, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                outputs = layer(x, training=True)
+            return tape.gradient(outputs, [x] + layer.trainable_variables)
+        layer_ms = milliseconds_per_call(tf.function(forward_backward), inputs)
+        outputs = layer(inputs, training=True)
+        total += layer_ms
+        print(f"  {layer.name:<14} {str(tuple(inputs.shape)):>15} -> {str(tuple(outputs.shape)):<15} {layer_ms:6.2f} ms")
+        inputs = outputs
+    print(f"  sum of the layers: {total:.1f} ms (each measured in its own call)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--where", action="store_true", help="where one network's training time goes")
     arguments = parser.parse_args()
     X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(seed=0)
     folds = data_lib.fold_index(X_train, y_train, 5, seed=0)
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, n_classes), X_test,
                                 data_lib.one_hot(y_test, n_classes))
+    if arguments.where:
+        return where_the_time_goes(data, folds)
     with tempfile.TemporaryDirectory() as run_dir:
         tasks, _ = architectures_and_tasks(data, arguments.networks - 1, arguments.epochs, run_dir)
     from library_search_space import SMART_START_BLOCKS, SMART_START_HEAD

@@ -87,3 +87,17 @@ TINY_GA_RUN = (*TINY_RUN, "search_strategy=ga", "population_size=3", "n_elites=2
 def tiny_ga_run(tmp_path_factory, demo_subset_files):
     """One uninterrupted tiny GA run: (run_dir, stdout, images_path, labels_path)."""
     return real_run(tmp_path_factory, demo_subset_files, "tiny_ga", TINY_GA_RUN)
+
+
+# The suite runs on two pytest-xdist workers (README, Tests: `-n 2 --dist loadgroup`). The tests
+# that read one of the shared real runs above go to the same worker, so each run is made once in
+# the suite rather than once per worker.
+SHARED_RUN_FIXTURES = ("tiny_run", "tiny_ga_run")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    for item in items:
+        shared = [name for name in SHARED_RUN_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))

@@ -79,9 +79,9 @@ def test_folds_partition_the_training_split_and_are_stratified():
     # 64 x 536903681 x 536838145 is 2**64 + 64: it wraps to 64 in 64-bit integers
     (struct.pack(">IIII", 2051, 64, 536903681, 536838145) + b"\x00" * 64, "= 18446744073709551680 payload bytes"),
     (struct.pack(">IIII", 2051, 5, 0, 28), "samples of 0 x 28 = 0 bytes"),
-    (gzip.compress(struct.pack(">IIII", 2051, 2, 2, 2) + b"\x00" * 7), "decompressed file holds 7"),
-    (gzip.compress(struct.pack(">IIII", 2051, 2, 2, 2) + b"\x00" * 8)[:-12], "cannot be read"),
-    (gzip.compress(struct.pack(">IIII", 2051, 1000, 1000, 1000)), "more than a .*-byte gzip file can hold"),
+    (gzip.compress(struct.pack(">IIII", 2051, 2, 2, 2) + b"\x00" * 7, mtime=0), "decompressed file holds 7"),
+    (gzip.compress(struct.pack(">IIII", 2051, 2, 2, 2) + b"\x00" * 8, mtime=0)[:-12], "cannot be read"),
+    (gzip.compress(struct.pack(">IIII", 2051, 1000, 1000, 1000), mtime=0), "more than a .*-byte gzip file can hold"),
 ])
 def test_malformed_idx3_is_rejected_with_the_file_named(tmp_path, content, message):
     path = tmp_path / "bad.idx3"
