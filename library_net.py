@@ -348,7 +348,7 @@ class Net:
         # Keras (TensorFlow backend, no distribution strategy) creates the optimizer's and the
         # metrics' variables inside the first traced train step, and a tf.function that creates
         # variables is traced a second time: building them here, eagerly on one session, saves
-        # that second trace (about 1.5 s per network, measured in README "where the time goes").
+        # that second trace (1-2 s per network, README "Training one network: where the time goes").
         model.optimizer.build(model.trainable_variables)
         x, y = self.data.X_train[:1], self.data.Y_train[:1]
         predicted = model(x)

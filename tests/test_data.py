@@ -79,6 +79,7 @@ def test_folds_partition_the_training_split_and_are_stratified():
     # 64 x 536903681 x 536838145 is 2**64 + 64: it wraps to 64 in 64-bit integers
     (struct.pack(">IIII", 2051, 64, 536903681, 536838145) + b"\x00" * 64, "= 18446744073709551680 payload bytes"),
     (struct.pack(">IIII", 2051, 5, 0, 28), "samples of 0 x 28 = 0 bytes"),
+    # mtime=0: a gzip header holds the time, and the two pytest-xdist workers must collect the same ids
     (gzip.compress(struct.pack(">IIII", 2051, 2, 2, 2) + b"\x00" * 7, mtime=0), "decompressed file holds 7"),
     (gzip.compress(struct.pack(">IIII", 2051, 2, 2, 2) + b"\x00" * 8, mtime=0)[:-12], "cannot be read"),
     (gzip.compress(struct.pack(">IIII", 2051, 1000, 1000, 1000), mtime=0), "more than a .*-byte gzip file can hold"),
