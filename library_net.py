@@ -365,10 +365,9 @@ class Net:
         for layer, fresh_layer in zip(model.layers, fresh.layers):
             for variable, fresh_variable in zip(layer.variables, fresh_layer.variables):
                 variable.assign(fresh_variable)  # weights, BatchNorm statistics, dropout's seed state
-        if model.optimizer.built:
-            for variable in model.optimizer.variables:  # step count and Adam's moments
-                variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
-            model.optimizer.learning_rate = self.train_settings["learning_rate"]  # ReduceLROnPlateau lowers it
+        for variable in model.optimizer.variables:  # step count and Adam's moments (built by _compiled_model)
+            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+        model.optimizer.learning_rate = self.train_settings["learning_rate"]  # ReduceLROnPlateau lowers it
         del fresh
 
     def _fit_one_fold(self, model, is_train, folds, i_fold):

@@ -1,11 +1,10 @@
 """A fold's training, kept between successive halving's rungs and continued where it ended.
 
 Successive halving promotes the best candidates of a rung to a longer budget.
-Training them again from scratch would repeat the rung's epochs and the seconds
-Keras spends tracing the training step; continuing them needs everything that
-decides the next epoch: the model's variables (weights, BatchNorm statistics,
-dropout's seed state), the optimizer's (step count, Adam's moments, learning
-rate), and where early stopping and the learning-rate schedule stood (their
+Training them again from scratch would repeat the rung's epochs; continuing them
+needs everything that decides the next epoch: the model's variables (weights,
+BatchNorm statistics, dropout's seed state), the optimizer's (step count, Adam's
+moments, learning rate), and where early stopping and the learning-rate schedule stood (their
 waits, their best loss, early stopping's best weights). A fold that early
 stopping ended is finished: it is not trained further, its best weights stand.
 
@@ -24,7 +23,7 @@ def continuation_seed(fold_seed, epochs_done):
 
 def layer_variables(model):
     """Every variable of the model's layers (weights, BatchNorm statistics, dropout's seed
-    state), in a fixed order; not the metrics', which a model builds when it first fits."""
+    state), in a fixed order; not the metrics'."""
     return [variable for layer in model.layers for variable in layer.variables]
 
 
@@ -68,7 +67,5 @@ def restore(model, saved):
         variable.assign(value)
     if saved["finished"] and saved["early_stopping"]["best_weights"] is not None:
         model.set_weights(saved["early_stopping"]["best_weights"])
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
     for variable, value in zip(model.optimizer.variables, saved["optimizer_variables"]):
         variable.assign(value)  # the step count, Adam's moments and the learning rate the schedule left
