@@ -24,3 +24,15 @@ def compute_descriptors(y_true, y_pred):
         labels_true, labels_pred, average="macro", zero_division=0)
     return {"accuracy": float(accuracy_score(labels_true, labels_pred)),
             "precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+def mean_over_folds(fold_metrics):
+    """The mean of each metric over folds (compute_descriptors dicts, in fold order): a network's score."""
+    return {key: float(np.mean([metrics[key] for metrics in fold_metrics])) for key in fold_metrics[0]}
+
+
+def best_fold(fold_metrics):
+    """The position in fold_metrics of the fold with the highest accuracy, the first of equals:
+    the fold whose weights a network keeps."""
+    accuracies = [metrics["accuracy"] for metrics in fold_metrics]
+    return accuracies.index(max(accuracies))

@@ -7,14 +7,19 @@ in id order, so the result of a search does not depend on how many networks
 run at once. The data set goes to each worker process (local) or into Ray's
 object store (once per node), never with each task.
 
+When fewer networks are left than workers, each network's folds train on
+separate workers (library_fold_tasks), with the same result as on one.
+
 A worker process or Ray node that dies in the middle of a network costs that
 try only: the network is tried again, up to max_tries times in all, then
 recorded as failed with the reason.
 """
+import contextlib
 import os
 import queue
 import threading
 
+import library_fold_tasks as fold_tasks_lib
 from library_worker import EvaluationWorker, WorkerDied, evaluate_in_ray_task
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -39,21 +44,50 @@ def make_evaluator(executor, data, folds, n_workers, threads_per_worker, ray_add
     return LocalEvaluator(data, folds, n_workers, threads_per_worker, quiet)
 
 
-class LocalEvaluator:
-    """n_workers worker processes on this machine, each training one network at a time
-    with threads_per_worker TensorFlow threads."""
+class Evaluator:
+    """What the evaluators share: tasks in, (task id, result) out as each network finishes,
+    a network's folds spread over workers that would otherwise wait. A subclass runs the
+    tasks themselves (_evaluate_each) on its n_workers."""
+
+    def to_split(self, tasks):
+        """The ids of tasks {id: task} whose folds evaluate_all trains on separate workers."""
+        return fold_tasks_lib.to_split(tasks, self.folds, self.n_workers)
+
+    def evaluate_all(self, tasks):
+        """Yields (task id, result) for each of tasks {id: task} as it finishes. Leaving the
+        loop early ends the networks still in training."""
+        split = self.to_split(tasks)
+        if not split:
+            yield from self._evaluate_each(tasks)
+            return
+        each = {(task_id, -1): task for task_id, task in tasks.items() if task_id not in split}
+        for task_id in split:
+            each.update({(task_id, i_fold): fold_task
+                         for i_fold, fold_task in fold_tasks_lib.fold_tasks(tasks[task_id], self.folds).items()})
+        fold_results = {task_id: {} for task_id in split}
+        with contextlib.closing(self._evaluate_each(each)) as finished:
+            for (task_id, i_fold), result in finished:
+                if i_fold == -1:
+                    yield task_id, result
+                    continue
+                fold_results[task_id][i_fold] = result
+                if len(fold_results[task_id]) == fold_tasks_lib.n_folds_of(tasks[task_id], self.folds):
+                    yield task_id, fold_tasks_lib.network_result(tasks[task_id], fold_results[task_id])
+
+
+class LocalEvaluator(Evaluator):
+    """n_workers worker processes on this machine, each training one network (or one of its
+    folds) at a time with threads_per_worker TensorFlow threads."""
 
     def __init__(self, data, folds, n_workers=1, threads_per_worker=None, quiet=True, max_tries=MAX_TRIES,
                  tasks_per_worker=TASKS_PER_WORKER):
-        self.folds = folds
+        self.folds, self.n_workers = folds, n_workers
         self.workers = [EvaluationWorker(data, folds, quiet, tasks_per_worker, threads_per_worker)
                         for _ in range(n_workers)]
         self.max_tries = max_tries
         self.stopping = threading.Event()
 
-    def evaluate_all(self, tasks):
-        """Yields (task id, result) for each of tasks {id: task} as it finishes. Leaving the
-        loop early ends the networks still in training."""
+    def _evaluate_each(self, tasks):
         waiting, finished = queue.SimpleQueue(), queue.SimpleQueue()
         for item in sorted(tasks.items()):
             waiting.put(item)
@@ -101,7 +135,7 @@ class LocalEvaluator:
             worker.close()
 
 
-class RayEvaluator:
+class RayEvaluator(Evaluator):
     """Ray tasks, at most n_workers at once, each asking Ray for threads_per_worker CPUs.
 
     ray_address: None starts Ray on this machine (ended by close); "auto" or
@@ -124,9 +158,7 @@ class RayEvaluator:
         self.remote = ray.remote(num_cpus=threads_per_worker or 1, max_retries=max_tries - 1,
                                  max_calls=tasks_per_worker)(evaluate_in_ray_task)
 
-    def evaluate_all(self, tasks):
-        """Yields (task id, result) for each of tasks {id: task} as it finishes. Leaving the
-        loop early cancels the networks still in training."""
+    def _evaluate_each(self, tasks):
         ray = self.ray
         waiting, running = sorted(tasks.items()), {}
         try:

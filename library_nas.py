@@ -25,6 +25,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+import library_fold_tasks as fold_tasks_lib
 import library_halving as halving_lib
 import library_objectives as objectives_lib
 import library_report as report
@@ -427,11 +428,11 @@ class NAS:
             children_bar.set_postfix_str(self._best_postfix(), refresh=True)
 
         halving = bool(tasks) and self.halving_on()  # then every rung is trained before anything is recorded
-        finished = self._evaluator(folds).evaluate_all(tasks) if tasks and not halving else iter([])
+        finished = self._evaluate_all(tasks, folds, child_set) if tasks and not halving else iter([])
         try:
             if halving:
                 results.update(halving_lib.successive_halving(
-                    tasks, lambda rung_tasks: self._evaluate_rung(rung_tasks, folds),
+                    tasks, lambda rung_tasks: self._evaluate_rung(rung_tasks, folds, child_set),
                     lambda rung_results: self._ranked_indices(child_set, rung_results), self.rung_budgets,
                     self.halving_eta,
                     on_rung=lambda rung, budget, indices: self._log_rung(child_set, rung, budget, indices)))
@@ -449,10 +450,18 @@ class NAS:
         """Whether successive halving decides how long each network trains (it needs training)."""
         return self.rung_budgets is not None and (self.is_train if self.use_full_training else self.is_train_proxy)
 
-    def _evaluate_rung(self, rung_tasks, folds):
+    def _evaluate_all(self, tasks, folds, child_set):
+        """The evaluator's results of tasks (index -> the task of child_set[index]) as they finish."""
+        evaluator = self._evaluator(folds)
+        for index in evaluator.to_split(tasks):
+            self.log_message(f"{child_set[index].child_id}: fewer networks than workers, so its "
+                             f"{fold_tasks_lib.n_folds_of(tasks[index], folds)} folds train on separate workers.")
+        return evaluator.evaluate_all(tasks)
+
+    def _evaluate_rung(self, rung_tasks, folds, child_set):
         """The evaluator's results of one rung, as they finish, with a progress bar; stops
         after the network that finishes next when Ctrl-C asked."""
-        finished = self._evaluator(folds).evaluate_all(rung_tasks)
+        finished = self._evaluate_all(rung_tasks, folds, child_set)
         rung_bar = tqdm(total=len(rung_tasks), desc=f"generation {self.i_gen}, rung", unit="child", position=2,
                         leave=False)
         try:

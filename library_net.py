@@ -14,7 +14,7 @@ import library_deploy as deploy
 import library_load_and_split_data as data_lib
 import library_training_state as training_state
 from library_block import DEPLOYED_COST, Block
-from library_compute_stats import compute_descriptors
+from library_compute_stats import best_fold, compute_descriptors, mean_over_folds
 from library_config import write_atomically
 
 HEADS = ("gap", "flatten")  # GlobalAveragePooling1D (the specification's) or Flatten
@@ -414,17 +414,16 @@ class Net:
         is only predicted (with the kept weights) for reporting, never for choosing.
         """
         start = time.perf_counter()
-        fold_metrics, best_weights, best_accuracy, self.epoch_val_accuracy = [], None, -1.0, []
+        fold_metrics, fold_weights, self.epoch_val_accuracy = [], [], []
         self.fold_states = {}
         model = self._compiled_model()
         for i_fold in fold_ids:
             metrics, epoch_val_accuracy = self._fit_one_fold(model, is_train, folds, i_fold)
             fold_metrics.append(metrics)
+            fold_weights.append(model.get_weights())
             self.epoch_val_accuracy.append(epoch_val_accuracy)
-            if metrics["accuracy"] > best_accuracy:
-                best_accuracy, best_weights = metrics["accuracy"], model.get_weights()
-        model.set_weights(best_weights)
-        self.val_metrics = {key: float(np.mean([m[key] for m in fold_metrics])) for key in fold_metrics[0]}
+        model.set_weights(fold_weights[best_fold(fold_metrics)])
+        self.val_metrics = mean_over_folds(fold_metrics)
         self.val_score = self.val_metrics["accuracy"]
         self.test_metrics = compute_descriptors(
             self.data.Y_test, model.predict(self.data.X_test, batch_size=512, verbose=0))
@@ -565,7 +564,8 @@ def evaluate_network(task, data, folds):
     task: {"architecture", "train_settings", "deploy_precision", "use_full_training",
     "is_train", "num_selected_folds"} and optionally "measure" (default True),
     "continue_from" (a previous evaluation's "training_state": train on from there up to
-    train_settings' epochs) and "keep_training_state" (return where training ended).
+    train_settings' epochs), "keep_training_state" (return where training ended) and
+    "only_fold" (train, score and measure with that fold alone: library_fold_tasks).
     Trains (or dry-runs) the network on the folds; with measure, counts its FLOPs
     with keras-flops and measures its deployed model.
     Returns {"state": Net.to_state(), "status": ok / dry_run / failed,
@@ -576,7 +576,9 @@ def evaluate_network(task, data, folds):
     net.continue_from = task.get("continue_from")
     status, reason, flops_keras_flops = "ok", "", None
     try:
-        if task["use_full_training"]:
+        if task.get("only_fold") is not None:  # one fold of a network trained apart (library_fold_tasks)
+            net._cross_validate(task["is_train"], folds, [task["only_fold"]])
+        elif task["use_full_training"]:
             net.train_routine(task["is_train"], folds)
         else:
             net.proxy_train_routine(task["is_train"], folds, task["num_selected_folds"])

@@ -86,8 +86,9 @@ def test_a_network_stopped_early_is_ranked_after_every_fully_trained_one(tmp_pat
 def test_a_search_with_halving_records_rungs_and_never_picks_a_stopped_network(tmp_path, small_data):
     data, folds = small_data
     strategy = "ga"  # generation 0 (a population) is halved too; the mutation loop's selection: above
+    # Two folds on two workers: each generation's lone survivor trains its folds apart (library_fold_tasks).
     settings = dict(TIGHT, search_strategy=strategy, n_child=3, n_generations=1, epochs=3, min_epochs=1,
-                    halving_eta=3, num_selected_folds=1, seed=3, n_workers=2, smart_start=False,
+                    halving_eta=3, num_selected_folds=2, seed=3, n_workers=2, smart_start=False,
                     population_size=3, n_elites=1, max_depth_father=2, max_depth=2, filters_choices=[4, 8])
     nas = NAS(run_dir=str(tmp_path / "run"), preloaded_data=data, **settings)
     last, best = nas.run_NAS(folds)
@@ -99,11 +100,11 @@ def test_a_search_with_halving_records_rungs_and_never_picks_a_stopped_network(t
         statuses = sorted(row["status"] for row in generation_rows)
         assert statuses in (["ok", "stopped", "stopped"], ["failed", "ok", "stopped"])
         full = next(row for row in generation_rows if row["status"] == "ok")
-        assert (full["rung"], full["epochs_trained"]) == ("1", "3")  # rungs [1, 3]: 1 epoch, then 2 more
+        assert (full["rung"], full["epochs_trained"]) == ("1", "6")  # rungs [1, 3]: 1 epoch, then 2 more; 2 folds
         assert int(full["flash_measured"]) > 0  # the deployed model is measured at the last rung
         for row in generation_rows:
             if row["status"] == "stopped":
-                assert (row["rung"], row["epochs_trained"]) == ("0", "1")
+                assert (row["rung"], row["epochs_trained"]) == ("0", "2")
                 assert float(row["val_accuracy"]) >= 0  # its rung's score is kept for the reader
                 assert row["flash_measured"] == "" and int(row["flash_size"]) > 0  # estimated only
     stopped_ids = {row["child_id"] for row in rows if row["status"] == "stopped"}
@@ -112,6 +113,7 @@ def test_a_search_with_halving_records_rungs_and_never_picks_a_stopped_network(t
         assert not stopped_ids & {row["child_id"] for row in csv.DictReader(pareto_file)}
     log_text = open(nas.log_path).read()
     assert "Successive halving: rungs of 1, 3 epochs" in log_text and "rung 0 (1 epochs)" in log_text
+    assert "so its 2 folds train on separate workers" in log_text
     # deterministic: the same seed on one worker gives the same records
     again = NAS(run_dir=str(tmp_path / "again"), preloaded_data=data, **dict(settings, n_workers=1))
     again.run_NAS(folds)

@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from conftest import PROJECT_DIR, TINY_RUN, real_run
@@ -32,7 +33,8 @@ def compared(run_dir):
 
 
 def test_local_one_worker_and_ray_two_workers_give_the_same_children_csv(tmp_path_factory, demo_subset_files):
-    settings = (*TINY_RUN, "n_generations=1", "n_child=3", "threads_per_worker=1")
+    # Two folds: generation 0's lone network trains them on both Ray workers (library_fold_tasks).
+    settings = (*TINY_RUN, "n_generations=1", "n_child=3", "num_selected_folds=2", "threads_per_worker=1")
     one_worker, _, _, _ = real_run(tmp_path_factory, demo_subset_files, "local_1",
                                    (*settings, "executor=local", "n_workers=1"))
     ray_two, stdout, _, _ = real_run(tmp_path_factory, demo_subset_files, "ray_2",
@@ -40,15 +42,16 @@ def test_local_one_worker_and_ray_two_workers_give_the_same_children_csv(tmp_pat
     rows = compared(one_worker)
     assert len(rows) == 4 and all(row["status"] == "ok" for row in rows)
     assert compared(ray_two) == rows
-    assert "ray executor (Ray at a new local instance), 2 networks at once" in open(
-        os.path.join(ray_two, "nas_log.txt")).read()
+    log_text = open(os.path.join(ray_two, "nas_log.txt")).read()
+    assert "ray executor (Ray at a new local instance), 2 networks at once" in log_text
+    assert "g000_c0001: fewer networks than workers, so its 2 folds train on separate workers." in log_text
     assert "networks/h" in stdout
 
 
-def tiny_task_and_data(small_data, tmp_path, epochs=2):
+def tiny_task_and_data(small_data, tmp_path, epochs=2, num_selected_folds=1):
     data, folds = small_data
     nas = NAS(run_dir=str(tmp_path / "run"), preloaded_data=data, epochs=epochs, patience=epochs,
-              num_selected_folds=1, seed=0)
+              num_selected_folds=num_selected_folds, seed=0)
     network = nas.space.smart_start_network()
     network.train_settings["seed"] = 1
     return nas.task_of(network), data, folds
@@ -100,6 +103,55 @@ def test_a_network_whose_worker_dies_on_every_try_is_failed_and_the_next_one_tra
     assert failed["status"] == "failed" and failed["state"] is None
     assert failed["reason"].startswith("WorkerDied:") and "on each of 2 tries" in failed["reason"]
     assert next_one["status"] == "ok"
+
+
+def assert_same_evaluation(split, whole):
+    assert split["status"] == whole["status"] == "ok"
+    for name in ("val_score", "val_metrics", "test_metrics", "epoch_val_accuracy", "epochs_trained",
+                 "deployed", "deployed_model_bytes"):
+        assert split["state"][name] == whole["state"][name], name
+    for split_weights, whole_weights in zip(split["state"]["layer_weights"] + [split["state"]["head_weights"]],
+                                            whole["state"]["layer_weights"] + [whole["state"]["head_weights"]]):
+        for split_array, whole_array in zip(split_weights, whole_weights):
+            np.testing.assert_array_equal(split_array, whole_array)
+    assert split["flops_keras_flops"] == whole["flops_keras_flops"]
+
+
+def test_a_lone_network_trains_its_folds_on_two_workers_with_the_result_it_has_on_one(small_data, tmp_path):
+    """Fewer networks than workers: each fold trains, is scored and measured on a worker of its
+    own, and the network's result is put together from its folds; nothing differs from training
+    them in turn, also when the network continues a successive-halving rung, or when its training fails."""
+    task, data, folds = tiny_task_and_data(small_data, tmp_path, epochs=3, num_selected_folds=2)
+    rung = dict(task, train_settings=dict(task["train_settings"], epochs=1), measure=False, keep_training_state=True)
+    diverging = dict(task, train_settings=dict(task["train_settings"], learning_rate=float("nan")))
+    results = {}
+    for n_workers in (1, 2):
+        evaluator = LocalEvaluator(data, folds, n_workers=n_workers, threads_per_worker=1)
+        try:
+            ((_, rung_result),) = list(evaluator.evaluate_all({0: rung}))
+            tasks_run = sum(worker.tasks_done for worker in evaluator.workers)
+            last_rung = dict(task, continue_from=rung_result["training_state"])  # 2 more epochs, then measured
+            ((_, last_result),) = list(evaluator.evaluate_all({0: last_rung}))
+            ((_, failed),) = list(evaluator.evaluate_all({0: diverging}))
+        finally:
+            evaluator.close()
+        results[n_workers] = rung_result, tasks_run, last_result, failed
+    (rung_whole, tasks_whole, whole, failed_whole), (rung_split, tasks_split, split, failed_split) = \
+        results[1], results[2]
+    assert (tasks_whole, tasks_split) == (1, 2)  # on two workers: fold 0 and fold 1, each on its own
+    assert_same_evaluation(rung_split, rung_whole)
+    assert rung_split["state"]["train_seconds"] > 0
+    for i_fold in (0, 1):
+        for split_array, whole_array in zip(rung_split["training_state"]["folds"][i_fold]["model_variables"],
+                                            rung_whole["training_state"]["folds"][i_fold]["model_variables"]):
+            np.testing.assert_array_equal(split_array, whole_array)
+    assert_same_evaluation(split, whole)
+    assert whole["state"]["epochs_trained"] == 2 * 3 and whole["flops_keras_flops"] > 0
+    assert whole["state"]["deployed"]["flash_bytes"] > 0
+    assert split["training_state"] is None  # not asked for: the last rung
+    assert failed_whole["status"] == failed_split["status"] == "failed"
+    assert failed_split["reason"] == failed_whole["reason"]  # the first fold's, as in turn
+    assert failed_split["reason"].startswith("TrainingFailed: fold 0")
 
 
 # The `ray` command of this Python (beside it when its folder is not on PATH).

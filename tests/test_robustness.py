@@ -175,6 +175,9 @@ def test_resume_cuts_children_csv_by_records_when_a_reason_spans_lines(tmp_path,
         def __init__(self, fails, reason):
             self.fails, self.reason = fails, reason
 
+        def to_split(self, tasks):
+            return []  # dry runs: nothing to train apart
+
         def evaluate_all(self, tasks):
             for index, task in tasks.items():
                 if self.fails(task):

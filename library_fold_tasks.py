@@ -1,0 +1,67 @@
+"""A network's folds as tasks of their own, so that no worker waits while another trains.
+
+When fewer networks are left to evaluate than there are workers (the
+specification loop's generation 0, successive halving's lone survivor of a
+rung, a generation smaller than n_workers), each of their folds is a task of
+its own (library_net.evaluate_network with "only_fold"): it trains that fold,
+scores it, and measures the network with that fold's weights when the network's
+task asks for measures. When every fold of a network is back, its result is put
+together here, without TensorFlow, as evaluate_network would have made it from
+the same folds trained in turn: the mean of the folds' validation metrics, the
+best fold's weights, test metrics and measures, every fold's epochs and seconds.
+
+A fold trains from its own seed whether it trains alone or after the network's
+other folds (a test checks it), so the network's result does not depend on how
+its folds were spread: the same seed gives the same scores, weights and deployed
+bytes on one worker or many.
+"""
+from library_compute_stats import best_fold, mean_over_folds
+
+
+def n_folds_of(task, folds):
+    """How many folds library_net.evaluate_network trains for task on folds."""
+    return len(folds) if task["use_full_training"] else task["num_selected_folds"]
+
+
+def to_split(tasks, folds, n_workers):
+    """The ids of tasks {id: task} whose folds are worth training apart: all those with training
+    and more than one fold, when fewer tasks than n_workers would leave workers waiting."""
+    if len(tasks) >= n_workers:
+        return []
+    return sorted(task_id for task_id, task in tasks.items() if task["is_train"] and n_folds_of(task, folds) > 1)
+
+
+def fold_tasks(task, folds):
+    """{fold index: the task that trains only that fold of task's network}, each continuing
+    that fold's state when task continues a previous evaluation (successive halving)."""
+    previous = task.get("continue_from")
+    return {i_fold: dict(task, only_fold=i_fold, continue_from=(
+                None if previous is None else dict(previous, folds={
+                    i: state for i, state in previous["folds"].items() if i == i_fold})))
+            for i_fold in range(n_folds_of(task, folds))}
+
+
+def network_result(task, fold_results):
+    """task's result (as library_net.evaluate_network returns it) from the results of its
+    fold tasks, {fold index: result}: the first failed fold's result when one failed, as
+    when the folds train in turn."""
+    ordered = [fold_results[i_fold] for i_fold in sorted(fold_results)]
+    for result in ordered:
+        if result["status"] != "ok":
+            return dict(result, training_state=None)
+    states = [result["state"] for result in ordered]
+    fold_metrics = [state["val_metrics"] for state in states]
+    best = best_fold(fold_metrics)
+    seconds_before = (task.get("continue_from") or {}).get("train_seconds", 0.0)
+    # Each fold's seconds include those of the rungs before (its continue_from): counted once.
+    seconds = seconds_before + sum(state["train_seconds"] - seconds_before for state in states)
+    val_metrics = mean_over_folds(fold_metrics)
+    # The best fold's weights, test metrics and deployed model are the network's; the scores are all folds'.
+    state = dict(states[best], val_metrics=val_metrics, val_score=val_metrics["accuracy"], train_seconds=seconds,
+                 epochs_trained=sum(state["epochs_trained"] for state in states),
+                 epoch_val_accuracy=[state["epoch_val_accuracy"][0] for state in states])
+    training = None
+    if task.get("keep_training_state"):
+        training = {"folds": {i_fold: fold_results[i_fold]["training_state"]["folds"][i_fold]
+                              for i_fold in sorted(fold_results)}, "train_seconds": seconds}
+    return dict(ordered[best], state=state, training_state=training)
