@@ -60,6 +60,7 @@ class Evaluator:
         if not split:
             yield from self._evaluate_each(tasks)
             return
+        # (id, -1): a whole network; (id, i): fold i of a split one, assembled when its last fold is back.
         each = {(task_id, -1): task for task_id, task in tasks.items() if task_id not in split}
         for task_id in split:
             each.update({(task_id, i_fold): fold_task
