@@ -7,8 +7,9 @@ in id order, so the result of a search does not depend on how many networks
 run at once. The data set goes to each worker process (local) or into Ray's
 object store (once per node), never with each task.
 
-When fewer networks are left than workers, each network's folds train on
-separate workers (library_fold_tasks), with the same result as on one.
+Networks that would train while workers wait (fewer networks than workers,
+the last of an uneven batch) train their folds on separate workers
+(library_fold_tasks), with the same result as on one.
 
 A worker process or Ray node that dies in the middle of a network costs that
 try only: the network is tried again, up to max_tries times in all, then

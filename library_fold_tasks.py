@@ -1,8 +1,10 @@
 """A network's folds as tasks of their own, so that no worker waits while another trains.
 
-When fewer networks are left to evaluate than there are workers (the
+When a batch of networks would leave workers waiting at its end (the
 specification loop's generation 0, successive halving's lone survivor of a
-rung, a generation smaller than n_workers), each of their folds is a task of
+rung, 3 networks on 2 workers), the networks that would train while workers
+wait (the last len(batch) mod n_workers; all of them when fewer than the
+workers) are split: each of their folds is a task of
 its own (library_net.evaluate_network with "only_fold"): it trains that fold,
 scores it, and measures the network with that fold's weights when the network's
 task asks for measures. When every fold of a network is back, its result is put
@@ -24,11 +26,12 @@ def n_folds_of(task, folds):
 
 
 def to_split(tasks, folds, n_workers):
-    """The ids of tasks {id: task} whose folds are worth training apart: all those with training
-    and more than one fold, when fewer tasks than n_workers would leave workers waiting."""
-    if len(tasks) >= n_workers:
-        return []
-    return sorted(task_id for task_id, task in tasks.items() if task["is_train"] and n_folds_of(task, folds) > 1)
+    """The ids of tasks {id: task} whose folds are worth training apart: of the last
+    len(tasks) mod n_workers (those that would otherwise train while workers wait, the
+    evaluators running tasks in id order), the ones with training and more than one fold."""
+    n_left_over = len(tasks) % n_workers
+    left_over = sorted(tasks)[len(tasks) - n_left_over:]
+    return [task_id for task_id in left_over if tasks[task_id]["is_train"] and n_folds_of(tasks[task_id], folds) > 1]
 
 
 def fold_tasks(task, folds):

@@ -454,8 +454,8 @@ class NAS:
         """The evaluator's results of tasks (index -> the task of child_set[index]) as they finish."""
         evaluator = self._evaluator(folds)
         for index in evaluator.to_split(tasks):
-            self.log_message(f"{child_set[index].child_id}: fewer networks than workers, so its "
-                             f"{fold_tasks_lib.n_folds_of(tasks[index], folds)} folds train on separate workers.")
+            self.log_message(f"{child_set[index].child_id}: its {fold_tasks_lib.n_folds_of(tasks[index], folds)} "
+                             f"folds train on separate workers (otherwise a worker would wait).")
         return evaluator.evaluate_all(tasks)
 
     def _evaluate_rung(self, rung_tasks, folds, child_set):

@@ -113,7 +113,7 @@ def test_a_search_with_halving_records_rungs_and_never_picks_a_stopped_network(t
         assert not stopped_ids & {row["child_id"] for row in csv.DictReader(pareto_file)}
     log_text = open(nas.log_path).read()
     assert "Successive halving: rungs of 1, 3 epochs" in log_text and "rung 0 (1 epochs)" in log_text
-    assert "so its 2 folds train on separate workers" in log_text
+    assert "its 2 folds train on separate workers" in log_text
     # deterministic: the same seed on one worker gives the same records
     again = NAS(run_dir=str(tmp_path / "again"), preloaded_data=data, **dict(settings, n_workers=1))
     again.run_NAS(folds)

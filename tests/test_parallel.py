@@ -33,7 +33,7 @@ def compared(run_dir):
 
 
 def test_local_one_worker_and_ray_two_workers_give_the_same_children_csv(tmp_path_factory, demo_subset_files):
-    # Two folds: generation 0's lone network trains them on both Ray workers (library_fold_tasks).
+    # Two folds: generation 0's lone network and generation 1's third network train them on both Ray workers.
     settings = (*TINY_RUN, "n_generations=1", "n_child=3", "num_selected_folds=2", "threads_per_worker=1")
     one_worker, _, _, _ = real_run(tmp_path_factory, demo_subset_files, "local_1",
                                    (*settings, "executor=local", "n_workers=1"))
@@ -44,7 +44,10 @@ def test_local_one_worker_and_ray_two_workers_give_the_same_children_csv(tmp_pat
     assert compared(ray_two) == rows
     log_text = open(os.path.join(ray_two, "nas_log.txt")).read()
     assert "ray executor (Ray at a new local instance), 2 networks at once" in log_text
-    assert "g000_c0001: fewer networks than workers, so its 2 folds train on separate workers." in log_text
+    # generation 0's one network and generation 1's third of three (2 workers): each fold on a worker of its own
+    assert "g000_c0001: its 2 folds train on separate workers (otherwise a worker would wait)." in log_text
+    assert "g001_c0004: its 2 folds train on separate workers" in log_text
+    assert "g001_c0002: its" not in log_text and "g001_c0003: its" not in log_text
     assert "networks/h" in stdout
 
 
