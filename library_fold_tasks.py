@@ -4,10 +4,10 @@ When a batch of networks would leave workers waiting at its end (the
 specification loop's generation 0, successive halving's lone survivor of a
 rung, 3 networks on 2 workers), the networks that would train while workers
 wait (the last len(batch) mod n_workers; all of them when fewer than the
-workers) are split: each of their folds is a task of
-its own (library_net.evaluate_network with "only_fold"): it trains that fold,
-scores it, and measures the network with that fold's weights when the network's
-task asks for measures. When every fold of a network is back, its result is put
+workers) are split: each of their folds is a task of its own
+(library_net.evaluate_network with "only_fold"): it trains that fold, scores
+it, and measures the network with that fold's weights when the network's task
+asks for measures. When every fold of a network is back, its result is put
 together here, without TensorFlow, as evaluate_network would have made it from
 the same folds trained in turn: the mean of the folds' validation metrics, the
 best fold's weights, test metrics and measures, every fold's epochs and seconds.
