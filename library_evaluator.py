@@ -58,9 +58,6 @@ class Evaluator:
         """Yields (task id, result) for each of tasks {id: task} as it finishes. Leaving the
         loop early ends the networks still in training."""
         split = self.to_split(tasks)
-        if not split:
-            yield from self._evaluate_each(tasks)
-            return
         # (id, -1): a whole network; (id, i): fold i of a split one, assembled when its last fold is back.
         each = {(task_id, -1): task for task_id, task in tasks.items() if task_id not in split}
         for task_id in split:

@@ -38,10 +38,11 @@ def fold_tasks(task, folds):
     """{fold index: the task that trains only that fold of task's network}, each continuing
     that fold's state when task continues a previous evaluation (successive halving)."""
     previous = task.get("continue_from")
-    return {i_fold: dict(task, only_fold=i_fold, continue_from=(
-                None if previous is None else dict(previous, folds={
-                    i: state for i, state in previous["folds"].items() if i == i_fold})))
-            for i_fold in range(n_folds_of(task, folds))}
+    tasks = {}
+    for i_fold in range(n_folds_of(task, folds)):
+        continue_from = None if previous is None else dict(previous, folds={i_fold: previous["folds"][i_fold]})
+        tasks[i_fold] = dict(task, only_fold=i_fold, continue_from=continue_from)
+    return tasks
 
 
 def network_result(task, fold_results):
@@ -51,7 +52,7 @@ def network_result(task, fold_results):
     ordered = [fold_results[i_fold] for i_fold in sorted(fold_results)]
     for result in ordered:
         if result["status"] != "ok":
-            return dict(result, training_state=None)
+            return result  # a failed evaluation carries no training state
     states = [result["state"] for result in ordered]
     fold_metrics = [state["val_metrics"] for state in states]
     best = best_fold(fold_metrics)
