@@ -6,8 +6,8 @@
 --where measures, on the smart-start network (fold 0 of the demo data, batch 64), where one
 network's training time goes: the first epoch (tracing) against the next, with Keras building
 the optimizer and metrics inside the traced step (traced twice) and with library_net building
-them first (traced once); an epoch of fit against bare training steps; and each layer's
-forward and backward pass alone.
+them first (traced once); an epoch of fit against bare training steps; each layer's
+forward and backward pass alone; and TensorFlow's ops in an epoch of fit, by op type.
 
 For 8 fixed architectures of the demo data (the smart-start network and 7 random
 valid ones of the default search space, seeds fixed) it trains each as the
@@ -22,6 +22,8 @@ an evaluation (keras-flops, int8 conversion, the TFLM run). One TensorFlow threa
 as each worker of the default run has. Run it on an otherwise idle machine.
 """
 import argparse
+import collections
+import glob
 import math
 import os
 import statistics
@@ -169,6 +171,38 @@ def where_the_time_goes(data, folds):
         print(f"  {layer.name:<14} {str(tuple(inputs.shape)):>15} -> {str(tuple(outputs.shape)):<15} {layer_ms:6.2f} ms")
         inputs = outputs
     print(f"  sum of the layers: {total:.1f} ms (each measured in its own call)")
+    print("\nTensorFlow's ops in an epoch of fit (its profiler; with it on, ops take longer than without):")
+    ops_of_an_epoch(model, X_train, Y_train, X_val, Y_val)
+
+
+def ops_of_an_epoch(model, X_train, Y_train, X_val, Y_val, n_shown=12):
+    """Prints the seconds of an epoch's TensorFlow ops (fit and validation) by op type, from
+    the profiler's trace (an XSpace protobuf, read with TensorFlow's own schema)."""
+    try:
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    except ImportError:
+        print("  (this TensorFlow has no tsl.profiler.protobuf.xplane_pb2 to read the trace with)")
+        return
+    with tempfile.TemporaryDirectory() as trace_dir:
+        tf.profiler.experimental.start(trace_dir)
+        model.fit(X_train, Y_train, validation_data=(X_val, Y_val), epochs=1, batch_size=64, verbose=0)
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)[0], "rb") as trace:
+            space.ParseFromString(trace.read())
+    seconds_by_op = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):  # the threads that run the ops
+                continue
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name  # "<node path>:<op type>"
+                if ":" in name and "::" not in name:  # not the executor's own events
+                    seconds_by_op[name.rsplit(":", 1)[1]] += event.duration_ps / 1e12
+    total = sum(seconds_by_op.values())
+    for op, seconds in seconds_by_op.most_common(n_shown):
+        print(f"  {op:<26} {seconds:6.3f} s {seconds / total:6.1%}")
+    print(f"  all ops: {total:.2f} s")
 
 
 def main():
