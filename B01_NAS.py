@@ -39,6 +39,9 @@ crossover_rate = 0.9  # chance a child is a crossover of two parents' block list
 save_pareto_models = False  # True: at the end, save every network of the Pareto front in models/pareto/
 
 # search space
+input_encoding_choices = ["embedding", "scaled"]  # what a network sees of each byte: "embedding" (a learned table of 256 rows) or "scaled" (byte / 255); the smart start tries them in this order
+embedding_dim_choices = [4, 8, 16]  # values per byte in the "embedding" encoding's table
+input_length_choices = None  # bytes of each session a network reads, its first N, e.g. [784, 512, 256] (None = all the data has)
 filters_choices = [4, 8, 16, 32, 64]  # Conv1D filters
 kernel_size_choices = [3, 5, 7, 9]  # Conv1D kernel sizes
 stride_choices = [1, 2]  # Conv1D strides
@@ -164,8 +167,13 @@ except library_config.ParameterError as error:
 resume_command = f"python B01_NAS.py resume_from={library_config.path_as_parameter(run_dir, project_dir)}"
 
 # search
-nas = NAS(run_dir=run_dir, preloaded_data=data, custom_constraints=custom_constraints,
-          custom_objectives=custom_objectives, custom_devices=custom_devices, **search_parameters)
+try:
+    nas = NAS(run_dir=run_dir, preloaded_data=data, custom_constraints=custom_constraints,
+              custom_objectives=custom_objectives, custom_devices=custom_devices, **search_parameters)
+except ValueError as error:  # what the data rule out: an input longer than the sessions, an embedding of non-bytes
+    if resume_dir is None:
+        library_config.remove_run_folder(run_dir)
+    sys.exit(f"B01_NAS.py: {error}")
 try:
     nas.claim_run_folder(folds)  # this process writes it alone; a resume gets the data and split it had
     library_config.write_parameters(run_dir, parameters)

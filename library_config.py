@@ -95,6 +95,11 @@ RESUMABLE_PARAMETERS = ("resume_from", "n_generations", "time_budget_s", "execut
                         "save_pareto_models", "max_failures_in_a_row")
 
 
+# Parameters added after runs were made with the toolkit, and the value that reproduces what
+# those runs searched: a run folder whose parameters.json lacks one resumes with it.
+VALUES_BEFORE_ADDED = {"input_encoding_choices": ["scaled"], "input_length_choices": None}
+
+
 def resume_parameters(run_dir, defaults, overrides):
     """The parameters to resume run_dir with: its parameters.json, then overrides.
 
@@ -103,6 +108,7 @@ def resume_parameters(run_dir, defaults, overrides):
     RESUMABLE_PARAMETERS may differ from the run's own values.
     """
     saved = read_parameters(run_dir, defaults)
+    saved = {**{name: value for name, value in VALUES_BEFORE_ADDED.items() if name in defaults}, **saved}
     changed = [f"{name}={value!r} (the run has {saved.get(name, defaults[name])!r})"
                for name, value in overrides.items()
                if name not in RESUMABLE_PARAMETERS and value != saved.get(name, defaults[name])]

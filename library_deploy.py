@@ -7,12 +7,14 @@ tflite-micro) runs the same C++ allocator and reference kernels as a device.
 """
 import os
 import re
+import warnings
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from library_config import quiet_native_output, write_atomically
+from library_encoding import device_model, device_samples, takes_byte_values
 
 PRECISIONS = ("int8", "float32")
 
@@ -20,8 +22,9 @@ PRECISIONS = ("int8", "float32")
 def convert_to_tflite(model, representative_X, precision="int8"):
     """Converts a Keras model to a TFLite flatbuffer for one-sample (batch 1) inference.
 
-    representative_X: float32 samples (N, length, channels) from the training
-        split; int8 calibration reads them to choose each tensor's scale.
+    representative_X: samples from the training split as the model takes them
+        (float32 (N, length, channels), or int32 byte values (N, length) for a
+        byte-table input); int8 calibration reads them to choose each tensor's scale.
     precision: 'int8' (weights, activations, input and output all int8, as
         TFLM runs on integer-only cores) or 'float32'.
     Returns the flatbuffer as bytes.
@@ -30,7 +33,8 @@ def convert_to_tflite(model, representative_X, precision="int8"):
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     # A fixed batch of 1 is what a device runs; it also lets the converter drop the
     # dynamic-shape ops that Flatten and Conv1D's reshapes otherwise leave in the graph.
-    input_spec = tf.TensorSpec((1,) + tuple(model.inputs[0].shape[1:]), tf.float32, name="input")
+    input_dtype = np.dtype(model.inputs[0].dtype)
+    input_spec = tf.TensorSpec((1,) + tuple(model.inputs[0].shape[1:]), input_dtype, name="input")
     concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(input_spec)
     # The graph is frozen first, so the converter needs no trackable object; it still
     # logs a deprecation note about that argument, which says nothing about this model.
@@ -38,7 +42,7 @@ def convert_to_tflite(model, representative_X, precision="int8"):
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
             [convert_variables_to_constants_v2(concrete)])
     if precision == "int8":
-        calibration_X = np.asarray(representative_X, dtype=np.float32)
+        calibration_X = np.asarray(representative_X, dtype=input_dtype)
 
         def representative_dataset():
             for sample in calibration_X:
@@ -47,9 +51,13 @@ def convert_to_tflite(model, representative_X, precision="int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative_dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
+        if input_dtype.kind == "f":  # byte values (a byte table's input) stay int32
+            converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    with quiet_native_output():
+    with quiet_native_output(), warnings.catch_warnings():
+        # A byte table's input is int32 byte values, never quantized: the converter's note that
+        # it found no input statistics says nothing about the model.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
         return converter.convert()
 
 
@@ -83,10 +91,13 @@ def tflm_arena(model_bytes):
 
 
 def tflm_predict(model_bytes, X):
-    """Runs the TFLite model in TFLM on float samples X (N, length, channels).
+    """Runs the TFLite model in TFLM on samples X, as firmware does.
 
-    Inputs are quantized with the model's input scale and zero point and the
-    outputs dequantized, as firmware does. Returns float32 outputs (N, classes).
+    X: the data's samples (float32 (N, length, 1), bytes / 255, as the toolkit loads
+    them), which are cut to the model's input length and, for a byte table's int32
+    input, turned into byte values (library_encoding.device_samples); or byte values
+    (integers) for such a model. A float input is quantized with the model's input
+    scale and zero point, and the outputs dequantized. Returns float32 outputs (N, classes).
     """
     interpreter = _tflm_interpreter(model_bytes)
     input_details = interpreter.get_input_details(0)
@@ -94,11 +105,13 @@ def tflm_predict(model_bytes, X):
     input_dtype, output_dtype = input_details["dtype"], output_details["dtype"]
     input_scale, input_zero = _quantization(input_details)
     output_scale, output_zero = _quantization(output_details)
+    input_shape = tuple(input_details["shape"])  # (1, length) or (1, length, 1)
+    samples = device_samples(X, input_shape[1], takes_byte_values(input_dtype))
     outputs = []
-    for sample in np.asarray(X, dtype=np.float32):
+    for sample in samples:
         if input_dtype == np.int8:
             sample = np.clip(np.round(sample / input_scale + input_zero), -128, 127)
-        interpreter.set_input(sample[None].astype(input_dtype), 0)
+        interpreter.set_input(sample.reshape(input_shape).astype(input_dtype), 0)
         interpreter.invoke()
         output = interpreter.get_output(0).astype(np.float32)
         if output_dtype == np.int8:
@@ -113,22 +126,25 @@ def _quantization(details):
     return (float(scales[0]), int(zeros[0])) if len(scales) else (1.0, 0)
 
 
-def plan_chain_arena(tensor_bytes, alignment=16):
+def plan_chain_arena(tensor_bytes, scratch_bytes=None, alignment=16):
     """Bytes TFLM's greedy memory planner needs for a chain of ops.
 
     tensor_bytes: sizes of the model input and of each op's output, in op
-    order (op i reads tensor i and writes tensor i + 1). Follows TFLM's
+    order (op i reads tensor i and writes tensor i + 1). scratch_bytes: {op
+    index: [sizes]} of the scratch buffers ops request in their Prepare
+    (planned with the tensors, alive while their op runs). Follows TFLM's
     GreedyMemoryPlanner: sizes rounded up to 16 bytes, buffers placed
-    largest first (ties: the later tensor first), each at the lowest offset
+    largest first (ties: the later buffer first), each at the lowest offset
     free during its lifetime. Returns the planned size: the arena's head.
     """
-    sizes = [-(-size // alignment) * alignment for size in tensor_bytes]
-    n_ops = len(sizes) - 1
+    scratches = [(op, size) for op, sizes in sorted((scratch_bytes or {}).items()) for size in sizes]
+    sizes = [-(-size // alignment) * alignment for size in [*tensor_bytes, *(size for _, size in scratches)]]
+    n_ops = len(tensor_bytes) - 1
     # Tensor i is written by op i - 1 (the input exists from op 0) and read by op i;
-    # the model output stays until the last op.
-    first_use = [max(0, i - 1) for i in range(len(sizes))]
-    last_use = [min(i, n_ops - 1) for i in range(len(sizes))]
-    placed = []  # (offset, size, tensor index), kept sorted by offset
+    # the model output stays until the last op. A scratch buffer lives during its op.
+    first_use = [max(0, i - 1) for i in range(len(tensor_bytes))] + [op for op, _ in scratches]
+    last_use = [min(i, n_ops - 1) for i in range(len(tensor_bytes))] + [op for op, _ in scratches]
+    placed = []  # (offset, size, buffer index), kept sorted by offset
     order = sorted(reversed(range(len(sizes))), key=lambda i: -sizes[i])
     for i in order:
         offset = 0
@@ -153,22 +169,48 @@ def io_quantization(model_bytes):
             "output": _quantization(interpreter.get_output_details(0))}
 
 
+def input_feed(model_bytes):
+    """What a firmware writes into the model's input, in words: {'type', 'length', 'text'}.
+
+    A byte-table network (int32 input) takes the session's bytes as they are; a scaled
+    one takes each byte b as b / 255, quantized with the input's scale and zero point
+    when the model is int8 (for the scale 1/255 and zero point -128 the converter
+    chooses on byte data, that is b - 128), as a float when it is float32.
+    """
+    interpreter = _tflm_interpreter(model_bytes)
+    details = interpreter.get_input_details(0)
+    length, dtype = int(np.prod(details["shape"])), np.dtype(details["dtype"])
+    if takes_byte_values(dtype):
+        text = (f"the session's first {length} bytes as they are, each an {dtype.name} from 0 to 255 "
+                f"(no scaling: the model looks each byte up in its table)")
+    elif dtype == np.int8:
+        scale, zero_point = _quantization(details)
+        text = (f"the session's first {length} bytes, byte b as int8 round(b / 255 / input_scale) + "
+                f"input_zero_point (here scale {scale:.6g}, zero point {zero_point})")
+    else:
+        text = f"the session's first {length} bytes, byte b as the float b / 255.0"
+    return {"type": dtype.name, "length": length, "text": text}
+
+
 def write_c_header(model_bytes, path, array_name="g_model", arena_bytes=None):
     """Writes the model as a C++ header, the way TFLM projects include a model.
 
     Holds the flatbuffer as a 16-byte aligned const unsigned char array (TFLM
-    reads it in place), its length, the input's and output's quantization, and
-    the measured arena size when given.
+    reads it in place), its length, what to feed its input (input_feed), the input's
+    and output's quantization, and the measured arena size when given.
     """
     guard = re.sub(r"\W", "_", os.path.basename(path)).upper()
     quantization = io_quantization(model_bytes)
+    feed = input_feed(model_bytes)
     lines = [f"// TFLite model, {len(model_bytes)} bytes. Generated by the HW-NAS toolkit.",
+             f"// Input: {feed['length']} values of type {feed['type']}: {feed['text']}.",
              f"#ifndef {guard}", f"#define {guard}", "",
              f"alignas(16) const unsigned char {array_name}[] = {{"]
     for start in range(0, len(model_bytes), 12):
         chunk = model_bytes[start:start + 12]
         lines.append("  " + ", ".join(f"0x{byte:02x}" for byte in chunk) + ",")
-    lines += ["};", f"const unsigned int {array_name}_len = {len(model_bytes)};"]
+    lines += ["};", f"const unsigned int {array_name}_len = {len(model_bytes)};",
+              f"const unsigned int {array_name}_input_length = {feed['length']};"]
     for tensor, (scale, zero_point) in quantization.items():
         lines += [f"// {tensor}: real_value = scale * (quantized_value - zero_point)",
                   f"const float {array_name}_{tensor}_scale = {scale!r}f;",
@@ -187,13 +229,17 @@ def export_keras_file(keras_path, representative_X, output_path_without_extensio
 
     A plain TFLiteConverter.from_keras_model conversion of the same file gives a
     larger flatbuffer and arena than the toolkit's figures (README, "Deploy").
-    representative_X: float32 training samples (N, length, 1) for int8 calibration.
+    representative_X: training samples for int8 calibration, as the data hold them
+    (float32 (N, length, 1), bytes / 255). The model converted is the device model
+    (library_encoding.device_model): the samples are cut to its input length and turned
+    into byte values for a byte-table network.
     Writes <output>.tflite and its C header <output>.h (with the measured arena).
     Returns the flatbuffer bytes.
     """
     import keras
-    model = keras.models.load_model(keras_path)
-    model_bytes = convert_to_tflite(model, representative_X, precision)
+    model = device_model(keras.models.load_model(keras_path))
+    samples = device_samples(representative_X, model.inputs[0].shape[1], takes_byte_values(model.inputs[0].dtype))
+    model_bytes = convert_to_tflite(model, samples, precision)
     write_atomically(output_path_without_extension + ".tflite", model_bytes)
     write_c_header(model_bytes, output_path_without_extension + ".h",
                    array_name=re.sub(r"\W", "_", os.path.basename(output_path_without_extension)),

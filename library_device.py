@@ -17,7 +17,11 @@ import numpy as np
 from scipy.optimize import nnls
 
 KERNEL_LIBRARIES = ("cmsis-nn", "tflm-reference")
-OPERATORS = ("CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "AVERAGE_POOL_2D", "TANH", "MEAN", "RESHAPE", "SOFTMAX")
+OPERATORS = ("CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "AVERAGE_POOL_2D", "TANH", "MEAN", "RESHAPE", "SOFTMAX",
+             "GATHER")
+# Operators a profile may leave out, and the one priced in their place: profiles written before
+# the byte-table input (library_encoding) have no GATHER, which copies rows as RESHAPE copies elements.
+OPTIONAL_OPERATORS = {"GATHER": "RESHAPE"}
 PROFILE_KEYS = ("core", "clock_mhz", "kernels", "power_mw", "cycles_per_unit", "cycles_per_op",
                 "cycles_per_inference", "cycles_per_flop", "source")
 
@@ -28,9 +32,10 @@ REFERENCE_KERNEL_SLOWDOWN = {"mac": 10.0, "element": 3.0}
 
 # CMSIS-NN int8 costs per unit of work on a Cortex-M with DSP instructions, relative
 # to CONV_2D's (assumed from the kernels' inner loops: pooling reads each element
-# once, TANH and SOFTMAX go through lookups and rescaling, RESHAPE is a copy).
+# once, TANH and SOFTMAX go through lookups and rescaling, RESHAPE is a copy, GATHER copies a
+# table row per byte, whose index arithmetic costs more than the copy for rows of a few values).
 _RELATIVE_UNIT_COST = {"CONV_2D": 1.0, "FULLY_CONNECTED": 1.0, "MAX_POOL_2D": 1.0, "AVERAGE_POOL_2D": 1.2,
-                       "TANH": 6.0, "MEAN": 1.5, "RESHAPE": 0.25, "SOFTMAX": 150.0}
+                       "TANH": 6.0, "MEAN": 1.5, "RESHAPE": 0.25, "SOFTMAX": 150.0, "GATHER": 1.0}
 
 
 def _cortex_m_profile(core, clock_mhz, conv_cycles_per_mac, power_mw, source):
@@ -103,14 +108,21 @@ def check_profile(name, profile):
                                           for op, value in costs.items()):
         problems.append(f"device profile {name!r}: cycles_per_unit must map operators of {OPERATORS} "
                         f"to numbers >= 0, got {costs!r}")
-    elif profile["cycles_per_flop"] == 0 and set(costs) != set(OPERATORS):
+    elif profile["cycles_per_flop"] == 0 and set(OPERATORS) - set(OPTIONAL_OPERATORS) - set(costs):
         problems.append(f"device profile {name!r}: cycles_per_unit lacks "
-                        f"{sorted(set(OPERATORS) - set(costs))} (or give cycles_per_flop)")
+                        f"{sorted(set(OPERATORS) - set(OPTIONAL_OPERATORS) - set(costs))} (or give cycles_per_flop)")
     return problems
 
 
 def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def unit_cycles(profile, op):
+    """Cycles per unit of op's work on the profile (an optional operator it leaves out is
+    priced as OPTIONAL_OPERATORS says; an operator it does not price costs 0)."""
+    costs = profile["cycles_per_unit"]
+    return costs.get(op, costs.get(OPTIONAL_OPERATORS.get(op), 0.0))
 
 
 class TargetDevice:
@@ -136,7 +148,7 @@ class TargetDevice:
     def layer_cycles(self, layer):
         profile = self.profile
         return (profile["cycles_per_flop"] * layer["flops"]
-                + sum(profile["cycles_per_op"] + profile["cycles_per_unit"].get(op, 0.0) * work
+                + sum(profile["cycles_per_op"] + unit_cycles(profile, op) * work
                       for op, work in layer["ops"]))
 
     def layer_latencies_ms(self, net):
@@ -176,7 +188,7 @@ def fit_profile(profile, measurements, energies_mj=None):
     columns = []
     for net, _ in measurements:  # per network: cycles of its work at the profile's unit costs, operators, 1
         ops = [op for layer in net.cost_layers() for op in layer["ops"]]
-        work_cycles = sum(profile["cycles_per_unit"].get(op, 0.0) * work for op, work in ops)
+        work_cycles = sum(unit_cycles(profile, op) * work for op, work in ops)
         columns.append([work_cycles, len(ops), 1.0])
     n_free = min(len(measurements), 3)
     design = np.array(columns)[:, :n_free]

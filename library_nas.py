@@ -32,6 +32,7 @@ import library_report as report
 from library_block import ACTIVATIONS, DEPLOYED_COST
 from library_config import display_path, hold_run_folder, make_run_dir
 from library_device import TargetDevice, check_profile
+from library_encoding import ENCODINGS, check_byte_data
 from library_evaluator import EXECUTORS, make_evaluator
 from library_load_and_split_data import SessionData, data_fingerprint
 from library_net import HEADS, Net, architecture_key
@@ -145,10 +146,20 @@ def check_search_parameters(parameters, n_folds=None):
         unknown = [choice for choice in parameters[name] if choice not in allowed]
         if not parameters[name] or unknown:
             problems.append(f"{name} must be a non-empty list drawn from {list(allowed)}, got {parameters[name]!r}")
-    for name in ("filters_choices", "kernel_size_choices", "stride_choices", "pool_size_choices"):
+    for name in ("filters_choices", "kernel_size_choices", "stride_choices", "pool_size_choices",
+                 "embedding_dim_choices", "input_length_choices"):
         values = parameters[name]
-        if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-            problems.append(f"{name} must be a non-empty list of integers >= 1, got {values!r}")
+        if name == "input_length_choices" and values is None:  # the data's full length
+            continue
+        if (not isinstance(values, (list, tuple)) or not values
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)):
+            problems.append(f"{name} must be a non-empty list of integers >= 1"
+                            f"{' (or None)' if name == 'input_length_choices' else ''}, got {values!r}")
+    encodings = parameters["input_encoding_choices"]
+    if (not isinstance(encodings, (list, tuple)) or not encodings or any(e not in ENCODINGS for e in encodings)
+            or len(set(encodings)) < len(encodings)):
+        problems.append(f"input_encoding_choices must be a non-empty list of distinct encodings from "
+                        f"{list(ENCODINGS)}, got {encodings!r}")
     if (n_folds is not None and not parameters["use_full_training"]
             and isinstance(parameters["num_selected_folds"], int) and parameters["num_selected_folds"] > n_folds):
         problems.append(f"num_selected_folds ({parameters['num_selected_folds']}) is larger than "
@@ -198,6 +209,7 @@ class NAS:
                  flops_per_cycle=1.0, time_budget_s=None, save_pareto_models=False,
                  executor="local", n_workers=2, threads_per_worker=1, ray_address=None,
                  target_device="generic", power_mw=30.0, energy_thr=None, halving_eta=None, min_epochs=3,
+                 input_encoding_choices=("embedding", "scaled"), embedding_dim_choices=(4, 8, 16), input_length_choices=None,
                  custom_constraints=None, custom_objectives=None, custom_devices=None):
         check_search_parameters(locals())
         if preloaded_data is None:
@@ -256,9 +268,11 @@ class NAS:
                    "stride": list(stride_choices), "padding": ["same", "valid"],
                    "activation": list(activation_choices), "pooling": ["none", "max", "avg"],
                    "pool_size": list(pool_size_choices)}
+        input_choices = input_choices_on(self.preloaded_data, input_encoding_choices, embedding_dim_choices,
+                                         input_length_choices)
         self.space = SearchSpace(choices, head_choices, max_depth, dropout_min, dropout_max, n_mutations,
                                  max_attempts, self.constraints, self.rng, self.preloaded_data, self.log_path,
-                                 self.train_settings, deploy_precision)
+                                 self.train_settings, deploy_precision, input_choices)
         strategy_settings = dict(n_child=n_child, smart_start=smart_start, max_depth_father=max_depth_father,
                                  population_size=population_size)
         strategy_settings.update({"mutation": dict(is_random_walk=is_random_walk), "random": {},
@@ -863,6 +877,11 @@ class NAS:
               f"{self.device.describe()}.")
         if self.constraints.custom_constraints:
             self.log_message("User-defined constraints: " + ", ".join(self.constraints.custom_constraints) + ".")
+        inputs = self.space.input_choices
+        dims = (f" (tables of {', '.join(map(str, inputs['embedding_dim']))} values per byte)"
+                if "embedding" in inputs["encoding"] else "")
+        self.log_message(f"Inputs searched: encodings {', '.join(inputs['encoding'])}{dims}; the first "
+                         f"{', '.join(map(str, inputs['length']))} bytes of each session.")
         directions = ", ".join(f"{name} ({direction})"
                                for name, direction in self.ranking.objectives.directions.items())
         self.log_message(f"Search strategy: {self.search_strategy}; objectives: {directions}; Pareto front over "
@@ -909,6 +928,23 @@ class NAS:
     def log_message(self, message, mode="a"):
         """Writes a line to the NAS log file (mode 'a' appends, 'w' starts it anew)."""
         self.records.log(message, mode)
+
+
+def input_choices_on(data, input_encoding_choices, embedding_dim_choices, input_length_choices):
+    """The search space's input choices (library_search_space.SearchSpace) on data: lengths
+    None become the data's length. Raises ValueError naming the parameter when a length is
+    longer than the data's sessions, or when the embedding is a choice and the data are not
+    bytes scaled to [0, 1] (a table of 256 rows can only look bytes up)."""
+    data_length = data.input_shape[0]
+    lengths = list(input_length_choices or [data_length])
+    too_long = [length for length in lengths if length > data_length]
+    if too_long:
+        raise ValueError(f"input_length_choices {too_long}: longer than the data's sessions ({data_length} "
+                         f"bytes); a network reads at most what each session holds")
+    if "embedding" in input_encoding_choices:
+        check_byte_data(data.X_train[:, :max(lengths)], "input_encoding_choices includes 'embedding'")
+    return {"encoding": list(input_encoding_choices), "embedding_dim": list(embedding_dim_choices),
+            "length": lengths}
 
 
 def _run_name_from(nas_saver_name):

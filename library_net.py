@@ -12,6 +12,8 @@ import tensorflow as tf
 
 import library_deploy as deploy
 import library_load_and_split_data as data_lib
+import library_encoding as encoding
+from library_encoding import TABLE_LAYER_NAME, InputStage
 import library_training_state as training_state
 from library_block import DEPLOYED_COST, Block
 from library_compute_stats import best_fold, compute_descriptors, mean_over_folds
@@ -94,7 +96,7 @@ DEFAULT_TRAIN_SETTINGS = {"epochs": 20, "batch_size": 64, "patience": 5,
 
 
 class Net:
-    """A candidate network: Conv1D blocks, then a head, then Dense(num_classes, softmax).
+    """A candidate network: its input stage, Conv1D blocks, a head, then Dense(num_classes, softmax).
 
     block_list: list of Block; each is placed on its predecessor's output (the
         first on the data's input), so blocks built by hand need no input sizes.
@@ -104,10 +106,13 @@ class Net:
         data with fetch_data. head: 'gap' or 'flatten'.
     train_settings: epochs, batch_size, patience, learning_rate, seed, verbose.
     deploy_precision: 'int8' or 'float32', the precision flash and RAM are figured for.
+    input_stage: what the network reads of each session (library_encoding.InputStage or its
+        settings; None: every byte scaled to [0, 1], the original toolkit's input).
     """
 
     def __init__(self, block_list, nas_saver_name, preloaded_data=None, head="gap",
-                 train_settings=None, head_weights=None, deploy_precision="int8"):
+                 train_settings=None, head_weights=None, deploy_precision="int8", input_stage=None,
+                 input_weights=None):
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         if deploy_precision not in DEPLOYED_COST:
@@ -119,7 +124,9 @@ class Net:
         self.train_settings = dict(DEFAULT_TRAIN_SETTINGS, **(train_settings or {}))
         self.data = (data_lib.SessionData.from_preloaded(preloaded_data) if preloaded_data is not None
                      else self.fetch_data())
-        self.block_list = chain_blocks(block_list, self.input_shape)
+        self.input_stage = InputStage.from_settings(input_stage).placed(self.input_shape[0])
+        self.input_weights = input_weights  # the byte table's trained weights (embedding), else None
+        self.block_list = chain_blocks(block_list, self.input_stage.output_shape)
         self.val_score = None
         self.val_metrics = None
         self.test_metrics = None
@@ -152,7 +159,11 @@ class Net:
 
     @property
     def input_shape(self):
-        return self.data.input_shape  # (length, channels)
+        return self.data.input_shape  # (length, channels) of the data's sessions
+
+    def device_input(self, X):
+        """The data's samples X as the device model takes them (library_encoding)."""
+        return self.input_stage.device_input(X)
 
     @property
     def num_classes(self):
@@ -160,8 +171,9 @@ class Net:
 
     # ----- description ---------------------------------------------------------
     def architecture(self):
-        """The architecture as plain data: head and block settings (what a record stores)."""
-        return {"head": self.head, "blocks": [block.settings() for block in self.block_list]}
+        """The architecture as plain data: input stage, head and block settings (what a record stores)."""
+        return {"input": self.input_stage.settings(), "head": self.head,
+                "blocks": [block.settings() for block in self.block_list]}
 
     def architecture_key(self):
         """Canonical text of the network as built: equal keys mean the same network.
@@ -170,10 +182,11 @@ class Net:
         without those that do not shape the network (the pool size of a block
         without pooling), so two block lists that build the same model share a key.
         """
-        return _key_of_built(self.head, [block.built_settings() for block in self.block_list])
+        return _key_of_built(self.input_stage, self.head, [block.built_settings() for block in self.block_list])
 
     def architecture_text(self):
-        return " | ".join(block.short_name() for block in self.block_list) + f" | head:{self.head}"
+        return " | ".join([self.input_stage.short_name(), *(block.short_name() for block in self.block_list),
+                           f"head:{self.head}"])
 
     def short_description(self):
         """Logs and returns one line: depth, architecture and hardware figures."""
@@ -184,7 +197,8 @@ class Net:
         return line
 
     def dump(self):
-        """Logs every block's configuration and cost."""
+        """Logs the input stage and every block's configuration and cost."""
+        self.log_message(f"input: {self.input_stage.describe()}")
         for block in self.block_list:
             self.log_message(f"block {block.block_index}: {block.describe()}")
         self.log_message(f"head: {self.head} -> Dense({self.num_classes}, softmax)")
@@ -203,7 +217,7 @@ class Net:
 
     def _last_output_shape(self):
         if not self.block_list:
-            return self.input_shape
+            return self.input_stage.output_shape
         last = self.block_list[-1]
         return last.output_size, last.output_channels
 
@@ -229,7 +243,7 @@ class Net:
             features = [("RESHAPE", last_length * last_channels)] if last_length > 1 else []
         head_ops = [*features, ("FULLY_CONNECTED", self._head_features() * self.num_classes),
                     ("SOFTMAX", self.num_classes)]
-        return ([{"name": "input", "flops": 0, "ops": [("RESHAPE", int(np.prod(self.input_shape)))]}]
+        return ([{"name": "input", "flops": self.input_stage.flops(), "ops": self.input_stage.deployed_ops()}]
                 + [{"name": f"block {block.block_index}", "flops": block.flops(), "ops": block.deployed_ops()}
                    for block in self.block_list]
                 + [{"name": f"head ({self.head})", "flops": self._head_flops(), "ops": head_ops}])
@@ -245,48 +259,56 @@ class Net:
         persistent). No TensorFlow is called: see README, "What the hardware
         numbers mean", for the agreement with the measured model.
         """
-        n_params = sum(block.n_params() for block in self.block_list) + self._head_n_params()
-        tensor_sizes = [int(np.prod(self.input_shape))]
+        stage = self.input_stage
+        n_params = stage.n_params() + sum(block.n_params() for block in self.block_list) + self._head_n_params()
+        tensor_sizes = list(stage.tensor_sizes())
         for block in self.block_list:
             tensor_sizes.extend(block.tensor_sizes())
         max_tens = max(tensor_sizes)
-        flops = sum(block.flops() for block in self.block_list) + self._head_flops()
+        flops = stage.flops() + sum(block.flops() for block in self.block_list) + self._head_flops()
         flash_size, ram_size = self._deployed_flash_bytes(), self.deployed_arena_bytes()["total"]
         return [n_params, max_tens, flops, flash_size, ram_size]
 
     def _deployed_head(self):
-        """The head's TFLite activation tensors (elements, in op order) and its cost entries."""
+        """The head's TFLite activation tensors (elements, in op order), its cost entries and
+        the scratch bytes its ops ask TFLM for ({index of the op among the head's: [bytes]})."""
         last_length, last_channels = self._last_output_shape()
         if self.head == "gap":  # RESHAPE to 3-D, then MEAN over the length
-            return [last_length * last_channels, last_channels], "gap_ops", "persistent_gap"
+            # TFLM's MEAN asks for three scratch buffers in its Prepare: an int32 sum per
+            # output element, an int per input dimension (3) and per reduced axis (1).
+            # They raise the arena only on tiny networks, whose tensors leave no gap for them.
+            return ([last_length * last_channels, last_channels], "gap_ops", "persistent_gap",
+                    {1: [4 * last_channels, 4 * 3, 4 * 1]})
         if last_length > 1:  # RESHAPE to (1, features); a length-1 output needs none
-            return [last_length * last_channels], "flatten_op", "persistent_flatten"
-        return [], None, None
+            return [last_length * last_channels], "flatten_op", "persistent_flatten", {}
+        return [], None, None, {}
 
     def _deployed_flash_bytes(self):
         cost = DEPLOYED_COST[self.deploy_precision]
-        _, head_entry, _ = self._deployed_head()
+        _, head_entry, _, _ = self._deployed_head()
         head = (self._head_features() * self.num_classes * cost["weight_bytes"]
                 + cost["per_class"] * self.num_classes + (cost[head_entry] if head_entry else 0))
         blocks = sum(block.deployed_flash_bytes(self.deploy_precision) for block in self.block_list)
-        return cost["model_fixed"] + blocks + head
+        return cost["model_fixed"] + self.input_stage.deployed_flash_bytes(cost) + blocks + head
 
     def deployed_arena_bytes(self):
         """TFLM tensor arena of the deployed model, estimated: {'activations', 'persistent', 'total'} bytes.
 
-        Activations: TFLM's greedy plan of the chain input -> RESHAPE -> the
+        Activations: TFLM's greedy plan of the chain input -> (GATHER ->) RESHAPE -> the
         blocks' ops -> head -> FULLY_CONNECTED -> SOFTMAX.
         """
         cost = DEPLOYED_COST[self.deploy_precision]
-        input_elements = int(np.prod(self.input_shape))
-        head_tensors, _, head_entry = self._deployed_head()
-        elements = [input_elements, input_elements]  # the input, and its RESHAPE to 4-D for CONV_2D
+        head_tensors, _, head_entry, head_scratch = self._deployed_head()
+        # the input (and the byte table's rows), and their RESHAPE to 4-D for CONV_2D, then the blocks'
+        tensor_bytes = self.input_stage.deployed_tensor_bytes(cost["activation_bytes"])
         for block in self.block_list:
-            elements.extend(block.deployed_tensor_sizes())
-        elements += head_tensors + [self.num_classes, self.num_classes]
-        activations = deploy.plan_chain_arena([n * cost["activation_bytes"] for n in elements])
+            tensor_bytes += [n * cost["activation_bytes"] for n in block.deployed_tensor_sizes()]
+        first_head_op = len(tensor_bytes) - 1  # op i writes tensor i + 1
+        tensor_bytes += [n * cost["activation_bytes"] for n in head_tensors + [self.num_classes, self.num_classes]]
+        activations = deploy.plan_chain_arena(
+            tensor_bytes, {first_head_op + op: sizes for op, sizes in head_scratch.items()})
         persistent = (cost["persistent_fixed"] + cost["persistent_per_class"] * self.num_classes
-                      + (cost[head_entry] if head_entry else 0)
+                      + (cost[head_entry] if head_entry else 0) + self.input_stage.deployed_persistent_bytes(cost)
                       + sum(block.deployed_persistent_bytes(self.deploy_precision) for block in self.block_list))
         return {"activations": activations, "persistent": persistent, "total": activations + persistent}
 
@@ -299,20 +321,21 @@ class Net:
     def ins_keras_model(self, load_weigths=False):
         """Builds the Keras model of the block list.
 
-        load_weigths: set each block's and the head's trained weights (saved by
-        training); raises ValueError if the network has none.
-        Returns a keras.Sequential.
+        load_weigths: set the byte table's, each block's and the head's trained
+        weights (saved by training); raises ValueError if the network has none.
+        Returns a keras.Sequential that takes the data's samples (batch, length, 1) as
+        they are: its first layers are the input stage's (library_encoding).
         """
-        layers = []
+        layers = [keras.Input(shape=self.input_shape), *self.input_stage.keras_layers(self.input_shape[0])]
         for block in self.block_list:
-            layers.extend(block.create_layer(self.input_shape if block.block_index == 0 else None))
-        if not self.block_list:
-            layers.append(keras.Input(shape=self.input_shape))
+            layers.extend(block.create_layer())
         layers.extend(self.head_layers())
         model = keras.Sequential(layers, name="nas_net")
         if load_weigths:
             if not self.trained:
                 raise ValueError("ins_keras_model(load_weigths=True) on a network that was never trained")
+            if self.input_weights is not None:
+                model.get_layer(TABLE_LAYER_NAME).set_weights(self.input_weights)
             for block in self.block_list:
                 for name, weights in block.layer_weights.items():
                     model.get_layer(name).set_weights(weights)
@@ -321,6 +344,8 @@ class Net:
 
     def _store_weights(self, model):
         """Keeps the trained weights with their blocks, so the network can be rebuilt."""
+        self.input_weights = (model.get_layer(TABLE_LAYER_NAME).get_weights()
+                              if self.input_stage.encoding == "embedding" else None)
         for block in self.block_list:
             block.layer_weights = {
                 name: model.get_layer(name).get_weights()
@@ -328,9 +353,14 @@ class Net:
                 if name in [layer.name for layer in model.layers] and model.get_layer(name).weights}
         self.head_weights = model.get_layer("classifier").get_weights()
 
+    def device_model(self, load_weigths=False):
+        """The Keras model the device runs (library_encoding.device_model): it takes what the
+        device feeds, the first bytes scaled or, for a byte table, as they are."""
+        return encoding.device_model(self.ins_keras_model(load_weigths=load_weigths))
+
     def keras_flops(self):
-        """FLOPs of this network measured by keras-flops on its Keras model (the reference)."""
-        model = self.ins_keras_model()
+        """FLOPs of this network measured by keras-flops on its device model (the reference)."""
+        model = self.device_model()
         try:
             return keras_flops_count(model)
         finally:
@@ -459,10 +489,11 @@ class Net:
         Uses the trained weights when there are some. int8 calibration draws
         n_representative samples of the training split (seeded), never the test split.
         """
-        model = self.ins_keras_model(load_weigths=self.trained)
+        model = self.device_model(load_weigths=self.trained)
         sample_rng = np.random.default_rng(self.train_settings["seed"])
         n_samples = min(n_representative, len(self.data.X_train))
-        representative = self.data.X_train[sample_rng.choice(len(self.data.X_train), n_samples, replace=False)]
+        representative = self.device_input(
+            self.data.X_train[sample_rng.choice(len(self.data.X_train), n_samples, replace=False)])
         try:
             return deploy.convert_to_tflite(model, representative, precision or self.deploy_precision)
         finally:
@@ -480,7 +511,8 @@ class Net:
             model_bytes = self.export_tflite()
         self.deployed_model_bytes = model_bytes
         arena = deploy.tflm_arena(model_bytes)
-        metrics = compute_descriptors(self.data.Y_test, deploy.tflm_predict(model_bytes, self.data.X_test))
+        metrics = compute_descriptors(self.data.Y_test,
+                                      deploy.tflm_predict(model_bytes, self.data.X_test))
         self.deployed = {"precision": self.deploy_precision, "flash_bytes": len(model_bytes),
                          "arena_bytes": arena["total"], "arena_activations": arena["activations"],
                          "arena_persistent": arena["persistent"], "test_accuracy": metrics["accuracy"],
@@ -516,7 +548,7 @@ class Net:
         return {"architecture": self.architecture(), "deploy_precision": self.deploy_precision,
                 "train_settings": self.train_settings,
                 "layer_weights": [block.layer_weights for block in self.block_list],
-                "head_weights": self.head_weights, "val_score": self.val_score, "val_metrics": self.val_metrics,
+                "input_weights": self.input_weights, "head_weights": self.head_weights, "val_score": self.val_score, "val_metrics": self.val_metrics,
                 "test_metrics": self.test_metrics, "train_seconds": self.train_seconds, "trained": self.trained,
                 "epochs_trained": self.epochs_trained, "epoch_val_accuracy": self.epoch_val_accuracy,
                 "rung": self.rung, "stopped_early": self.stopped_early,
@@ -538,7 +570,7 @@ class Net:
             raise ValueError("the results are of another architecture")
         for block, weights in zip(self.block_list, state.get("layer_weights") or [None] * len(self.block_list)):
             block.layer_weights = weights
-        for name in ("head_weights", "val_score", "val_metrics", "test_metrics", "train_seconds", "trained",
+        for name in ("input_weights", "head_weights", "val_score", "val_metrics", "test_metrics", "train_seconds", "trained",
                      "deployed", "deployed_model_bytes", "epochs_trained", "epoch_val_accuracy", "rung"):
             setattr(self, name, state.get(name))
         self.stopped_early = bool(state.get("stopped_early"))
@@ -597,17 +629,20 @@ def evaluate_network(task, data, folds):
 
 
 def architecture_key(architecture, input_shape):
-    """Canonical text of a plain-data architecture (Net.architecture()) built on an
-    input of input_shape (length, channels): equal keys mean the same network."""
-    blocks = blocks_from_settings(architecture["blocks"], input_shape)
-    return _key_of_built(architecture["head"], [block.built_settings() for block in blocks])
+    """Canonical text of a plain-data architecture (Net.architecture()) on data whose
+    sessions have input_shape (length, channels): equal keys mean the same network.
+    An architecture without "input" (recorded before the input was searched) reads every byte scaled."""
+    stage = InputStage.from_settings(architecture.get("input")).placed(input_shape[0])
+    blocks = blocks_from_settings(architecture["blocks"], stage.output_shape)
+    return _key_of_built(stage, architecture["head"], [block.built_settings() for block in blocks])
 
 
-def _key_of_built(head, built_settings):
+def _key_of_built(input_stage, head, built_settings):
     blocks = [{name: value for name, value in settings.items()
                if not (name == "pool_size" and settings["pooling"] == "none")}
               for settings in built_settings]
-    return json.dumps({"head": head, "blocks": blocks}, sort_keys=True, separators=(",", ":"))
+    return json.dumps({"input": input_stage.settings(), "head": head, "blocks": blocks},
+                      sort_keys=True, separators=(",", ":"))
 
 
 def chain_blocks(blocks, input_shape):
@@ -634,4 +669,5 @@ def net_from_architecture(architecture, nas_saver_name, preloaded_data, train_se
         architecture = json.loads(architecture)
     blocks = [Block(**settings) for settings in architecture["blocks"]]  # Net places them on the input
     return Net(blocks, nas_saver_name, preloaded_data, head=architecture["head"],
-               train_settings=train_settings, deploy_precision=deploy_precision)
+               train_settings=train_settings, deploy_precision=deploy_precision,
+               input_stage=architecture.get("input"))

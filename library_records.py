@@ -23,7 +23,8 @@ import pickle
 
 from library_config import write_atomically
 
-RECORD_FIELDS = ("child_id", "generation", "status", "mutation", "parents", "depth", "head", "n_params",
+RECORD_FIELDS = ("child_id", "generation", "status", "mutation", "parents", "input_encoding", "embedding_dim",
+                 "input_length", "depth", "head", "n_params",
                  "max_tens", "flops", "flops_keras_flops", "flash_size", "flash_measured", "ram_size",
                  "ram_measured", "ram_activations_measured", "ram_persistent_measured", "latency_ms",
                  "energy_mj", "val_accuracy", "val_f1", "test_accuracy", "test_f1", "deployed_test_accuracy",
@@ -63,6 +64,8 @@ def child_record(child, generation, status, reason, flops_keras_flops, figures):
     deployed = child.deployed or {}
     return {"child_id": child.child_id, "generation": generation, "status": status,
             "mutation": child.mutation or "start", "parents": " ".join(child.parent_ids),
+            "input_encoding": child.input_stage.encoding, "embedding_dim": child.input_stage.embedding_dim,
+            "input_length": child.input_stage.length,
             "latency_ms": figures["latency_ms"], "energy_mj": figures["energy_mj"], "depth": len(child.block_list), "head": child.head, "n_params": n_params,
             "max_tens": max_tens, "flops": flops, "flops_keras_flops": flops_keras_flops,
             "flash_size": flash_size, "flash_measured": deployed.get("flash_bytes"),

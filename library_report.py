@@ -83,7 +83,7 @@ def write_best_architecture(run_dir, net, device=None):
         rows.append((layer.name, type(layer).__name__, str(tuple(layer.output.shape)), str(layer.count_params())))
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     lines = [f"Best network {net.child_id}: {net.architecture_text()}",
-             f"input {net.input_shape} (length, channels), {net.num_classes} classes", ""]
+             f"input: {net.input_stage.describe()}; {net.num_classes} classes", ""]
     for row in rows:
         lines.append("  ".join(cell.ljust(width) if column < 3 else cell.rjust(width)
                                for column, (cell, width) in enumerate(zip(row, widths))))

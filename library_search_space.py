@@ -1,13 +1,14 @@
 """The networks the search may build and the operators that make them.
 
 SearchSpace draws random blocks and networks, mutates (add, remove or change a
-block, switch the head), crosses two block lists over, and keeps every network
+block, switch the head, change the input stage), crosses two block lists over, and keeps every network
 it returns within the hardware thresholds and user-defined constraints
 (Constraints), checked on the analytic cost model before any Keras model is
 built. Every draw comes from one random stream, so a seed gives the same
 networks in the same order.
 """
 from library_block import Block
+from library_encoding import InputStage
 from library_net import Net, chain_blocks
 import library_objectives as objectives_lib
 
@@ -97,9 +98,11 @@ class Constraints:
 
 
 class SearchSpace:
-    """Block settings, heads and depths the search draws from, and its operators.
+    """Input stages, block settings, heads and depths the search draws from, and its operators.
 
-    choices: {block setting: list of values}; head_choices: heads; max_depth:
+    choices: {block setting: list of values}; input_choices: {"encoding",
+    "embedding_dim", "length": list of values} (lengths already placed on the data;
+    None: every byte scaled, the original's one input); head_choices: heads; max_depth:
     most blocks in a network; dropout_min/max: the dropout of the first/last
     block (growing with depth in between); n_mutations: mutations per child;
     max_attempts: candidates drawn before a ConstraintError; constraints:
@@ -108,8 +111,10 @@ class SearchSpace:
     """
 
     def __init__(self, choices, head_choices, max_depth, dropout_min, dropout_max, n_mutations, max_attempts,
-                 constraints, rng, data, log_path, train_settings, deploy_precision):
+                 constraints, rng, data, log_path, train_settings, deploy_precision, input_choices=None):
         self.choices, self.head_choices = choices, list(head_choices)
+        self.input_choices = input_choices or {"encoding": ["scaled"], "embedding_dim": [None],
+                                               "length": [data.input_shape[0]]}
         self.max_depth, self.dropout_min, self.dropout_max = max_depth, dropout_min, dropout_max
         self.n_mutations, self.max_attempts = n_mutations, max_attempts
         self.constraints, self.rng = constraints, rng
@@ -117,14 +122,57 @@ class SearchSpace:
         self.train_settings, self.deploy_precision = train_settings, deploy_precision
 
     # ----- networks -----------------------------------------------------------
-    def new_net(self, blocks, head, data=None):
-        """A Net of blocks (dropout set by depth; Net chains them on the input) and head."""
+    def new_net(self, blocks, head, data=None, input_stage=None):
+        """A Net of input_stage (None: the first of every input choice), blocks (dropout set
+        by depth; Net chains them on the input) and head."""
         return Net(self.with_dropout_by_depth(blocks), self.log_path, data or self.data, head=head,
-                   train_settings=self.train_settings, deploy_precision=self.deploy_precision)
+                   train_settings=self.train_settings, deploy_precision=self.deploy_precision,
+                   input_stage=input_stage or self.smart_start_input())
 
-    def smart_start_network(self):
+    def smart_start_network(self, input_stage=None):
+        """The hand-crafted network on input_stage (None: the first of smart_start_inputs)."""
         return self.new_net([Block(**settings, dropout_rate=0.0) for settings in SMART_START_BLOCKS],
-                            SMART_START_HEAD)
+                            SMART_START_HEAD, input_stage=input_stage or self.smart_start_input())
+
+    # ----- input stages -----------------------------------------------------------
+    def smart_start_inputs(self):
+        """The inputs the smart start may read, in the order it tries them: the encodings as
+        the choices list them, each on the lengths from the longest (the hand-crafted blocks
+        were made for whole sessions) and the embedding sizes as listed."""
+        choices = self.input_choices
+        return [InputStage(encoding, length, embedding_dim if encoding == "embedding" else None)
+                for encoding in choices["encoding"] for length in sorted(choices["length"], reverse=True)
+                for embedding_dim in (choices["embedding_dim"] if encoding == "embedding" else [None])]
+
+    def smart_start_input(self):
+        return self.smart_start_inputs()[0]
+
+    def random_input(self):
+        """An input stage drawn uniformly from the choices (no draw where there is one choice)."""
+        encoding = self._draw(self.input_choices["encoding"])
+        embedding_dim = self._draw(self.input_choices["embedding_dim"]) if encoding == "embedding" else None
+        return InputStage(encoding, self._draw(self.input_choices["length"]), embedding_dim)
+
+    def input_settings_to_change(self, stage):
+        """The input stage's settings that have another choice: what change_input may redraw."""
+        settings = [name for name in ("encoding", "length") if len(self.input_choices[name]) > 1]
+        if stage.encoding == "embedding" and len(self.input_choices["embedding_dim"]) > 1:
+            settings.append("embedding_dim")
+        return settings
+
+    def change_input(self, stage):
+        """stage with one of its settings redrawn among the other choices (a new embedding gets
+        a drawn size; a scaled input has none)."""
+        setting = self.rng.choice(self.input_settings_to_change(stage))
+        value = self.rng.choice([c for c in self.input_choices[setting] if c != getattr(stage, setting)])
+        if setting != "encoding":
+            return stage.copy(**{setting: value})
+        embedding_dim = self._draw(self.input_choices["embedding_dim"]) if value == "embedding" else None
+        return stage.copy(encoding=value, embedding_dim=embedding_dim)
+
+    def _draw(self, choices):
+        # A single choice takes no draw, so a search without input choices draws as before they existed.
+        return choices[0] if len(choices) == 1 else self.rng.choice(choices)
 
     def random_block(self, input_size, block_index, depth):
         """A block with random settings from the choices, placed at block_index of depth blocks."""
@@ -138,7 +186,8 @@ class SearchSpace:
         def random_candidate():
             depth = self.rng.randint(1, max_depth)
             blocks = [self.random_block(None, block_index, depth) for block_index in range(depth)]
-            return self.new_net(blocks, self.rng.choice(self.head_choices))
+            head = self.rng.choice(self.head_choices)
+            return self.new_net(blocks, head, input_stage=self.random_input())
 
         return self.draw_valid(random_candidate, seen_keys, what)
 
@@ -172,7 +221,8 @@ class SearchSpace:
 
     # ----- operators ------------------------------------------------------------
     def mutate(self, parent, data=None):
-        """One mutation of parent: add, remove or change a block, or switch the head. Returns a new Net."""
+        """One mutation of parent: add, remove or change a block, switch the head, or change
+        the input stage (its encoding, embedding size or length). Returns a new Net."""
         blocks = [block.copy(layer_weights=None) for block in parent.block_list]
         actions = ["change"]
         if len(blocks) < self.max_depth:
@@ -181,17 +231,21 @@ class SearchSpace:
             actions.append("remove")
         if len(self.head_choices) > 1:
             actions.append("switch_head")
+        if self.input_settings_to_change(parent.input_stage):
+            actions.append("change_input")
         action = self.rng.choice(actions)
-        head = parent.head
+        head, input_stage = parent.head, parent.input_stage
         if action == "add":
             blocks = self.add_block(blocks)
         elif action == "remove":
             blocks = self.remove_block(blocks)
         elif action == "change":
             blocks = self.change_block(blocks)
+        elif action == "change_input":
+            input_stage = self.change_input(input_stage)
         else:
             head = self.rng.choice([choice for choice in self.head_choices if choice != parent.head])
-        child = self.new_net(blocks, head, data)
+        child = self.new_net(blocks, head, data, input_stage)
         # Chained mutations (n_mutations > 1) of a not yet evaluated mutant read "add+change".
         chained = parent.child_id is None and parent.mutation
         child.mutation = f"{parent.mutation}+{action}" if chained else action
@@ -218,7 +272,8 @@ class SearchSpace:
 
     def crossover(self, first, second):
         """One-point crossover at block boundaries: the first blocks of `first`, then the
-        last blocks of `second` (1..max_depth blocks in all), the head of either.
+        last blocks of `second` (1..max_depth blocks in all), the head of either, the input
+        stage of the parent that gives the first block (the block made for that input).
         Returns a new Net (its blocks chained on the input)."""
         for _ in range(self.max_attempts):
             cut_first = self.rng.randint(0, len(first.block_list))
@@ -227,16 +282,18 @@ class SearchSpace:
             if 1 <= len(blocks) <= self.max_depth:
                 break
         else:  # every draw was empty or too deep: keep the first parent's blocks
-            blocks = first.block_list
+            blocks, cut_first = first.block_list, len(first.block_list)
+        input_stage = first.input_stage if cut_first > 0 else second.input_stage
         child = self.new_net([block.copy(layer_weights=None) for block in blocks],
-                             self.rng.choice([first.head, second.head]))
+                             self.rng.choice([first.head, second.head]), input_stage=input_stage)
         child.mutation = "crossover"
         child.parent_ids = (first.child_id, second.child_id)
         return child
 
     def copy_of(self, network):
         """network's architecture as a new, untrained Net (a GA child without crossover)."""
-        child = self.new_net([block.copy(layer_weights=None) for block in network.block_list], network.head)
+        child = self.new_net([block.copy(layer_weights=None) for block in network.block_list], network.head,
+                             input_stage=network.input_stage)
         child.parent_ids = (network.child_id,)
         return child
 
@@ -252,5 +309,5 @@ class SearchSpace:
         return [block.copy(dropout_rate=self.dropout_rate(i, len(blocks))) for i, block in enumerate(blocks)]
 
     def chained(self, blocks):
-        """Blocks re-chained on the data's input (what Net does for every network)."""
-        return chain_blocks(blocks, self.data.input_shape)
+        """Blocks re-chained on the smart start's input (what Net does for every network on its own)."""
+        return chain_blocks(blocks, self.smart_start_input().placed(self.data.input_shape[0]).output_shape)

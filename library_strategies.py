@@ -53,14 +53,22 @@ class Strategy:
         self.max_depth_father, self.population_size = max_depth_father, population_size
 
     def initial_parent(self):
-        """The smart-start network when it is on and meets the thresholds, else a random valid one."""
+        """The smart-start network when it is on and meets the thresholds on one of the inputs
+        it may read (library_search_space.SearchSpace.smart_start_inputs, the first that
+        does), else a random valid one."""
         if self.smart_start:
-            parent = self.space.smart_start_network()
-            violations = self.space.constraints.violations(parent)
-            if not violations:
-                self.log("Initial parent: the smart-start network.")
-                return parent
-            self.log("The smart-start network breaks " + ", ".join(violations)
+            broken = []
+            for input_stage in self.space.smart_start_inputs():
+                parent = self.space.smart_start_network(input_stage)
+                violations = self.space.constraints.violations(parent)
+                if not violations:
+                    if broken:
+                        self.log("The smart-start network breaks " + "; ".join(broken)
+                                 + f"; on {input_stage.short_name()} it meets them.")
+                    self.log("Initial parent: the smart-start network.")
+                    return parent
+                broken.append(f"{', '.join(violations)} on {input_stage.short_name()}")
+            self.log("The smart-start network breaks " + "; ".join(broken)
                      + "; starting from a random valid network instead.")
         parent = self.space.random_network(self.max_depth_father, (), "a random initial parent")
         self.log("Initial parent: a random network.")

@@ -44,7 +44,7 @@ def main():
         analytic = net.hw_measures()
         analytic_seconds.append(time.perf_counter() - start)
         start = time.perf_counter()
-        model = net.ins_keras_model()
+        model = net.device_model()
         measured = (model.count_params(), keras_flops_count(model))
         keras_seconds.append(time.perf_counter() - start)
         assert measured == (analytic[0], analytic[2]), net.architecture_text()

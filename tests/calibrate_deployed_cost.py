@@ -24,12 +24,14 @@ import numpy as np  # noqa: E402
 import library_deploy as deploy  # noqa: E402
 from library_block import DEPLOYED_COST  # noqa: E402
 from deployment_networks import deployment_test_network, randomize_weights  # noqa: E402
+from library_encoding import device_model  # noqa: E402
 
 # Features of the flatbuffer's bytes beyond the weights, and of TFLM's persistent bytes.
 FLASH_ENTRIES = ("model_fixed", "per_filter", "conv_op", "tanh_op", "tanh_after_batchnorm", "pool_op",
-                 "flatten_op", "gap_ops", "per_class")
+                 "flatten_op", "gap_ops", "per_class", "gather_op")
 PERSISTENT_ENTRIES = ("persistent_fixed", "persistent_per_filter", "persistent_conv", "persistent_tanh",
-                      "persistent_pool", "persistent_flatten", "persistent_gap", "persistent_per_class")
+                      "persistent_pool", "persistent_flatten", "persistent_gap", "persistent_per_class",
+                      "persistent_gather")
 
 
 def features(net):
@@ -39,21 +41,22 @@ def features(net):
     counts = {"model_fixed": 1, "per_filter": sum(b.filters for b in blocks), "conv_op": len(blocks),
               "tanh_op": sum(b.activation == "tanh" for b in blocks),
               "tanh_after_batchnorm": sum(b.activation == "tanh" and b.has_batchnorm for b in blocks),
-              "pool_op": sum(b.pooling != "none" for b in blocks),
+              "pool_op": sum(b.pooling_used != "none" for b in blocks),
               "flatten_op": int(net.head == "flatten" and last_length > 1), "gap_ops": int(net.head == "gap"),
-              "per_class": net.num_classes}
+              "per_class": net.num_classes, "gather_op": int(net.input_stage.encoding == "embedding")}
     persistent = {"persistent_fixed": 1, "persistent_per_filter": counts["per_filter"],
                   "persistent_conv": counts["conv_op"], "persistent_tanh": counts["tanh_op"],
                   "persistent_pool": counts["pool_op"], "persistent_flatten": counts["flatten_op"],
-                  "persistent_gap": counts["gap_ops"], "persistent_per_class": counts["per_class"]}
+                  "persistent_gap": counts["gap_ops"], "persistent_per_class": counts["per_class"],
+                  "persistent_gather": counts["gather_op"]}
     return counts, persistent
 
 
 def known_flash_bytes(net, precision):
-    """The weight bytes, which need no fitting."""
+    """The weight bytes (the byte table's included), which need no fitting."""
     width = DEPLOYED_COST[precision]["weight_bytes"]
-    weights = sum(b.kernel_size * b.input_channels * b.filters for b in net.block_list)
-    return width * (weights + net._head_features() * net.num_classes)
+    weights = sum(b.kernel_size_used * b.input_channels * b.filters for b in net.block_list)
+    return width * (weights + net._head_features() * net.num_classes + net.input_stage.n_params())
 
 
 def main():
@@ -73,7 +76,7 @@ def main():
             net = deployment_test_network(rng, precision)
             model = net.ins_keras_model()
             randomize_weights(model, seed=index)
-            model_bytes = deploy.convert_to_tflite(model, net.data.X_train, precision)
+            model_bytes = deploy.convert_to_tflite(device_model(model), net.device_input(net.data.X_train), precision)
             arena = deploy.tflm_arena(model_bytes)
             counts, persistent = features(net)
             flash_rows.append([counts[name] for name in FLASH_ENTRIES])
@@ -95,16 +98,20 @@ def main():
 
 
 def check(n_networks):
-    """Prints the relative errors of the flash and arena estimates on unseen networks."""
+    """Prints the relative errors of the flash and arena estimates on unseen networks, per
+    precision and input encoding."""
     from test_deployed_cost import measured_and_estimated
+    from library_encoding import ENCODINGS
     for precision in DEPLOYED_COST:
-        rows = measured_and_estimated(precision, n_networks, seed=2026)
-        flash_errors = [abs(net.hw_measures()[3] - flash) / flash for net, flash, _ in rows]
-        ram_errors = [abs(net.hw_measures()[4] - arena["total"]) / arena["total"] for net, _, arena in rows]
-        exact = sum(net.deployed_arena_bytes()["activations"] == arena["activations"] for net, _, arena in rows)
-        print(f"{precision}, {len(rows)} networks: flash error median {np.median(flash_errors):.2%}, "
-              f"max {max(flash_errors):.2%}; arena error median {np.median(ram_errors):.2%}, "
-              f"max {max(ram_errors):.2%}; activation plan exact for {exact}/{len(rows)}")
+        for encoding in ENCODINGS:
+            rows = measured_and_estimated(precision, n_networks, 2026, encoding)
+            flash_errors = [abs(net.hw_measures()[3] - flash) / flash for net, flash, _, _ in rows]
+            ram_errors = [abs(net.hw_measures()[4] - arena["total"]) / arena["total"] for net, _, arena, _ in rows]
+            exact = sum(net.deployed_arena_bytes()["activations"] == arena["activations"]
+                        for net, _, arena, _ in rows)
+            print(f"{precision}, {encoding}, {len(rows)} networks: flash error median {np.median(flash_errors):.2%}, "
+                  f"max {max(flash_errors):.2%}; arena error median {np.median(ram_errors):.2%}, "
+                  f"max {max(ram_errors):.2%}; activation plan exact for {exact}/{len(rows)}")
 
 
 if __name__ == "__main__":

@@ -10,16 +10,17 @@ import pytest
 
 import library_deploy as deploy
 from deployment_networks import deployment_test_network, randomize_weights
+from library_encoding import device_model
 
 
-def measured_and_estimated(precision, n_networks, seed):
+def measured_and_estimated(precision, n_networks, seed, encoding=None):
     rng = random.Random(seed)  # not the calibration's seeds: these networks were not fitted
     rows = []
     for index in range(n_networks):
-        net = deployment_test_network(rng, precision)
+        net = deployment_test_network(rng, precision, encoding=encoding)
         model = net.ins_keras_model()
         randomize_weights(model, seed=seed + index)
-        model_bytes = deploy.convert_to_tflite(model, net.data.X_train, precision)
+        model_bytes = deploy.convert_to_tflite(device_model(model), net.device_input(net.data.X_train), precision)
         rows.append((net, len(model_bytes), deploy.tflm_arena(model_bytes), operators_of(model_bytes)))
         keras.backend.clear_session()
     return rows
@@ -31,14 +32,15 @@ def operators_of(model_bytes):
     return [op["op_name"] for op in tf.lite.Interpreter(model_content=model_bytes)._get_ops_details()]
 
 
-@pytest.mark.parametrize("precision, n_networks", [("int8", 30), ("float32", 20)])
-def test_flash_within_5_percent_and_arena_within_10_percent(precision, n_networks):
-    for net, flash_measured, arena, operators in measured_and_estimated(precision, n_networks, seed=2026):
+@pytest.mark.parametrize("precision, encoding, n_networks", [("int8", "scaled", 30), ("int8", "embedding", 30),
+                                                          ("float32", "scaled", 15), ("float32", "embedding", 15)])
+def test_flash_within_2_5_percent_and_arena_within_1_percent(precision, encoding, n_networks):
+    for net, flash_measured, arena, operators in measured_and_estimated(precision, n_networks, 2026, encoding):
         _, _, _, flash_size, ram_size = net.hw_measures()
         estimate = net.deployed_arena_bytes()
-        where = f"{precision} {net.architecture_text()} on input {net.input_shape}, {net.num_classes} classes"
-        assert abs(flash_size - flash_measured) <= 0.05 * flash_measured, where
-        assert abs(ram_size - arena["total"]) <= 0.10 * arena["total"], where
+        where = f"{precision} {net.architecture_text()} on data of {net.input_shape}, {net.num_classes} classes"
+        assert abs(flash_size - flash_measured) <= 0.025 * flash_measured, where
+        assert abs(ram_size - arena["total"]) <= 0.01 * arena["total"], where
         # The activation plan reproduces TFLM's greedy planner, so it is exact.
         assert estimate["activations"] == arena["activations"], where
         # What a device profile prices (library_device) is what the converter made.

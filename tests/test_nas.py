@@ -21,9 +21,9 @@ def make_nas(tmp_path, data, **overrides):
 
 
 def keras_figures(network):
-    """Parameters, FLOPs and largest tensor of the network's Keras model, counted by Keras and
+    """Parameters, FLOPs and largest tensor of the network's device model, counted by Keras and
     keras-flops: a reference independent of the search's cost model."""
-    model = network.ins_keras_model()
+    model = network.device_model()
     tensors = [math.prod(model.inputs[0].shape[1:])] + [math.prod(layer.output.shape[1:]) for layer in model.layers]
     return model.count_params(), keras_flops_count(model), max(tensors)
 
@@ -41,7 +41,7 @@ def test_500_mutants_are_valid_and_keras_confirms_they_meet_every_threshold(tmp_
     for i in range(500):
         child = nas.mutate_network_and_control(parent, data)
         assert 1 <= len(child.block_list) <= nas.max_depth
-        length, channels = data.input_shape
+        length, channels = child.input_stage.output_shape  # the blocks read what the input stage gives
         for index, block in enumerate(child.block_list):
             assert (block.block_index, block.input_size, block.input_channels) == (index, length, channels)
             assert block.output_size >= 1
@@ -107,7 +107,7 @@ def test_mutations_reach_every_action_and_both_heads(tmp_path, small_data):
         seen_actions.add(child.mutation.split("+")[-1])
         seen_heads.add(child.head)
         parent = child
-    assert seen_actions == {"add", "remove", "change", "switch_head"}
+    assert seen_actions == {"add", "remove", "change", "switch_head", "change_input"}
     assert seen_heads == {"gap", "flatten"}
 
 

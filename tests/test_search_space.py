@@ -6,6 +6,7 @@ import keras
 import pytest
 
 from library_block import ACTIVATIONS, Block
+from deployment_networks import random_input_stage
 from library_net import Net, blocks_from_settings, keras_flops_count
 
 SPACE = {"filters": [1, 3, 4, 8, 16, 32, 64], "kernel_size": [1, 2, 3, 5, 7, 9, 15],
@@ -92,15 +93,19 @@ def test_the_originals_hand_made_blocks_by_keyword_build_the_same_network(small_
 def random_net(rng, data, max_depth=4):
     settings = [random_settings(rng) for _ in range(rng.randint(1, max_depth))]
     blocks = blocks_from_settings(settings, data.input_shape)
-    return Net(blocks, None, data, head=rng.choice(["gap", "flatten"]))
+    return Net(blocks, None, data, head=rng.choice(["gap", "flatten"]),
+               input_stage=random_input_stage(rng, data.input_shape[0]))
 
 
 def test_cost_model_equals_keras_params_and_keras_flops_on_150_random_networks(small_data):
+    """Every input encoding and length among them (the byte table's parameters, its gather's 0 FLOPs)."""
     data, _ = small_data
     rng = random.Random(1)
+    inputs_seen = set()
     for i in range(150):
         net = random_net(rng, data)
-        model = net.ins_keras_model()
+        inputs_seen.add((net.input_stage.encoding, net.input_stage.length < data.input_shape[0]))
+        model = net.device_model()  # what the device runs: no input-stage layers before the table
         n_params, max_tens, flops, _, _ = net.hw_measures()
         assert n_params == model.count_params(), net.architecture_text()
         assert flops == keras_flops_count(model), net.architecture_text()
@@ -110,6 +115,7 @@ def test_cost_model_equals_keras_params_and_keras_flops_on_150_random_networks(s
         assert model.output_shape == (None, data.num_classes)
         if i % 25 == 0:
             keras.backend.clear_session()
+    assert inputs_seen == {(encoding, shorter) for encoding in ("scaled", "embedding") for shorter in (False, True)}
 
 
 def test_dump_and_short_description_are_readable(small_data, tmp_path):

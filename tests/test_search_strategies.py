@@ -57,7 +57,7 @@ def test_crossover_joins_the_head_of_one_parent_to_the_tail_of_the_other(tmp_pat
         assert shapes in joins.values()
         assert 1 <= len(child.block_list) <= nas.max_depth and child.head in (first.head, second.head)
         assert child.parent_ids == (first.child_id, second.child_id)
-        length, channels = data.input_shape  # repaired: every block chained on its predecessor
+        length, channels = child.input_stage.output_shape  # repaired: every block chained on its predecessor
         for index, block in enumerate(child.block_list):
             assert (block.block_index, block.input_size, block.input_channels) == (index, length, channels)
             length, channels = block.output_size, block.filters
@@ -163,7 +163,8 @@ def test_an_architecture_evaluated_before_is_reused_not_trained(tmp_path, small_
     nas = make_nas(tmp_path, data, is_train_proxy=False)  # dry run: quick, scores still real
     nas.start_time = time.perf_counter()
     network = nas.space.random_network(3, (), "a test network")
-    again = nas.space.new_net([block.copy(layer_weights=None) for block in network.block_list], network.head)
+    again = nas.space.new_net([block.copy(layer_weights=None) for block in network.block_list], network.head,
+                              input_stage=network.input_stage)
     scores, _ = nas.train_generation([network, again], folds)
     rows = rows_of(nas.records_path)
     assert [row["status"] for row in rows] == ["dry_run", "reused"]

@@ -1,0 +1,242 @@
+"""What a network sees of a session: its input stage, searched and priced like a block.
+
+The data hold each session as bytes scaled to [0, 1] (float32 (N, length, 1),
+library_load_and_split_data). A network reads the first `length` of them, in one
+of two encodings:
+  scaled:    each byte as its value / 255, one channel (the original toolkit's input);
+  embedding: each byte value 0..255 looks up a row of a learned table of 256 rows of
+             embedding_dim values. Payload bytes are categories (a record type, a
+             command letter), not intensities: 0x41 is not "a bit more" than 0x40.
+
+Two Keras forms of a network, with the same weights:
+  the model (Net.ins_keras_model, what training fits and best_model.keras holds) takes
+      the data's samples as they are, and its first layers do the input stage with
+      Keras' own layers (Cropping1D to the first bytes; Rescaling back to byte values,
+      Reshape and Embedding for the table), so a saved model loads with plain Keras;
+  the device model (device_model) is what the microcontroller runs: it takes what the
+      device feeds (the first bytes scaled, or, for the table, the bytes as they are,
+      int32) and starts with a lone GATHER (ByteTable). Keras' Embedding would not do:
+      it guards against negative indices, which the TFLite converter turns into LESS,
+      ADD, SELECT and GATHER, and TFLM has no SELECT kernel.
+
+The stage's cost (parameters, FLOPs, tensors, flatbuffer and arena bytes, the
+operators a device runs) is computed here from its settings alone, as a block's
+is, so the search checks it before any Keras model exists.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+ENCODINGS = ("scaled", "embedding")
+BYTE_VALUES = 256
+INDEX_BYTES = 4  # TFLite's GATHER takes int32 (or int64) positions; TFLM has no uint8 ones
+# The input stage's layers in a network's Keras model, by name (device_model finds them so).
+CROP_LAYER, BYTE_VALUE_LAYER, BYTE_SHAPE_LAYER, TABLE_LAYER_NAME = "first_bytes", "byte_values", "byte_shape", "byte_table"
+INPUT_STAGE_LAYERS = (CROP_LAYER, BYTE_VALUE_LAYER, BYTE_SHAPE_LAYER, TABLE_LAYER_NAME)
+
+
+@keras.saving.register_keras_serializable(package="hw_nas")
+class ByteTable(keras.layers.Layer):
+    """(batch, length) int32 byte values -> (batch, length, dim): row b of a learned 256 x dim
+    table, by a direct gather (one GATHER once converted). The device model's first layer."""
+
+    def __init__(self, dim, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=(BYTE_VALUES, self.dim), initializer="uniform", name="table")
+
+    def call(self, byte_values):
+        return tf.gather(self.table, byte_values)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.dim)
+
+    def get_config(self):
+        return dict(super().get_config(), dim=self.dim)
+
+
+class InputStage:
+    """How a network reads a session: encoding ('scaled' or 'embedding'), length (its
+    first bytes; None = all the data has, until placed), embedding_dim (values per
+    byte of the embedding's table; None for 'scaled')."""
+
+    def __init__(self, encoding="scaled", length=None, embedding_dim=None):
+        if encoding not in ENCODINGS:
+            raise ValueError(f"input encoding must be one of {ENCODINGS}, got {encoding!r}")
+        if encoding == "embedding" and not _is_count(embedding_dim):
+            raise ValueError(f"the embedding encoding needs an integer embedding_dim >= 1, got {embedding_dim!r}")
+        if length is not None and not _is_count(length):
+            raise ValueError(f"input length must be an integer >= 1 or None, got {length!r}")
+        self.encoding, self.length = encoding, length
+        self.embedding_dim = int(embedding_dim) if encoding == "embedding" else None
+
+    @classmethod
+    def from_settings(cls, settings):
+        """An InputStage from settings() of one (None or {}: scaled, every byte: the original's input)."""
+        if isinstance(settings, InputStage):
+            return settings
+        return cls(**(settings or {}))
+
+    def settings(self):
+        return {"encoding": self.encoding, "length": self.length, "embedding_dim": self.embedding_dim}
+
+    def copy(self, **changes):
+        return InputStage(**dict(self.settings(), **changes))
+
+    def placed(self, data_length):
+        """This stage on data whose sessions are data_length bytes long: length None becomes
+        data_length. Raises ValueError when the stage would read more than the data holds."""
+        if self.length is not None and self.length > data_length:
+            raise ValueError(f"an input length of {self.length} bytes is longer than the data's "
+                             f"{data_length}; the network can only read what each session holds")
+        return self.copy(length=self.length or data_length)
+
+    @property
+    def channels(self):
+        return 1 if self.encoding == "scaled" else self.embedding_dim
+
+    @property
+    def output_shape(self):
+        """(length, channels) of what the first block reads."""
+        return self.length, self.channels
+
+    def short_name(self):
+        """'in:scaled[784]' or 'in:emb8[784]'."""
+        name = "scaled" if self.encoding == "scaled" else f"emb{self.embedding_dim}"
+        return f"in:{name}[{self.length}]"
+
+    def describe(self):
+        """One sentence a person reads: what the network reads of each session."""
+        if self.encoding == "scaled":
+            return f"the first {self.length} bytes of each session, each scaled to [0, 1]"
+        return (f"the first {self.length} bytes of each session, each looked up in a learned "
+                f"{BYTE_VALUES} x {self.embedding_dim} byte table")
+
+    # ----- cost (the Keras model) -------------------------------------------------
+    def n_params(self):
+        return BYTE_VALUES * self.embedding_dim if self.encoding == "embedding" else 0
+
+    def flops(self):
+        """0: nothing is computed on the scaled input, and keras-flops (TensorFlow's
+        profiler registry) counts no FLOP for a gather."""
+        return 0
+
+    def tensor_sizes(self):
+        """Element counts of the stage's tensors in the Keras model: the input, then the table's rows."""
+        sizes = [self.length]
+        if self.encoding == "embedding":
+            sizes.append(self.length * self.embedding_dim)
+        return sizes
+
+    # ----- cost (the deployed model) ----------------------------------------------
+    def deployed_ops(self):
+        """The TFLite operators of the stage and each one's work in elements: the GATHER of
+        the table's rows, then the RESHAPE to 4-D that the converter puts before CONV_2D."""
+        if self.encoding == "scaled":
+            return [("RESHAPE", self.length)]
+        rows = self.length * self.embedding_dim
+        return [("GATHER", rows), ("RESHAPE", rows)]
+
+    def deployed_tensor_bytes(self, activation_bytes):
+        """Bytes of the model's input and of each stage op's output, in op order (what TFLM
+        plans in its arena). activation_bytes: 1 for int8, 4 for float32."""
+        if self.encoding == "scaled":
+            return [self.length * activation_bytes] * 2
+        rows = self.length * self.embedding_dim * activation_bytes
+        return [self.length * INDEX_BYTES, rows, rows]
+
+    def deployed_flash_bytes(self, cost):
+        """Bytes the stage adds to the flatbuffer beyond the model's fixed bytes: the table at
+        the weights' width and the GATHER's op, tensors and quantization (cost: a
+        library_block.DEPLOYED_COST entry)."""
+        if self.encoding == "scaled":
+            return 0
+        return BYTE_VALUES * self.embedding_dim * cost["weight_bytes"] + cost["gather_op"]
+
+    def deployed_persistent_bytes(self, cost):
+        """Bytes the GATHER keeps in TFLM's arena for the whole run (its node and tensors)."""
+        return cost["persistent_gather"] if self.encoding == "embedding" else 0
+
+    # ----- Keras and data ---------------------------------------------------------
+    def keras_layers(self, data_length):
+        """The model's first layers: from the data's samples (batch, data_length, 1), bytes / 255,
+        to what the first block reads (batch, length, channels)."""
+        layers = []
+        if self.length < data_length:
+            layers.append(keras.layers.Cropping1D((0, data_length - self.length), name=CROP_LAYER))
+        if self.encoding == "embedding":
+            # b / 255 * 255 + 0.5 lies within b + 0.5 +- 1e-4, which the Embedding's cast to int truncates to b.
+            layers += [keras.layers.Rescaling(255.0, offset=0.5, name=BYTE_VALUE_LAYER),
+                       keras.layers.Reshape((self.length,), name=BYTE_SHAPE_LAYER),
+                       keras.layers.Embedding(BYTE_VALUES, self.embedding_dim, name=TABLE_LAYER_NAME)]
+        return layers
+
+    def device_input(self, X):
+        """What the device model takes, from the data's samples X (float32 (N, data length, 1),
+        bytes / 255): their first `length` values as they are (scaled), or as int32 byte
+        values (N, length) (embedding)."""
+        X = X[:, :self.length]
+        return X if self.encoding == "scaled" else byte_values(X)
+
+
+def device_model(model):
+    """The model the device runs, from a network's Keras model (Net.ins_keras_model, or a saved
+    best_model.keras): the input stage's layers (INPUT_STAGE_LAYERS) give way to an input of
+    what the device feeds, then a ByteTable with the Embedding's table when there is one; the
+    blocks' and head's layers are the model's own (their weights shared). A model without an
+    input stage is returned as it is."""
+    stage_layers = [layer for layer in model.layers if layer.name in INPUT_STAGE_LAYERS]
+    if not stage_layers:
+        return model
+    rest = model.layers[len(stage_layers):]
+    length = stage_layers[-1].output.shape[1]
+    names = {layer.name for layer in stage_layers}
+    if TABLE_LAYER_NAME not in names:
+        return keras.Sequential([keras.Input(shape=(length, 1)), *rest], name=model.name)
+    table = model.get_layer(TABLE_LAYER_NAME)
+    byte_table = ByteTable(table.output_dim, name=TABLE_LAYER_NAME)
+    # The model's own name: the converter names each tensor after it, and those names are flash bytes.
+    device = keras.Sequential([keras.Input(shape=(length,), dtype="int32"), byte_table, *rest], name=model.name)
+    byte_table.set_weights(table.get_weights())
+    return device
+
+
+def byte_values(X):
+    """The int32 byte values 0..255 of samples scaled to [0, 1] (bytes / 255), shape (N, length).
+    Raises ValueError when X is not such data (the embedding reads bytes, nothing else)."""
+    values = np.asarray(X, dtype=np.float32).reshape(len(X), -1) * 255.0
+    rounded = np.rint(values)
+    if values.size and (np.abs(values - rounded).max() > 1e-3 or rounded.min() < 0 or rounded.max() > 255):
+        raise ValueError("the embedding encoding reads bytes: the samples must be byte values / 255 "
+                         "(as load_and_preprocess_data makes them), these are not")
+    return rounded.astype(np.int32)
+
+
+def check_byte_data(X, what):
+    """Raises ValueError naming `what` unless X is bytes scaled to [0, 1]."""
+    try:
+        byte_values(X)
+    except ValueError as error:
+        raise ValueError(f"{what}: {error}") from None
+
+
+def takes_byte_values(input_dtype):
+    """Whether a device model's input of this dtype is a byte table's: int32 byte values
+    (an int8 input is scaled bytes, quantized)."""
+    return np.dtype(input_dtype) == np.int32
+
+
+def device_samples(X, length, integer_input):
+    """Samples X as a device model of that input length takes them: the data's samples
+    (float32 (N, data length, 1), bytes / 255) are cut to length and, for an integer input
+    (a byte table's), turned into byte values; integer samples are taken as byte values already."""
+    X = np.asarray(X)[:, :length]
+    if not integer_input:
+        return X.astype(np.float32)
+    return X.reshape(len(X), length).astype(np.int32) if X.dtype.kind in "iu" else byte_values(X)
+
+
+def _is_count(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
