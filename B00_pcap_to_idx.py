@@ -4,9 +4,15 @@ Edit the parameters below and run `python B00_pcap_to_idx.py`; any parameter can
 also be overridden on the command line:
 `python B00_pcap_to_idx.py input_dirs="['captures']" output_name=mine`.
 Every .pcap / .pcapng / .cap file under input_dirs is cut into sessions, each
-session's first `length` bytes (from the IP header on, anonymised) become one
-sample. Writes <output_dir>/<output_name>_sessions.idx3, _labels.idx1,
-_labels.json (class name -> label), _statistics.csv and _report.txt.
+session's first `length` bytes becoming one sample, by one of two recipes:
+  origin:      from the IP header on, anonymised, with timeouts (the parameters
+               below). Writes <output_dir>/<output_name>_sessions.idx3 and _labels.idx1;
+  USTC-TK2016: the USTC-TK2016 tool's sessions, byte for byte (library_ustc_tk2016):
+               transport payloads (layers="L7") or whole frames as a pcap file
+               ("all"), 784 bytes, and a test tenth. Writes the published file names:
+               <output_name>-train-images-idx3-ubyte.gz, -train-labels-idx1-ubyte.gz,
+               -t10k-images-idx3-ubyte.gz, -t10k-labels-idx1-ubyte.gz.
+Both write _labels.json (class name -> label), _statistics.csv and _report.txt.
 """
 import os
 import signal
@@ -16,6 +22,10 @@ import sys
 input_dirs = ["captures"]  # folders searched (with their sub-folders) for .pcap, .pcapng and .cap files; relative to this folder or absolute
 label_by = "folder"  # "folder": a class per folder under each input folder; "keywords": label_mapping's keywords in file names; "port": label_mapping's server ports
 label_mapping = None  # label_by = "keywords": {keyword: class}, or "ISCX-VPN-nonVPN" / "USTC-TFC2016"; label_by = "port": {server port: class}
+
+# recipe
+recipe = "origin"  # "origin": this toolkit's sessions (the parameters below); "USTC-TK2016": the USTC-TK2016 tool's, byte for byte, as in the published USTC-TFC2016 and ISCX VPN-nonVPN IDX files
+layers = "L7"  # recipe = "USTC-TK2016": "L7" (the transport payloads alone) or "all" (each session as a pcap file, link layer included)
 
 # sessions
 split = "session"  # "session": both directions of a 5-tuple together; "flow": each direction alone
@@ -45,6 +55,7 @@ parameters = {name: value for name, value in list(globals().items())
 import library_config  # noqa: E402  (the parameters above stay the first thing a reader sees)
 
 project_dir = os.path.dirname(os.path.abspath(__file__))
+sys.stdout.reconfigure(errors="backslashreplace")  # a file name that is not UTF-8 is shown, not a crash
 try:
     parameters.update(library_config.parse_overrides(sys.argv[1:], parameters))
 except library_config.ParameterError as error:
@@ -55,31 +66,44 @@ import library_capture as capture_lib  # noqa: E402
 import library_labels as labels_lib  # noqa: E402
 import library_session_dataset as dataset_lib  # noqa: E402
 import library_sessions as sessions_lib  # noqa: E402
+import library_ustc_tk2016 as ustc_lib  # noqa: E402
 
 from tqdm import tqdm  # noqa: E402
 
 # check everything before a capture is read
+RECIPES = ("origin", "USTC-TK2016")
 try:
-    settings = sessions_lib.session_settings(parameters)
+    if parameters["recipe"] not in RECIPES:
+        raise ValueError(f"recipe={parameters['recipe']!r}: must be one of {', '.join(RECIPES)}")
+    ustc = parameters["recipe"] == "USTC-TK2016"
+    if ustc:
+        settings, read_file = ustc_lib.settings_of(parameters), ustc_lib.sessions_of_file
+    else:
+        if parameters["layers"] != "L7":
+            raise ValueError(f"layers={parameters['layers']!r}: layers are the USTC-TK2016 recipe's; "
+                             f"set recipe='USTC-TK2016', or leave layers as it is")
+        settings, read_file = sessions_lib.session_settings(parameters), sessions_lib.sessions_of_file
     rules = labels_lib.check_labelling(parameters["label_by"], parameters["label_mapping"])
     library_config.check_count("n_workers", parameters["n_workers"], minimum=1)
     library_config.check_count("seed", parameters["seed"], minimum=0)
     if parameters["max_per_class"] is not None:
         library_config.check_count("max_per_class", parameters["max_per_class"], minimum=1)
-    if not isinstance(parameters["input_dirs"], list) or not parameters["input_dirs"]:
-        raise ValueError(f"input_dirs={parameters['input_dirs']!r}: must be a list of folders")
+    if (not isinstance(parameters["input_dirs"], list) or not parameters["input_dirs"]
+            or not all(isinstance(folder, str) and folder for folder in parameters["input_dirs"])):
+        raise ValueError(f"input_dirs={parameters['input_dirs']!r}: must be a list of folder names (text)")
     input_dirs = [os.path.join(project_dir, folder) for folder in parameters["input_dirs"]]
-    captures = capture_lib.find_captures(input_dirs)
+    dataset_lib.check_output_name(parameters["output_name"])
     output_dir = os.path.join(project_dir, parameters["output_dir"])
-    dataset_lib.check_output(output_dir, parameters["output_name"], parameters["overwrite"])
+    output_paths = (ustc_lib.output_paths if ustc else dataset_lib.output_paths)(output_dir, parameters["output_name"])
+    dataset_lib.check_output(output_paths, parameters["overwrite"])
+    captures, notes = capture_lib.find_captures(input_dirs)
 except ValueError as error:
     sys.exit(f"B00_pcap_to_idx.py: {error}")
 
 # label the files
-notes = []
 file_classes = {}
 for input_dir, paths in captures.items():
-    if not paths:
+    if not paths and not any(note.startswith(input_dir + ":") for note in notes):
         notes.append(f"input_dirs: {input_dir} holds no .pcap, .pcapng or .cap file")
     for path in paths:
         name, why_not = labels_lib.file_label(path, input_dir, parameters["label_by"], rules)
@@ -93,7 +117,7 @@ if not file_classes:
     sys.exit("B00_pcap_to_idx.py: no capture file to convert (see above)")
 
 # read the sessions of every file, n_workers files at a time
-total_bytes = sum(os.path.getsize(path) for path in file_classes)
+total_bytes = sum(capture_lib.file_size(path) for path in file_classes)
 print(f"Reading {len(file_classes)} capture files ({total_bytes / 1e6:.1f} MB) with {parameters['n_workers']} "
       f"worker(s)")
 bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="captures", postfix={"files": f"0/{len(file_classes)}"})
@@ -112,7 +136,7 @@ def file_done(path, result):
 
 try:
     results = sessions_lib.sessions_of_files(sorted(file_classes), settings, parameters["n_workers"],
-                                             on_progress=bar.update, on_file=file_done)
+                                             on_progress=bar.update, on_file=file_done, read_file=read_file)
 except KeyboardInterrupt:
     bar.close()
     sys.exit("\nInterrupted: nothing was written.")
@@ -121,39 +145,65 @@ read = {path: result for path, result in results.items() if not isinstance(resul
 if not read:
     sys.exit("B00_pcap_to_idx.py: no capture file could be read (see above); nothing was written")
 
-# the dataset: labels, duplicates, the per-class cap, the order
-dataset = dataset_lib.build_dataset(read, file_classes, parameters["label_by"], rules, parameters["length"],
-                                    parameters["max_per_class"], parameters["seed"])
-notes += dataset.notes
-if len(dataset.class_numbers) < 2:
-    notes.append(f"{len(dataset.class_numbers)} class kept: B01_NAS.py needs two at least")
-file_totals = {key: sum(result.counts[key] for result in read.values()) for key in sessions_lib.FILE_COUNTS}
-
-# report and write
-table = dataset_lib.statistics_table(dataset.statistics)
-if not len(dataset.labels):
-    sys.exit(f"\n{table}\n\nB00_pcap_to_idx.py: no session kept (see the table and the notes above); "
-             f"nothing was written")
-shown_parameters = {name: ("(secret)" if name == "hash_salt" and value else value)
-                    for name, value in parameters.items()}
-report = "\n".join([
-    f"{len(dataset.labels)} sessions of {parameters['length']} bytes, {len(dataset.class_numbers)} classes, "
-    f"from {len(read)} capture files",
-    "", table, "",
-    "Read: " + ", ".join(f"{value} {key.replace('_', ' ').replace('ip ', 'IP ').replace('dns', 'DNS')}"
-                         for key, value in file_totals.items()),
-    "", "Notes:" if notes else "Notes: none", *[f"- {note}" for note in notes],
-    "", "Parameters:", *[f"  {name} = {value!r}" for name, value in shown_parameters.items()], ""])
 try:
-    paths = dataset_lib.write_dataset(dataset, output_dir, parameters["output_name"], report)
+    # the dataset: labels, duplicates, the per-class cap, the order (and the USTC recipe's test tenth)
+    if ustc:
+        dataset = ustc_lib.build_dataset(read, file_classes, parameters["label_by"], rules, parameters["seed"])
+        n_sessions = len(dataset.train[1]) + len(dataset.test[1])
+    else:
+        dataset = dataset_lib.build_dataset(read, file_classes, parameters["label_by"], rules, parameters["length"],
+                                            parameters["max_per_class"], parameters["seed"])
+        n_sessions = len(dataset.labels)
+    notes += dataset.notes
+    warnings = dataset_lib.class_warnings(dataset.statistics)
+    file_totals = {key: sum(result.counts[key] for result in read.values()) for key in sessions_lib.FILE_COUNTS}
+
+    # report and write (a dataset of fewer than two classes is refused: nothing to classify)
+    table = dataset_lib.statistics_table(dataset.statistics)
+    for warning in warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
+    if len(dataset.class_numbers) < 2:
+        n_classes = len(dataset.class_numbers)
+        sys.exit(f"\n{table}\n\nB00_pcap_to_idx.py: {n_classes} class{'es' * (n_classes != 1)} kept (see the "
+                 f"table and the notes above); B01_NAS.py needs two at least, so nothing was written")
+    shown_parameters = {name: ("(secret)" if name == "hash_salt" and value else value)
+                        for name, value in parameters.items()}
+    length = ustc_lib.SESSION_BYTES if ustc else parameters["length"]
+    split_text = f" ({len(dataset.test[1])} of them the test set)" if ustc else ""
+    report = "\n".join([
+        f"{n_sessions} sessions{split_text} of {length} bytes, {len(dataset.class_numbers)} classes, "
+        f"from {len(read)} capture files (recipe {parameters['recipe']})",
+        "", table, "",
+        "Read: " + ", ".join(f"{value} {key.replace('_', ' ').replace('ip ', 'IP ').replace('dns', 'DNS')}"
+                             for key, value in file_totals.items()),
+        "", "Warnings:" if warnings else "Warnings: none", *[f"- {warning}" for warning in warnings],
+        "", "Notes:" if notes else "Notes: none", *[f"- {note}" for note in notes],
+        "", "Parameters:", *[f"  {name} = {value!r}" for name, value in shown_parameters.items()], ""])
+    contents = dict(ustc_lib.dataset_contents(dataset) if ustc else dataset_lib.dataset_contents(dataset),
+                    **dataset_lib.text_contents(dataset, report))
+    paths = dataset_lib.write_files(contents, output_paths)
 except ValueError as error:
     sys.exit(f"B00_pcap_to_idx.py: {error}")
+except KeyboardInterrupt:  # Ctrl-C while the dataset is made or written: write_files leaves nothing half-written
+    sys.exit("\nInterrupted: no output file was written or left half-written.")
 print("\n" + table)
+if warnings:
+    print(f"\n{len(warnings)} warnings (also in {library_config.display_path(paths['report'])}):")
+    for warning in warnings:
+        print(f"- {warning}")
 if notes:
     print(f"\n{len(notes)} notes (also in {library_config.display_path(paths['report'])}):")
     for note in notes[:20]:
         print(f"- {note}")
 relative = {what: library_config.path_as_parameter(path, project_dir) for what, path in paths.items()}
-print(f"\nWrote {len(dataset.labels)} sessions: {relative['images']}, {relative['labels']}, "
-      f"{relative['classes']}, {relative['statistics']}, {relative['report']}")
-print(f"Search them: python B01_NAS.py images_path={relative['images']} labels_path={relative['labels']}")
+if ustc:
+    print(f"\nWrote {n_sessions} sessions: {relative['train_images']}, {relative['train_labels']}, "
+          f"{relative['test_images']}, {relative['test_labels']}, {relative['classes']}, {relative['statistics']}, "
+          f"{relative['report']}")
+    print(f"Search them: python B01_NAS.py images_path={relative['train_images']} "
+          f"labels_path={relative['train_labels']} test_images_path={relative['test_images']} "
+          f"test_labels_path={relative['test_labels']}")
+else:
+    print(f"\nWrote {n_sessions} sessions: {relative['images']}, {relative['labels']}, "
+          f"{relative['classes']}, {relative['statistics']}, {relative['report']}")
+    print(f"Search them: python B01_NAS.py images_path={relative['images']} labels_path={relative['labels']}")

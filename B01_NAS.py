@@ -13,8 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log: erro
 # data
 images_path = "data/demo_sessions.idx3"  # IDX3 sessions, relative to this folder or absolute
 labels_path = "data/demo_labels.idx1"  # IDX1 labels of the same sessions
+test_images_path = None  # a data set's own test pair (e.g. USTC-TK2016's t10k files), used as it is; None: split one off the pair above
+test_labels_path = None  # the labels of test_images_path
 num_classes = None  # number of classes (None = max label + 1)
-test_size = 0.1  # fraction of sessions held out as the test split (only reported, never used to choose)
+test_size = 0.1  # fraction of sessions held out as the test split when there is no test pair (only reported, never used to choose)
 num_folds = 5  # stratified folds of the training split
 
 # search
@@ -146,10 +148,12 @@ except ValueError as error:
 
 # load and split: a stratified test split, then stratified folds of the rest
 try:
+    test_pair = {name: os.path.join(project_dir, parameters[name]) if parameters[name] is not None else None
+                 for name in ("test_images_path", "test_labels_path")}
     X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(
         parameters["num_classes"], parameters["test_size"], encode_labels=False,
         images_path=os.path.join(project_dir, parameters["images_path"]),
-        labels_path=os.path.join(project_dir, parameters["labels_path"]), seed=parameters["seed"])
+        labels_path=os.path.join(project_dir, parameters["labels_path"]), seed=parameters["seed"], **test_pair)
 except ValueError as error:  # DataFileError names the file; the others name the parameter
     sys.exit(f"B01_NAS.py: {error}")
 try:
@@ -169,7 +173,9 @@ resume_command = f"python B01_NAS.py resume_from={library_config.path_as_paramet
 # search
 try:
     nas = NAS(run_dir=run_dir, preloaded_data=data, custom_constraints=custom_constraints,
-              custom_objectives=custom_objectives, custom_devices=custom_devices, **search_parameters)
+              custom_objectives=custom_objectives, custom_devices=custom_devices,
+              class_names=data_lib.class_names_beside(os.path.join(project_dir, parameters["images_path"]), n_classes),
+              **search_parameters)
 except ValueError as error:  # what the data rule out: an input longer than the sessions, an embedding of non-bytes
     if resume_dir is None:
         library_config.remove_run_folder(run_dir)
@@ -178,7 +184,8 @@ try:
     nas.claim_run_folder(folds)  # this process writes it alone; a resume gets the data and split it had
     library_config.write_parameters(run_dir, parameters)
     print(f"Run folder: {library_config.display_path(run_dir)}")
-    print(f"Data: {len(X_train)} training / {len(X_test)} test sessions of length {data.input_shape[0]}, "
+    test_source = "its own test pair" if parameters["test_images_path"] else f"test_size={parameters['test_size']}"
+    print(f"Data: {len(X_train)} training / {len(X_test)} test sessions ({test_source}) of length {data.input_shape[0]}, "
           f"{n_classes} classes, {len(folds)} folds")
     last_parent, best = nas.run_NAS(folds)
 except (ConstraintError, SearchStopped, UserFunctionError, RecordsError, library_config.RunFolderBusy) as error:

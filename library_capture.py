@@ -47,31 +47,55 @@ class CaptureError(ValueError):
 def find_captures(input_dirs):
     """Every capture file (.pcap, .pcapng, .cap) under each folder of input_dirs, recursively.
 
-    Returns {folder: sorted list of paths} in the order of input_dirs; the sort
-    makes every later step independent of the file system's listing order.
-    Raises CaptureError naming a folder that does not exist or is not a folder.
+    Returns ({folder: sorted list of paths} in the order of input_dirs, notes): the sort
+    makes every later step independent of the file system's listing order; the notes
+    name what could not be looked into or read (a folder without permission, a link to
+    nothing or to itself named like a capture), which is left out. Raises CaptureError
+    naming a folder of input_dirs that does not exist or is not a folder.
     """
-    found = {}
+    found, notes = {}, []
     for folder in input_dirs:
         if not os.path.isdir(folder):
             reason = "does not exist" if not os.path.exists(folder) else "is not a folder"
             raise CaptureError(f"input_dirs: {folder} {reason}")
         paths = []
-        for parent, subfolders, names in os.walk(folder):
+
+        def unreadable(error):
+            notes.append(f"{error.filename}: cannot be read ({error.strerror or error}); the captures in it, "
+                         f"if any, are not converted")
+
+        for parent, subfolders, names in os.walk(folder, onerror=unreadable):
             subfolders.sort()
-            paths += [os.path.join(parent, name) for name in names if name.lower().endswith(CAPTURE_SUFFIXES)]
+            for name in names:
+                path = os.path.join(parent, name)
+                if not name.lower().endswith(CAPTURE_SUFFIXES):
+                    continue
+                if not os.path.isfile(path):  # a link to nothing, to itself, or to a folder
+                    notes.append(f"{path}: skipped, a link that leads to no file")
+                    continue
+                paths.append(path)
         found[folder] = sorted(paths)
-    return found
+    return found, notes
+
+
+def file_size(path):
+    """Bytes of the file at path, 0 when it cannot be looked at (it vanished, no permission)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 class PacketBlock(NamedTuple):
     """The packets of one block of a capture: packet i is buffer[starts[i]:stops[i]],
-    captured at timestamps[i] (seconds) on a link of type linktypes[i] (numpy arrays)."""
+    captured at timestamps[i] (seconds) on a link of type linktypes[i], original_lengths[i]
+    bytes long on the wire (its record's field; more than captured when the snap length cut it)."""
     buffer: bytes
     starts: np.ndarray
     stops: np.ndarray
     timestamps: np.ndarray
     linktypes: np.ndarray
+    original_lengths: np.ndarray
 
 
 class CaptureReader:
@@ -141,7 +165,7 @@ class CaptureReader:
                 fields = heads.view(record_fields).astype(np.int64)  # (packets, 4)
                 return PacketBlock(buffer, record_starts + 16, record_starts + 16 + fields[:, 2],
                                    fields[:, 0] + fields[:, 1] * fraction_s,
-                                   np.full(len(records), linktype, dtype=np.int64)), offset, damage
+                                   np.full(len(records), linktype, dtype=np.int64), fields[:, 3]), offset, damage
 
             yield from self._read_blocks(file, 24, walk, "packet")
 
@@ -151,16 +175,16 @@ class CaptureReader:
             state = {"order": "<", "interfaces": []}
 
             def walk(buffer, position):
-                packets = []  # (start, stop, timestamp, linktype) of each packet of the block
+                packets = []  # (start, stop, timestamp, linktype, original length) of each packet of the block
                 walked = self._walk_pcapng(buffer, 0, len(buffer), position, state["order"], state["interfaces"],
                                            packets)
                 state["order"] = walked.order
                 if not packets:
                     return None, walked.offset, walked.reason
-                starts, stops, timestamps, linktypes = zip(*packets)
+                starts, stops, timestamps, linktypes, original_lengths = zip(*packets)
                 return PacketBlock(buffer, np.array(starts, dtype=np.int64), np.array(stops, dtype=np.int64),
-                                   np.array(timestamps, dtype=np.float64),
-                                   np.array(linktypes, dtype=np.int64)), walked.offset, walked.reason
+                                   np.array(timestamps, dtype=np.float64), np.array(linktypes, dtype=np.int64),
+                                   np.array(original_lengths, dtype=np.int64)), walked.offset, walked.reason
 
             yield from self._read_blocks(file, 0, walk, "block")
 
@@ -205,23 +229,37 @@ class CaptureReader:
                                               f"the file is damaged from there")
             if offset + block_length > end:
                 break
+            trailing_length = struct.unpack_from(order + "I", buffer, offset + block_length - 4)[0]
+            if trailing_length != block_length:  # a changed length field would swallow the blocks after it
+                return _Walked(offset, order, f"the block at byte {position + offset} claims {block_length} bytes at "
+                                              f"its start and {trailing_length} at its end: the file is damaged "
+                                              f"from there")
+            minimum = {6: 32, 3: 16, 2: 32}.get(block_type, 12)  # with their fixed fields
+            if block_length < minimum:
+                return _Walked(offset, order, f"the packet block at byte {position + offset} is {block_length} "
+                                              f"bytes, shorter than its fixed fields ({minimum}): the file is "
+                                              f"damaged from there")
             body = offset + 8
             if block_type in (6, 3, 2):  # enhanced, simple and (obsolete) packet blocks
                 if block_type == 6:
-                    interface, high, low, captured = struct.unpack_from(order + "IIII", buffer, body)
+                    interface, high, low, captured, original = struct.unpack_from(order + "IIIII", buffer, body)
                     start, ticks = body + 20, (high << 32) | low
                 elif block_type == 3:  # interface 0, no timestamp
                     interface, ticks, start = 0, None, body + 4
                     original = struct.unpack_from(order + "I", buffer, body)[0]
                     captured = min(original, block_length - 16, interfaces[0][3] if interfaces else original)
                 else:
-                    interface, _, high, low, captured = struct.unpack_from(order + "HHIII", buffer, body)
+                    interface, _, high, low, captured, original = struct.unpack_from(order + "HHIIII", buffer, body)
                     start, ticks = body + 20, (high << 32) | low
+                if start + captured > offset + block_length - 4:
+                    return _Walked(offset, order, f"the packet at byte {position + offset} claims {captured} bytes, "
+                                                  f"more than its block holds: the file is damaged from there")
                 if interface >= len(interfaces):
                     return _Walked(offset, order, f"the packet at byte {position + offset} names interface "
                                                   f"{interface}, which the file never described")
                 linktype, unit_s, offset_s, _ = interfaces[interface]
-                note((start, start + captured, offset_s + ticks * unit_s if ticks is not None else 0.0, linktype))
+                note((start, start + captured, offset_s + ticks * unit_s if ticks is not None else 0.0, linktype,
+                      original))
             elif block_type == 1:  # interface description
                 interfaces.append(_interface(buffer[body:offset + block_length - 4], order))
             offset += block_length
@@ -264,7 +302,8 @@ MAX_IPV6_EXTENSIONS = 8
 class BlockHeaders(NamedTuple):
     """columns: per packet that has TCP or UDP headers, in block order, the lists (key,
     timestamp_s, flags, is_tcp, IP bytes, has payload, IP start, transport start, end of
-    what was captured of the IP packet, IP version); outcome_counts: packets per
+    what was captured of the IP packet, IP version, payload start, the packet's index in
+    the block); outcome_counts: packets per
     HEADER_OUTCOMES; unknown_linktypes: {linktype: packets} of links not read."""
     columns: tuple
     outcome_counts: list
@@ -347,5 +386,5 @@ def block_headers(block):
                block.timestamps[kept].tolist(), np.where(is_tcp, at(t + 13), 0)[kept].tolist(),
                is_tcp[kept].tolist(), (ip_end - o)[kept].tolist(), (ip_end > header_end)[kept].tolist(),
                o[kept].tolist(), t[kept].tolist(), np.minimum(ip_end, stops)[kept].tolist(),
-               np.where(kept_ipv4, 4, 6).tolist())
+               np.where(kept_ipv4, 4, 6).tolist(), header_end[kept].tolist(), kept.tolist())
     return BlockHeaders(columns, outcome_counts, unknown)

@@ -1,6 +1,6 @@
 """Classification metrics."""
 import numpy as np
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 
 def _to_labels(y):
@@ -24,6 +24,18 @@ def compute_descriptors(y_true, y_pred):
         labels_true, labels_pred, average="macro", zero_division=0)
     return {"accuracy": float(accuracy_score(labels_true, labels_pred)),
             "precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+def per_class_descriptors(y_true, y_pred, n_classes):
+    """Per class (labels 0..n_classes - 1): precision, recall, F1 and support (the class's true
+    samples), and the confusion matrix (rows: true class, columns: predicted).
+    Returns ({"precision", "recall", "f1", "support": lists by class}, matrix (n_classes, n_classes))."""
+    labels_true, labels_pred = _to_labels(y_true), _to_labels(y_pred)
+    classes = list(range(n_classes))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels_true, labels_pred, labels=classes, average=None, zero_division=0)
+    return ({"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+             "support": support.tolist()}, confusion_matrix(labels_true, labels_pred, labels=classes))
 
 
 def mean_over_folds(fold_metrics):

@@ -92,7 +92,7 @@ def file_label(path, input_dir, label_by, rules):
         return None, None
     if label_by == "folder":
         relative = os.path.relpath(path, input_dir).split(os.sep)
-        return (relative[0] if len(relative) > 1 else os.path.basename(os.path.abspath(input_dir))), None
+        return readable_name(relative[0] if len(relative) > 1 else os.path.basename(os.path.abspath(input_dir))), None
     name = os.path.basename(path).lower()
     found = [(len(keyword), rules[keyword]) for keyword in rules if keyword in name]
     if not found:
@@ -104,6 +104,13 @@ def file_label(path, input_dir, label_by, rules):
     return classes[0], None
 
 
+def readable_name(name):
+    """A folder name as text that can be written and printed: bytes that are not UTF-8 (which
+    Python keeps as surrogates) become \\xNN escapes, so 'caf\\xe9' names the class of a
+    Latin-1 folder 'café'."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def session_label(server_port, client_port, rules):
     """The class of a session labelled by port: its server port's, else its other port's
     (a capture can start with the server's packet of a running connection); None if neither."""
@@ -111,7 +118,9 @@ def session_label(server_port, client_port, rules):
     return name if name is not None else rules.get(client_port)
 
 
-def class_numbers(class_names):
+def class_numbers(class_names, case_insensitive=False):
     """{class name: integer label}, the names in sorted order: the same mapping whatever
-    order the files were found or converted in."""
-    return {name: number for number, name in enumerate(sorted(set(class_names)))}
+    order the files were found or converted in. case_insensitive: "Facetime" before "FTP",
+    as a Windows folder listing sorts (the USTC-TK2016 files' labels)."""
+    key = (lambda name: (name.lower(), name)) if case_insensitive else None
+    return {name: number for number, name in enumerate(sorted(set(class_names), key=key))}

@@ -7,6 +7,7 @@ one 1-D sequence of rows x cols bytes for the Conv1D search.
 """
 import gzip
 import hashlib
+import json
 import math
 import os
 import struct
@@ -138,9 +139,7 @@ def _check_dataset(images, labels, images_path, labels_path, num_classes, test_s
     if len(images) != len(labels):
         raise DataFileError(
             f"{images_path} holds {len(images)} samples but {labels_path} holds {len(labels)} labels")
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                                    or num_classes < 2):
-        raise ValueError(f"num_classes must be None (from the labels) or an integer >= 2, got {num_classes!r}")
+    _check_num_classes(num_classes)
     if num_classes is not None and labels.max() >= num_classes:
         bad = np.unique(labels[labels >= num_classes]).tolist()
         raise DataFileError(
@@ -165,26 +164,93 @@ def _check_dataset(images, labels, images_path, labels_path, num_classes, test_s
 
 def load_and_preprocess_data(num_classes=None, test_size=0.1, encode_labels=False,
                              images_path=DEFAULT_IMAGES_PATH, labels_path=DEFAULT_LABELS_PATH,
-                             seed=0):
-    """Loads an IDX3/IDX1 pair and splits off a stratified test set.
+                             seed=0, test_images_path=None, test_labels_path=None):
+    """Loads an IDX3/IDX1 pair and splits off a stratified test set, or takes a data set's
+    own test pair.
 
     num_classes: None derives it from the labels; otherwise every label must be below it.
-    test_size: fraction of samples held out for testing, in (0, 1).
+    test_size: fraction of samples held out for testing, in (0, 1); not used when
+        test_images_path and test_labels_path give the test pair (as published data
+        sets do: MNIST's and USTC-TK2016's t10k files), which is the test set as it is.
     seed: seed of the split, so the test set is the same on every run.
     Returns X_train, y_train, X_test, y_test, the original toolkit's order:
     features float32 (N, L, 1) in [0, 1]; labels integer, or one-hot when encode_labels.
-    Raises DataFileError naming the file for missing or malformed data.
+    Raises DataFileError naming the file for missing or malformed data, and naming both
+    pairs when their session lengths or classes do not fit together.
     """
     images = read_idx3(images_path)
     labels = read_idx1(labels_path)
-    _check_dataset(images, labels, images_path, labels_path, num_classes, test_size)
+    if (test_images_path is None) != (test_labels_path is None):
+        given, missing = (("test_images_path", "test_labels_path") if test_labels_path is None
+                          else ("test_labels_path", "test_images_path"))
+        raise ValueError(f"{given} is set but {missing} is not: a test pair needs both files")
+    if test_images_path is None:
+        _check_dataset(images, labels, images_path, labels_path, num_classes, test_size)
+        X_train, X_test, y_train, y_test = train_test_split(
+            images, labels, test_size=test_size, stratify=labels, random_state=seed)
+    else:
+        X_test, y_test = read_idx3(test_images_path), read_idx1(test_labels_path)
+        _check_pairs(images, labels, X_test, y_test, (images_path, labels_path, test_images_path, test_labels_path),
+                     num_classes)
+        X_train, y_train = images, labels
     if num_classes is None:
-        num_classes = int(labels.max()) + 1
-    X_train, X_test, y_train, y_test = train_test_split(
-        images, labels, test_size=test_size, stratify=labels, random_state=seed)
+        num_classes = int(max(y_train.max(), y_test.max())) + 1
     X_train, y_train = preprocess_data(X_train, y_train, num_classes, encode_labels)
     X_test, y_test = preprocess_data(X_test, y_test, num_classes, encode_labels)
     return X_train, y_train, X_test, y_test
+
+
+def _check_num_classes(num_classes):
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 2):
+        raise ValueError(f"num_classes must be None (from the labels) or an integer >= 2, got {num_classes!r}")
+
+
+def _check_pairs(images, labels, test_images, test_labels, paths, num_classes):
+    """The checks of a training pair and its own test pair: each pair's counts, the labels
+    against num_classes, the same session length, no test class the training pair lacks."""
+    images_path, labels_path, test_images_path, test_labels_path = paths
+    _check_num_classes(num_classes)
+    for pair_images, pair_labels, pair_images_path, pair_labels_path in (
+            (images, labels, images_path, labels_path), (test_images, test_labels, test_images_path, test_labels_path)):
+        if len(pair_images) != len(pair_labels):
+            raise DataFileError(f"{pair_images_path} holds {len(pair_images)} samples but {pair_labels_path} holds "
+                                f"{len(pair_labels)} labels")
+        if num_classes is not None and pair_labels.max() >= num_classes:
+            bad = np.unique(pair_labels[pair_labels >= num_classes]).tolist()
+            raise DataFileError(f"{pair_labels_path}: labels {bad} are >= num_classes={num_classes}")
+    if images.shape[1:] != test_images.shape[1:]:
+        raise DataFileError(f"{images_path} holds sessions of {' x '.join(map(str, images.shape[1:]))} bytes, "
+                            f"{test_images_path} of {' x '.join(map(str, test_images.shape[1:]))}: the test pair "
+                            f"must be of the training pair's length")
+    missing = sorted(set(np.unique(test_labels).tolist()) - set(np.unique(labels).tolist()))
+    if missing:
+        raise DataFileError(f"{test_labels_path}: classes {missing} are not in {labels_path}: a network can only "
+                            f"be tested on classes it was trained on")
+    if len(np.unique(labels)) < 2:
+        raise DataFileError(f"{labels_path}: every label is {labels[0]}; with one class there is nothing to classify")
+
+
+# How B00_pcap_to_idx.py names its images files, and the class names' file beside them.
+IMAGES_SUFFIXES = ("_sessions.idx3", "-train-images-idx3-ubyte.gz", "-train-images-idx3-ubyte")
+
+
+def class_names_beside(images_path, num_classes):
+    """The class names of a data set, label by label, from the labels JSON ({name: label}) that
+    B00_pcap_to_idx.py writes beside its images (<name>_labels.json); the labels' numbers as
+    text when there is none or it does not name every label."""
+    names = [str(label) for label in range(num_classes)]
+    for suffix in IMAGES_SUFFIXES:
+        if images_path.endswith(suffix):
+            path = images_path[:-len(suffix)] + "_labels.json"
+            try:
+                with open(path) as classes_file:
+                    numbers = json.load(classes_file)
+            except (OSError, ValueError):
+                return names
+            if isinstance(numbers, dict) and sorted(numbers.values()) == list(range(num_classes)):
+                return [name for name, _ in sorted(numbers.items(), key=lambda item: item[1])]
+    return names
 
 
 def fold_index(X, y, num_splits=2, seed=0):

@@ -172,7 +172,7 @@ def search_parameter_names():
     """The names of the search's parameters: those of NAS but its data, run folder, naming
     and user-defined functions (B01_NAS.py passes those itself)."""
     plumbing = {"self", "preloaded_data", "run_dir", "logs_dir", "nas_saver_name", "partial_saver_name",
-                "custom_constraints", "custom_objectives", "custom_devices"}
+                "custom_constraints", "custom_objectives", "custom_devices", "class_names"}
     return set(inspect.signature(NAS.__init__).parameters) - plumbing
 
 
@@ -189,7 +189,8 @@ class NAS:
     <partial_saver_name>_best_model.* and <partial_saver_name>_parent.* (else
     best_model.* and parent.*). custom_constraints and custom_objectives are the
     user-defined functions of library_objectives; custom_devices, device profiles
-    (library_device) that target_device may name.
+    (library_device) that target_device may name. class_names: a name per label, for the
+    per-class results (None: the labels' numbers).
     """
 
     def __init__(self, is_train_proxy=True, is_train=True, max_depth_father=3, max_depth=6, check_hw=True,
@@ -210,7 +211,7 @@ class NAS:
                  executor="local", n_workers=2, threads_per_worker=1, ray_address=None,
                  target_device="generic", power_mw=30.0, energy_thr=None, halving_eta=None, min_epochs=3,
                  input_encoding_choices=("embedding", "scaled"), embedding_dim_choices=(4, 8, 16), input_length_choices=None,
-                 custom_constraints=None, custom_objectives=None, custom_devices=None):
+                 custom_constraints=None, custom_objectives=None, custom_devices=None, class_names=None):
         check_search_parameters(locals())
         if preloaded_data is None:
             raise ValueError("NAS needs preloaded_data: a SessionData or (X_train_val, y_train_val, X_test, y_test)")
@@ -223,6 +224,7 @@ class NAS:
         self.log_path, self.records_path = self.records.log_path, self.records.records_path
         self.pareto_path, self.models_dir = self.records.pareto_path, self.records.models_dir
         self.saved_names = {"best": "best_model", "parent": "parent"}
+        self.class_names = list(class_names or map(str, range(self.preloaded_data.num_classes)))
         if partial_saver_name:
             self.saved_names = {role: f"{partial_saver_name}_{name}" for role, name in self.saved_names.items()}
         self.is_train, self.is_train_proxy = is_train, is_train_proxy
@@ -799,10 +801,18 @@ class NAS:
             if net is not None and net.trained:
                 self.records.save_model(net, name, i_gen, device_figures=self.device_figures(net))
                 saved.append(f"{name} ({net.child_id})")
+        if best_network is not None and best_network.trained:
+            self.write_class_results(best_network, self.run_dir, "")
         gen_text = f"{gen_best_score:.4g}" if gen_best_score is not None else "none"
         self.log_message(f"Saved after generation {i_gen}: {', '.join(saved) or 'nothing (dry run: no trained weights)'}; "
                          f"generation best {gen_text}, absolute best {absolute_best_score:.4g} "
                          f"({self.ranking.objectives.names[0]}).")
+
+    def write_class_results(self, net, folder, prefix):
+        """Writes net's per-class results on the test split (library_report.write_class_results):
+        <folder>/<prefix>per_class.csv and <prefix>confusion.png."""
+        report.write_class_results(folder, prefix, self.preloaded_data.Y_test, net.test_predictions(),
+                                   self.class_names, net.deploy_precision)
 
     def front_members(self):
         """The Pareto front over the front objectives of every trained network: a list of
@@ -834,6 +844,7 @@ class NAS:
             if network.trained:
                 network.take_results(self.records.network_state(earlier["child_id"]))
                 self.records.save_model(network, earlier["child_id"], self.i_gen, folder)
+                self.write_class_results(network, folder, f"{earlier['child_id']}_")
                 saved.append(earlier["child_id"])
         self.log_message(f"Saved the Pareto front's models in {folder}: {', '.join(saved) or 'none (dry run)'}.")
 
@@ -910,14 +921,15 @@ class NAS:
         self.log_message(f"  params {n_params}, max tensor {max_tens} elements, FLOPs {flops}")
         self.log_message(f"  validation accuracy {best.val_score:.4f} (mean over the trained folds)")
         self.log_message(f"  test accuracy {test['accuracy']:.4f}, precision {test['precision']:.4f}, "
-                         f"recall {test['recall']:.4f}, F1 {test['f1']:.4f} (Keras, float32)")
+                         f"recall {test['recall']:.4f}, macro-F1 {test['f1']:.4f} (Keras, float32)")
         if deployed:
             self.log_message(
                 f"  deployed as {best.deploy_precision} TFLite: flash {deployed['flash_bytes']} B measured "
                 f"({flash_size} B estimated), TFLM arena {deployed['arena_bytes']} B measured "
                 f"= {deployed['arena_activations']} activations + {deployed['arena_persistent']} persistent "
                 f"({ram_size} B estimated)")
-            self.log_message(f"  test accuracy of the deployed model run by TFLM: {deployed['test_accuracy']:.4f}")
+            self.log_message(f"  test accuracy of the deployed model run by TFLM: {deployed['test_accuracy']:.4f}, "
+                             f"macro-F1 {deployed['test_f1']:.4f}; per class: {display_path(os.path.join(self.run_dir, 'per_class.csv'))}")
         if best.trained:
             name = self.saved_names["best"]
             self.log_message(f"  saved as {display_path(os.path.join(self.models_dir, name + '.keras'))} and "

@@ -519,6 +519,18 @@ class Net:
                          "test_f1": metrics["f1"]}
         return self.deployed
 
+    def test_predictions(self):
+        """The trained network's outputs on the test split: {"float": the Keras model's,
+        "deployed": the deployed model's run by TFLM (None when it was not measured)}."""
+        model = self.ins_keras_model(load_weigths=True)
+        try:
+            outputs = model.predict(self.data.X_test, batch_size=512, verbose=0)
+        finally:
+            del model
+        deployed = (deploy.tflm_predict(self.deployed_model_bytes, self.data.X_test)
+                    if self.deployed_model_bytes is not None else None)
+        return {"float": outputs, "deployed": deployed}
+
     # ----- export ----------------------------------------------------------
     def save_keras(self, path):
         """Saves the trained Keras model to `path` atomically (temporary file, then rename)."""

@@ -4,6 +4,7 @@ it works on any run, finished or not.
 """
 import csv
 import glob
+import io
 import json
 import os
 import statistics
@@ -13,7 +14,10 @@ import matplotlib
 matplotlib.use("Agg")  # headless: the plots are files
 import matplotlib.pyplot as plt  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 import library_objectives as objectives_lib  # noqa: E402
+from library_compute_stats import per_class_descriptors  # noqa: E402
 from library_config import write_atomically  # noqa: E402
 
 # children.csv columns read as numbers
@@ -68,6 +72,9 @@ def write_summary(run_dir, elapsed_seconds, generations_done):
         "elapsed_seconds": round(elapsed_seconds, 1),
         "training_seconds": round(sum(row["train_seconds"] or 0.0 for row in records), 1),
         "best": best,
+        # macro averaging weighs every class alike: what the papers' per-class tables average
+        "test_macro_f1": ((best or {}).get("test_metrics") or {}).get("f1"),
+        "deployed_test_macro_f1": ((best or {}).get("deployed_measured") or {}).get("test_f1"),
         "parameters": parameters,
     }
     _write_json(os.path.join(run_dir, "summary.json"), summary)
@@ -208,3 +215,55 @@ def _save_figure(figure, path):
     plt.close(figure)
     os.replace(temporary_path, path)
     return path
+
+
+PER_CLASS_FIELDS = ("label", "class", "support", "precision", "recall", "f1", "deployed_precision",
+                    "deployed_recall", "deployed_f1")
+
+
+def write_class_results(folder, prefix, Y_test, predictions, class_names, deploy_precision="int8"):
+    """Per-class results of a network on the test split: <folder>/<prefix>per_class.csv (precision,
+    recall, F1 and support per class, of the Keras model and of the deployed model run by TFLM,
+    then their macro averages) and <prefix>confusion.png (both confusion matrices).
+
+    Y_test: one-hot test labels; predictions: {"float": outputs, "deployed": outputs or None};
+    class_names: a name per label. Returns the paths written."""
+    n_classes = Y_test.shape[1]
+    results = {kind: per_class_descriptors(Y_test, outputs, n_classes)
+               for kind, outputs in predictions.items() if outputs is not None}
+    lines = io.StringIO()
+    writer = csv.DictWriter(lines, fieldnames=PER_CLASS_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for label in range(n_classes):
+        row = {"label": label, "class": class_names[label], "support": results["float"][0]["support"][label]}
+        for kind, prefix_text in (("float", ""), ("deployed", "deployed_")):
+            if kind in results:
+                row.update({f"{prefix_text}{name}": round(results[kind][0][name][label], 4)
+                            for name in ("precision", "recall", "f1")})
+        writer.writerow(row)
+    macro = {"label": "", "class": "macro average", "support": int(sum(results["float"][0]["support"]))}
+    for kind, prefix_text in (("float", ""), ("deployed", "deployed_")):
+        if kind in results:
+            macro.update({f"{prefix_text}{name}": round(statistics.fmean(results[kind][0][name]), 4)
+                          for name in ("precision", "recall", "f1")})
+    writer.writerow(macro)
+    csv_path = os.path.join(folder, f"{prefix}per_class.csv")
+    write_atomically(csv_path, lines.getvalue())
+    titles = {"float": "Keras model (float32)", "deployed": f"deployed {deploy_precision} model (TFLM)"}
+    figure, axes_list = plt.subplots(1, len(results), figsize=(5.2 * len(results) + 1, 4.8), squeeze=False)
+    for axes, (kind, (_, matrix)) in zip(axes_list[0], results.items()):
+        shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)  # each true class's row sums to 1
+        axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+        for true_class in range(n_classes):
+            for predicted in range(n_classes):
+                if matrix[true_class, predicted]:
+                    axes.text(predicted, true_class, str(matrix[true_class, predicted]), ha="center", va="center",
+                              fontsize=7, color="white" if shares[true_class, predicted] > 0.5 else "black")
+        axes.set_xticks(range(n_classes), class_names, rotation=60, ha="right", fontsize=7)
+        axes.set_yticks(range(n_classes), class_names, fontsize=7)
+        axes.set_xlabel("predicted class")
+        axes.set_ylabel("true class")
+        axes.set_title(titles[kind], fontsize=9)
+    figure.suptitle("Test split: sessions per true and predicted class")
+    png_path = _save_figure(figure, os.path.join(folder, f"{prefix}confusion.png"))
+    return csv_path, png_path

@@ -7,7 +7,9 @@ sessions in each, so the dataset depends on the files and the seed only: not on
 the file system's listing order, nor on how many workers read the files.
 """
 import collections
+import csv
 import hashlib
+import io
 import json
 import os
 import statistics
@@ -101,10 +103,10 @@ def build_dataset(file_results, file_classes, label_by, rules, length, max_per_c
     images = np.frombuffer(b"".join(kept[i][1] for i in order), dtype=np.uint8).reshape(len(kept), length)
     labels = np.array([numbers[kept[i][0]] for i in order], dtype=np.uint8)
 
-    rows = [_class_row(name, numbers.get(name, ""), len(files_of_class[name]), per_class[name],
+    rows = [class_row(name, numbers.get(name, ""), len(files_of_class[name]), per_class[name],
                        kept_by_class.get(name, []), length)
             for name in sorted(per_class, key=lambda name: (name not in numbers, numbers.get(name, 0), name))]
-    rows.append(_class_row("total", "", len(set().union(*files_of_class.values())) if files_of_class else 0,
+    rows.append(class_row("total", "", len(set().union(*files_of_class.values())) if files_of_class else 0,
                            sum(per_class.values(), collections.Counter()), kept, length))
     notes = []
     if unlabelled_ports:
@@ -116,7 +118,10 @@ def build_dataset(file_results, file_classes, label_by, rules, length, max_per_c
     return SessionDataset(images, labels, numbers, rows, notes)
 
 
-def _class_row(name, label, n_files, counts, kept, length):
+def class_row(name, label, n_files, counts, kept, length):
+    """A class's statistics row (STATISTICS_COLUMNS): counts is a Counter of its sessions,
+    packets and filtered sessions; kept: (class, image, original length, payload packets)
+    of each kept session."""
     original_lengths = [original for _, _, original, _ in kept]
     return {"class": name, "label": label, "files": n_files, "packets": counts["packets"],
             "sessions": counts["sessions"], "kept": len(kept), "empty": counts["empty"], "dns": counts["dns"],
@@ -129,10 +134,13 @@ def _class_row(name, label, n_files, counts, kept, length):
 
 
 def statistics_table(rows):
-    """The per-class statistics as an aligned text table (for people)."""
+    """The per-class statistics as an aligned text table (for people); a "test" column when the
+    rows have one (a recipe that splits off a test set)."""
+    columns = STATISTICS_COLUMNS + (("test",) if rows and "test" in rows[0] else ())
     headers = ["class", "label", "files", "packets", "sessions", "kept", "empty", "DNS", "duplicate",
-               "ambiguous", "over cap", "truncated", "padded", "mean length", "median length", "payload pkts"]
-    cells = [[str(row[column]) for column in STATISTICS_COLUMNS] for row in rows]
+               "ambiguous", "over cap", "truncated", "padded", "mean length", "median length", "payload pkts",
+               "test"][:len(columns)]
+    cells = [[str(row[column]) for column in columns] for row in rows]
     widths = [max(len(header), *(len(line[i]) for line in cells)) for i, header in enumerate(headers)]
     lines = ["  ".join(header.ljust(width) if i == 0 else header.rjust(width)
                        for i, (header, width) in enumerate(zip(headers, widths)))]
@@ -141,8 +149,33 @@ def statistics_table(rows):
     return "\n".join(lines)
 
 
+# The filters that drop sessions, by statistics column, and what each one drops.
+FILTERS = {"empty": "sessions without a payload byte", "dns": "DNS sessions (drop_dns)",
+           "duplicate": "exact duplicates", "ambiguous": "sessions the same in two classes"}
+SMALL_CLASS_SESSIONS, SMALL_CLASS_FRACTION = 10, 0.01
+
+
+def class_warnings(rows):
+    """Sentences about classes in trouble, from the statistics rows: a filter that removed more
+    than half of a class's sessions (naming the class, the filter and the counts), a class left
+    with fewer than SMALL_CLASS_SESSIONS sessions or SMALL_CLASS_FRACTION of the largest class's."""
+    classes = rows[:-1]  # the last row is the totals
+    largest = max(classes, key=lambda row: row["kept"], default=None)
+    warnings = []
+    for row in classes:
+        for column, what in FILTERS.items():
+            if row[column] * 2 > row["sessions"]:
+                warnings.append(f"class {row['class']}: {row[column]} of its {row['sessions']} sessions were "
+                                f"dropped as {what}, more than half; {row['kept']} kept")
+        if row["kept"] < SMALL_CLASS_SESSIONS or row["kept"] < SMALL_CLASS_FRACTION * largest["kept"]:
+            warnings.append(f"class {row['class']}: {row['kept']} sessions kept, fewer than "
+                            f"{SMALL_CLASS_SESSIONS} or than {SMALL_CLASS_FRACTION:.0%} of the largest class's "
+                            f"({largest['class']}, {largest['kept']})")
+    return warnings
+
+
 def output_paths(output_dir, output_name):
-    """{what: path} of the files a conversion writes."""
+    """{what: path} of the files a conversion with the origin recipe writes."""
     return {"images": os.path.join(output_dir, f"{output_name}_sessions.idx3"),
             "labels": os.path.join(output_dir, f"{output_name}_labels.idx1"),
             "classes": os.path.join(output_dir, f"{output_name}_labels.json"),
@@ -150,53 +183,68 @@ def output_paths(output_dir, output_name):
             "report": os.path.join(output_dir, f"{output_name}_report.txt")}
 
 
-def check_output(output_dir, output_name, overwrite):
-    """Raises ValueError naming output_dir or the file in the way when the outputs
-    cannot be written there (before any capture is read): the folder cannot be
-    made or written to, or a file of the same name exists and overwrite is False."""
-    if not output_name or os.sep in output_name or "/" in output_name or output_name in (".", ".."):
-        raise ValueError(f"output_name={output_name!r}: must be a file name prefix, without a path separator")
+def check_output(paths, overwrite):
+    """Raises ValueError naming the output folder or the file in the way when the outputs
+    ({what: path}, all in one folder) cannot be written there (before any capture is read):
+    the folder cannot be made or written to, or a file of the same name exists and
+    overwrite is False."""
+    output_dir = os.path.dirname(next(iter(paths.values())))
     try:
         os.makedirs(output_dir, exist_ok=True)
         with tempfile.TemporaryFile(dir=output_dir):
             pass
     except OSError as error:
         raise ValueError(f"output_dir={output_dir}: cannot write there ({error.strerror or error})") from None
-    existing = [path for path in output_paths(output_dir, output_name).values() if os.path.exists(path)]
+    existing = [path for path in paths.values() if os.path.exists(path)]
     if existing and not overwrite:
         raise ValueError(f"{existing[0]} exists (a previous conversion?): choose another output_name, "
                          f"or set overwrite=True to replace it")
 
 
-def write_dataset(dataset, output_dir, output_name, report_text):
-    """Writes the IDX pair, labels JSON, statistics CSV and the report. Every file is
-    written whole beside its place first and then renamed into it, so a failure
-    leaves the previous files as they were and no partial file behind."""
+def check_output_name(output_name):
+    """Raises ValueError unless output_name can prefix file names."""
+    if not output_name or os.sep in output_name or "/" in output_name or output_name in (".", ".."):
+        raise ValueError(f"output_name={output_name!r}: must be a file name prefix, without a path separator")
+
+
+def dataset_contents(dataset):
+    """{what: bytes} of the origin recipe's IDX pair: 784 bytes as 28 x 28, any other length as 1 x length."""
     n_sessions, length = dataset.images.shape
     shape = (28, 28) if length == IDX_SQUARE_LENGTH else (1, length)
-    contents = {
-        "images": idx_bytes(dataset.images.reshape(n_sessions, *shape)),
-        "labels": idx_bytes(dataset.labels),
-        "classes": json.dumps(dataset.class_numbers, indent=1) + "\n",
-        "statistics": ",".join(STATISTICS_COLUMNS) + "\n" + "".join(
-            ",".join(str(row[column]) for column in STATISTICS_COLUMNS) + "\n" for row in dataset.statistics),
-        "report": report_text,
-    }
-    paths = output_paths(output_dir, output_name)
+    return {"images": idx_bytes(dataset.images.reshape(n_sessions, *shape)), "labels": idx_bytes(dataset.labels)}
+
+
+def text_contents(dataset, report_text):
+    """{what: text} of the files every recipe writes beside its IDX files: the class names'
+    labels (JSON), the statistics (CSV, quoted where a class name needs it) and the report."""
+    statistics = io.StringIO()
+    columns = STATISTICS_COLUMNS + (("test",) if "test" in dataset.statistics[0] else ())
+    writer = csv.DictWriter(statistics, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(dataset.statistics)
+    return {"classes": json.dumps(dataset.class_numbers, indent=1) + "\n", "statistics": statistics.getvalue(),
+            "report": report_text}
+
+
+def write_files(contents, paths):
+    """Writes each content ({what: bytes or text}) to paths[what]. Every file is written whole
+    beside its place first and then renamed into it, so a failure (a full disk, Ctrl-C) leaves
+    the previous files as they were and no partial file behind. Text is written as UTF-8.
+    Raises ValueError naming the file when writing fails; returns paths."""
     written = []
     try:
         for what, content in contents.items():
             partial = paths[what] + ".partial"
-            with open(partial, "wb" if isinstance(content, bytes) else "w") as file:
-                written.append(partial)
-                file.write(content)
-    except BaseException as error:  # a full disk, or Ctrl-C: no partial file stays behind
+            written.append(partial)
+            with open(partial, "wb") as file:
+                file.write(content if isinstance(content, bytes) else content.encode("utf-8", "backslashreplace"))
+        for what in contents:
+            os.replace(paths[what] + ".partial", paths[what])
+    except BaseException as error:
         for partial in written:
-            os.remove(partial)
+            if os.path.exists(partial):
+                os.remove(partial)
         if isinstance(error, OSError):
-            raise ValueError(f"output_dir={output_dir}: writing {os.path.basename(partial)} failed "
-                             f"({error.strerror or error}); nothing was replaced") from None
+            raise ValueError(f"writing {partial} failed ({error.strerror or error}); nothing was replaced") from None
         raise
-    for what in contents:
-        os.replace(paths[what] + ".partial", paths[what])
     return paths

@@ -19,7 +19,7 @@ import threading
 from typing import NamedTuple
 
 from library_capture import (HEADER_OUTCOMES, LINKTYPE_NAMES, TCP, UDP, CaptureError, CaptureReader,
-                             block_headers)
+                             block_headers, file_size)
 
 IP_ADDRESS_CHOICES = ("zero", "remove", "hash", "keep")
 PORT_CHOICES = ("zero", "keep")
@@ -128,7 +128,7 @@ def sessions_of_file(path, settings, report_progress=None):
             counts[name] += n
         unknown_links.update(headers.unknown_linktypes)
         data = block.buffer
-        for key, timestamp_s, flags, is_tcp, ip_size, has_payload, o, t, end, version in zip(*headers.columns):
+        for key, timestamp_s, flags, is_tcp, ip_size, has_payload, o, t, end, version in zip(*headers.columns[:10]):
             table = tcp_table if is_tcp else udp_table
             session = table.get(key)
             if session is not None and (timestamp_s - session.last_seen_s > session.timeout_s or (
@@ -254,8 +254,9 @@ class _PacketRewriter:
         return hashed
 
 
-def sessions_of_files(paths, settings, n_workers=1, on_progress=None, on_file=None):
-    """sessions_of_file for every path, n_workers files at a time.
+def sessions_of_files(paths, settings, n_workers=1, on_progress=None, on_file=None, read_file=None):
+    """read_file(path, settings, report_progress) for every path, n_workers files at a time
+    (read_file: sessions_of_file, the origin recipe's, unless another recipe's is given).
 
     Returns {path: FileSessions or CaptureError/OSError}: a file that cannot be
     read gives its error, and the others are still converted. The result for a
@@ -264,9 +265,10 @@ def sessions_of_files(paths, settings, n_workers=1, on_progress=None, on_file=No
     files go first, so that one large file does not end the run alone.
     """
     results = {}
+    read_file = read_file or sessions_of_file
     if n_workers <= 1 or len(paths) <= 1:
         for path in paths:
-            results[path] = _file_or_error(path, settings, on_progress)
+            results[path] = _file_or_error(read_file, path, settings, on_progress)
             if on_file is not None:
                 on_file(path, results[path])
         return results
@@ -276,11 +278,12 @@ def sessions_of_files(paths, settings, n_workers=1, on_progress=None, on_file=No
     progress_queue = context.Queue()
     reporter = threading.Thread(target=_relay_progress, args=(progress_queue, on_progress), daemon=True)
     reporter.start()
-    by_size = sorted(paths, key=lambda path: -_file_size(path))
+    by_size = sorted(paths, key=lambda path: -file_size(path))
     try:
         with concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context, initializer=_start_worker,
                                                     initargs=(progress_queue,)) as pool:
-            futures = {pool.submit(_file_or_error, path, settings, _report_to_queue): path for path in by_size}
+            futures = {pool.submit(_file_or_error, read_file, path, settings, _report_to_queue): path
+                       for path in by_size}
             try:
                 for future in concurrent.futures.as_completed(futures):
                     path = futures[future]
@@ -297,20 +300,13 @@ def sessions_of_files(paths, settings, n_workers=1, on_progress=None, on_file=No
     return results
 
 
-def _file_or_error(path, settings, report_progress):
+def _file_or_error(read_file, path, settings, report_progress):
     try:
-        return sessions_of_file(path, settings, report_progress)
+        return read_file(path, settings, report_progress)
     except CaptureError as error:
         return error
     except OSError as error:  # unreadable: permissions, a vanished file, an I/O error
         return CaptureError(f"{path}: cannot be read ({error.strerror or error})")
-
-
-def _file_size(path):
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
 
 
 _progress_queue = None  # in a worker: where it reports the bytes it has read

@@ -139,3 +139,27 @@ def test_a_directory_a_huge_non_idx_file_and_one_class_are_named(tmp_path):
         with pytest.raises(ValueError, match=f"num_classes must be None .* or an integer >= 2, got {num_classes!r}"):
             data_lib.load_and_preprocess_data(num_classes, 0.2, images_path=str(tmp_path / "x.idx3"),
                                               labels_path=str(tmp_path / "y.idx1"))
+
+
+def test_a_data_sets_own_test_pair_is_the_test_set_as_it_is(tmp_path):
+    rng = np.random.default_rng(2)
+    train_images, test_images = (rng.integers(0, 256, size=(n, 4, 4), dtype=np.uint8) for n in (30, 9))
+    write_idx3(tmp_path / "train.idx3", train_images)
+    write_idx1(tmp_path / "train.idx1", np.arange(30) % 3)
+    with gzip.open(tmp_path / "t10k.idx3.gz", "wb") as gz_file:  # read directly, as the published files are
+        gz_file.write(data_lib.idx_bytes(test_images))
+    write_idx1(tmp_path / "t10k.idx1", np.arange(9) % 3)
+    paths = dict(images_path=str(tmp_path / "train.idx3"), labels_path=str(tmp_path / "train.idx1"),
+                 test_images_path=str(tmp_path / "t10k.idx3.gz"), test_labels_path=str(tmp_path / "t10k.idx1"))
+    X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(None, 0.5, **paths)
+    assert X_train.shape == (30, 16, 1) and X_test.shape == (9, 16, 1)  # test_size is not used
+    np.testing.assert_array_equal(X_test[..., 0] * 255, test_images.reshape(9, 16).astype(np.float32))
+    assert y_test.tolist() == (np.arange(9) % 3).tolist()
+    write_idx3(tmp_path / "short.idx3", test_images[:, :2])
+    with pytest.raises(data_lib.DataFileError, match="train.idx3 holds sessions of 4 x 4 bytes, .*short.idx3 of 2 x 4"):
+        data_lib.load_and_preprocess_data(None, 0.1, **dict(paths, test_images_path=str(tmp_path / "short.idx3")))
+    write_idx1(tmp_path / "extra.idx1", np.arange(9) % 4)
+    with pytest.raises(data_lib.DataFileError, match=r"extra.idx1: classes \[3\] are not in .*train.idx1"):
+        data_lib.load_and_preprocess_data(None, 0.1, **dict(paths, test_labels_path=str(tmp_path / "extra.idx1")))
+    with pytest.raises(ValueError, match="test_images_path is set but test_labels_path is not"):
+        data_lib.load_and_preprocess_data(None, 0.1, **dict(paths, test_labels_path=None))

@@ -385,7 +385,8 @@ def test_captures_without_a_payload_packet_write_nothing(tmp_path):
     write_pcap(str(tmp_path / "captures" / "syn" / "scan.pcap"),
                [(i * 0.1, ethernet(ip_packet(CLIENT, SERVER, "tcp", 40000 + i, 22, flags="S"))) for i in range(3)])
     failed = run_b00(tmp_path, f"input_dirs=['{tmp_path / 'captures'}']", expect_ok=False)
-    assert "no session kept" in failed.stderr and not os.listdir(tmp_path / "out")
+    assert "0 classes kept" in failed.stderr and "nothing was written" in failed.stderr
+    assert not os.listdir(tmp_path / "out")
 
 
 def test_a_damaged_record_keeps_the_packets_before_it(tmp_path):
@@ -423,5 +424,129 @@ def test_a_converted_capture_is_searched_by_b01(tmp_path):
          "epochs=1", "num_folds=2", "num_selected_folds=1", "n_workers=1", "test_size=0.25"],
         capture_output=True, text=True, timeout=600)
     assert search.returncode == 0, search.stderr[-3000:]
-    assert "Data: 60 training / 20 test sessions of length 784, 2 classes" in search.stdout
+    assert "Data: 60 training / 20 test sessions (test_size=0.25) of length 784, 2 classes" in search.stdout
     assert "TFLite measured" in search.stdout
+
+
+# ----- bad input found by an adversarial run: each gives a one-line error or a correct result -----
+
+def two_classes(root, names=("alpha", "beta"), sessions=12):
+    """A class folder per name, each with one capture of `sessions` TCP sessions of its own payload size."""
+    for index, name in enumerate(names):
+        folder = os.path.join(str(root), name) if isinstance(name, str) else os.path.join(os.fsencode(str(root)), name)
+        os.makedirs(folder)
+        frames = [(i * 1.0, ethernet(ip_packet(f"10.{index}.0.{i + 1}", SERVER, "tcp", 30000 + i, 9000,
+                                               payload(100 + 200 * index, 100 * index + i), "PA")))
+                  for i in range(sessions)]
+        write_pcap(os.path.join(folder, b"c.pcap" if isinstance(folder, bytes) else "c.pcap"), frames)
+
+
+def test_links_that_lead_nowhere_and_a_list_of_numbers_are_named(tmp_path):
+    root = tmp_path / "captures"
+    two_classes(root)
+    os.symlink(str(root / "alpha" / "gone.pcap"), str(root / "alpha" / "dangling.pcap"))
+    os.symlink(str(root / "beta" / "loop.pcap"), str(root / "beta" / "loop.pcap"))
+    result = run_b00(tmp_path, f"input_dirs=['{root}']")
+    assert "dangling.pcap: skipped, a link that leads to no file" in result.stderr
+    assert "loop.pcap: skipped, a link that leads to no file" in result.stderr
+    assert len(data_lib.read_idx1(str(tmp_path / "out" / "sessions_labels.idx1"))) == 24
+    failed = run_b00(tmp_path, "input_dirs=[5]", "output_name=other", expect_ok=False)
+    assert "input_dirs=[5]: must be a list of folder names (text)" in failed.stderr
+
+
+def test_class_names_that_are_not_utf8_or_need_quoting_are_written(tmp_path):
+    root = tmp_path / "captures"
+    two_classes(root, names=(b"caf\xe9", 'Mail, Chat "x"'))
+    run_b00(tmp_path, f"input_dirs=['{root}']")
+    classes = json.loads((tmp_path / "out" / "sessions_labels.json").read_text())
+    assert classes == {'Mail, Chat "x"': 0, "caf\\xe9": 1}
+    with open(tmp_path / "out" / "sessions_statistics.csv", newline="") as statistics_file:
+        rows = list(csv.DictReader(statistics_file))
+    assert [row["class"] for row in rows] == ['Mail, Chat "x"', "caf\\xe9", "total"]
+    assert [row["kept"] for row in rows] == ["12", "12", "24"]
+
+
+def test_a_pcapng_block_whose_lengths_disagree_or_that_is_too_short_is_damage(tmp_path):
+    frames, _ = mixed_capture()
+    path = tmp_path / "c.pcapng"
+    write_pcapng(str(path), frames)
+    data = bytearray(path.read_bytes())
+    blocks, offset = [], 0
+    while offset < len(data):
+        blocks.append(offset)
+        offset += struct.unpack_from("<I", data, offset + 4)[0]
+    third_packet = blocks[4]  # section header, interface, then packets
+    changed = bytearray(data)
+    length = struct.unpack_from("<I", changed, third_packet + 4)[0]
+    struct.pack_into("<I", changed, third_packet + 4, length + 8)  # plausible: a multiple of 4, within the file
+    path.write_bytes(bytes(changed))
+    reader = CaptureReader(str(path))
+    assert len(list(reader.packets())) == 2
+    assert f"the block at byte {third_packet} claims {length + 8} bytes at its start and" in reader.damage
+    short_simple_packet_block = struct.pack("<III", 3, 12, 12)
+    path.write_bytes(bytes(data[:third_packet]) + short_simple_packet_block + bytes(data[third_packet:]))
+    reader = CaptureReader(str(path))
+    assert len(list(reader.packets())) == 2
+    assert "is 12 bytes, shorter than its fixed fields (16)" in reader.damage
+
+
+def test_folders_that_cannot_be_read_are_named(tmp_path, monkeypatch):
+    import library_capture
+    root = tmp_path / "captures"
+    two_classes(root, names=("alpha", "beta", "gamma"))
+    walk_listing = os.scandir
+
+    def refused(path="."):
+        if os.fsdecode(path) in (str(root / "gamma"), str(tmp_path / "locked")):
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return walk_listing(path)
+
+    (tmp_path / "locked").mkdir()
+    monkeypatch.setattr(os, "scandir", refused)  # running as root, no permission bit would stop a read
+    found, notes = library_capture.find_captures([str(root), str(tmp_path / "locked")])
+    assert [os.path.basename(os.path.dirname(path)) for path in found[str(root)]] == ["alpha", "beta"]
+    assert notes == [f"{root / 'gamma'}: cannot be read (Permission denied); the captures in it, if any, are not "
+                     f"converted", f"{tmp_path / 'locked'}: cannot be read (Permission denied); the captures in it, "
+                                   f"if any, are not converted"]
+
+
+def test_ctrl_c_while_the_dataset_is_made_or_written_leaves_no_file(tmp_path, monkeypatch):
+    import runpy
+    import library_session_dataset
+    root = tmp_path / "captures"
+    two_classes(root)
+    for where in ("build_dataset", "replace"):
+        def interrupt(*args, **kwargs):
+            raise KeyboardInterrupt
+        with monkeypatch.context() as patch:
+            if where == "build_dataset":
+                patch.setattr(library_session_dataset, "build_dataset", interrupt)
+            else:
+                patch.setattr(library_session_dataset.os, "replace", interrupt)
+            patch.setattr(sys, "argv", ["B00_pcap_to_idx.py", f"input_dirs=['{root}']", f"output_dir={tmp_path / 'out'}",
+                                        "n_workers=1"])
+            with pytest.raises(SystemExit, match="Interrupted: no output file was written or left half-written"):
+                runpy.run_path(os.path.join(PROJECT_DIR, "B00_pcap_to_idx.py"), run_name="__main__")
+        assert os.listdir(tmp_path / "out") == []
+
+
+def test_a_class_in_trouble_is_warned_about_and_one_class_is_refused(tmp_path):
+    root = tmp_path / "captures"
+    two_classes(root, sessions=30)
+    (root / "tinba").mkdir()
+    dns = [(i * 1.0, ethernet(ip_packet(f"10.9.0.{i + 1}", SERVER, "udp", 30000 + i, 53, payload(40, 900 + i))))
+           for i in range(20)]
+    web = [(30.0 + i, ethernet(ip_packet(f"10.8.0.{i + 1}", SERVER, "tcp", 31000 + i, 80, payload(70, 950 + i), "PA")))
+           for i in range(4)]
+    write_pcap(str(root / "tinba" / "c.pcap"), dns + web)
+    result = run_b00(tmp_path, f"input_dirs=['{root}']")
+    warning = "class tinba: 20 of its 24 sessions were dropped as DNS sessions (drop_dns), more than half; 4 kept"
+    small = "class tinba: 4 sessions kept, fewer than 10 or than 1% of the largest class's (alpha, 30)"
+    report = (tmp_path / "out" / "sessions_report.txt").read_text()
+    for text in (warning, small):
+        assert text in result.stdout and text in report and f"Warning: {text}" in result.stderr
+    only_one = tmp_path / "one"
+    two_classes(only_one, names=("alpha",))
+    failed = run_b00(tmp_path, f"input_dirs=['{only_one}']", "output_name=one", expect_ok=False)
+    assert "1 class kept" in failed.stderr and "nothing was written" in failed.stderr
+    assert not [name for name in os.listdir(tmp_path / "out") if name.startswith("one")]

@@ -1,0 +1,289 @@
+"""The USTC-TK2016 tool's recipe: its sessions byte for byte, and its train / t10k IDX files.
+
+Most published traffic-classification results (USTC-TFC2016, ISCX VPN-nonVPN and the CNN
+papers that compare on them) are measured on 784-byte IDX files made by the USTC-TK2016
+tool (Wang et al., 2017): SplitCap, a Windows program, cuts each capture into sessions,
+then PowerShell and Python steps filter, cap, split and write them. This module does the
+same on any system, so that a searched model can be set beside the papers' tables:
+
+  - packets are grouped by 5-tuple (protocol, addresses, ports): both directions together
+    ("session") or each direction alone ("flow"); TCP and UDP, IPv4 and IPv6. There is no
+    timeout, and a FIN or RST does not end a session: a tuple's packets are one session;
+  - layers "L7": a session's bytes are its packets' transport payloads in capture order,
+    concatenated, no header at all; a session without a payload byte is dropped.
+    layers "all": the session written as a classic pcap file: a 24-byte big-endian global
+    header (magic a1b2c3d4, version 2.4, time zone 0, sigfigs 0, snap length 65535, the
+    capture's link type), then per packet a 16-byte big-endian record header (seconds,
+    microseconds, captured length, original length) and the frame exactly as captured,
+    link layer included. Nothing is anonymised;
+  - sessions whose complete bytes (before any cut) are identical are kept once, across the
+    whole set (the first, in the sorted order of the files and the order of their sessions);
+  - per class, the CAP_PER_CLASS largest sessions (by complete length) at most; a seeded
+    tenth of each class (its count / 10, rounded half to even as .NET's Math.Round and
+    Python's round do) is the test set;
+  - each session is cut to its first SESSION_BYTES bytes, or zero-padded, stored 28 x 28;
+  - the files: <name>-train-images-idx3-ubyte.gz, -train-labels-idx1-ubyte.gz,
+    -t10k-images-idx3-ubyte.gz, -t10k-labels-idx1-ubyte.gz (the published names and
+    format), class by class in label order, each class's sessions in capture order; labels
+    in the class names' case-insensitive order (0 BitTorrent, 1 Facetime, 2 FTP, ... as
+    published).
+"""
+import collections
+import gzip
+import hashlib
+import os
+import struct
+from typing import NamedTuple
+
+import numpy as np
+
+import library_labels as labels_lib
+from library_capture import CaptureReader, block_headers
+from library_load_and_split_data import idx_bytes
+from library_session_dataset import class_row
+from library_sessions import FILE_COUNTS, SPLIT_CHOICES, TCP_ACK, TCP_SYN, FileSessions
+
+LAYER_CHOICES = ("L7", "all")
+SESSION_BYTES = 784  # the published files' 28 x 28
+CAP_PER_CLASS = 60_000
+PCAP_GLOBAL_HEADER = struct.Struct(">IHHiIII")  # magic, version major, minor, time zone, sigfigs, snap length, link type
+PCAP_RECORD_HEADER = struct.Struct(">IIII")  # seconds, microseconds, captured length, original length
+PCAP_MAGIC, PCAP_SNAP_LENGTH = 0xA1B2C3D4, 65535
+# What the recipe fixes, and the origin recipe's parameter values that leave them unset.
+FIXED_PARAMETERS = {"length": SESSION_BYTES, "udp_timeout_s": 10.0, "tcp_timeout_s": 120.0, "drop_dns": True,
+                    "max_per_class": None, "ip_addresses": "zero", "hash_salt": "", "ports": "zero",
+                    "zero_header_fields": True, "pad_udp_header": True}
+WHAT_IT_DOES = {"length": f"every session is cut or padded to {SESSION_BYTES} bytes",
+                "udp_timeout_s": "no timeout: a tuple's packets are one session",
+                "tcp_timeout_s": "no timeout: a tuple's packets are one session",
+                "drop_dns": "no port is dropped", "max_per_class": f"each class keeps its {CAP_PER_CLASS} largest sessions",
+                "ip_addresses": "nothing is anonymised", "hash_salt": "nothing is anonymised",
+                "ports": "nothing is anonymised", "zero_header_fields": "nothing is anonymised",
+                "pad_udp_header": "L7 has no header; all keeps the frames as captured"}
+
+
+class UstcSettings(NamedTuple):
+    layers: str = "L7"
+    split: str = "session"
+
+
+class UstcSession(NamedTuple):
+    """One session: its first SESSION_BYTES bytes (not padded), the length and a digest of its
+    complete bytes, its packets, its ports (the server's: the destination of its first SYN,
+    else of its first packet), and why it is dropped (None or "empty": no payload byte, L7)."""
+    head: bytes
+    complete_length: int
+    digest: bytes
+    n_packets: int
+    server_port: int
+    client_port: int
+    dropped: object
+
+
+def settings_of(parameters):
+    """UstcSettings from B00_pcap_to_idx.py's parameters, checked: raises ValueError naming
+    layers or split when its value is not valid, or a parameter the recipe fixes that is set
+    beside it (its value is not the origin recipe's default)."""
+    if parameters["layers"] not in LAYER_CHOICES:
+        raise ValueError(f"layers={parameters['layers']!r}: must be one of {', '.join(LAYER_CHOICES)}")
+    if parameters["split"] not in SPLIT_CHOICES:
+        raise ValueError(f"split={parameters['split']!r}: must be one of {', '.join(SPLIT_CHOICES)}")
+    set_beside = [name for name, unset in FIXED_PARAMETERS.items() if parameters[name] != unset]
+    if set_beside:
+        raise ValueError("recipe='USTC-TK2016' fixes " + "; ".join(
+            f"{name} ({WHAT_IT_DOES[name]}), set to {parameters[name]!r}" for name in set_beside)
+            + ". Leave them at their defaults, or use recipe='origin'")
+    return UstcSettings(parameters["layers"], parameters["split"])
+
+
+class _Session:
+    __slots__ = ("order", "chunks", "n_head", "complete_length", "hasher", "n_packets", "server_port",
+                 "client_port", "has_payload")
+
+
+def sessions_of_file(path, settings, report_progress=None):
+    """Reads one capture file into its USTC-TK2016 sessions; returns a FileSessions of
+    UstcSession, in the order they started. Errors and damage as
+    library_sessions.sessions_of_file (whose reading it shares)."""
+    reader = CaptureReader(path)
+    counts = dict.fromkeys(FILE_COUNTS, 0)
+    sessions = {}  # (is_tcp, key of the first packet's direction or the canonical pair) -> _Session
+    bidirectional = settings.split == "session"
+    layers_all = settings.layers == "all"
+    reported_bytes = 0
+    for block in reader.blocks():
+        headers = block_headers(block)
+        counts["packets"] += len(block.starts)
+        for name, n in zip(("unknown_link_packets", "malformed_packets", "not_ip_packets", "fragment_packets",
+                            "other_protocol_packets"), headers.outcome_counts[1:]):
+            counts[name] += n
+        data = block.buffer
+        for key, timestamp_s, flags, is_tcp, _, has_payload, _, _, end, version, payload_start, index in zip(
+                *headers.columns):
+            if bidirectional:
+                half = 4 if version == 4 else 16
+                reverse = key[:1] + key[1 + half:1 + 2 * half] + key[1:1 + half] + key[1 + 2 * half:-4] + \
+                    key[-2:] + key[-4:-2]
+                session_key = (is_tcp, min(key, reverse))
+            else:
+                session_key = (is_tcp, key)
+            session = sessions.get(session_key)
+            if session is None:
+                session = sessions[session_key] = _new_session(len(sessions), key, flags, layers_all,
+                                                               int(block.linktypes[index]))
+            session.n_packets += 1
+            counts["payload_packets" if has_payload else "no_payload_packets"] += 1
+            session.has_payload = session.has_payload or has_payload
+            if layers_all:  # the packet's record, as a pcap file holds it
+                frame = data[block.starts[index]:block.stops[index]]
+                microseconds = round(timestamp_s * 1e6)  # exact for a microsecond capture's timestamps
+                _add(session, PCAP_RECORD_HEADER.pack(microseconds // 1_000_000, microseconds % 1_000_000,
+                                                      len(frame), int(block.original_lengths[index])) + frame)
+            elif has_payload:
+                _add(session, data[payload_start:end])
+        if report_progress is not None:
+            report_progress(reader.bytes_read - reported_bytes)
+            reported_bytes = reader.bytes_read
+    if report_progress is not None:
+        report_progress(reader.bytes_read - reported_bytes)
+    records = []
+    for session in sorted(sessions.values(), key=lambda s: s.order):
+        dropped = None if layers_all or session.has_payload else "empty"
+        counts["sessions"] += 1
+        counts["empty_sessions"] += dropped == "empty"
+        records.append(UstcSession(b"".join(session.chunks)[:SESSION_BYTES], session.complete_length,
+                                   session.hasher.digest(), session.n_packets, session.server_port,
+                                   session.client_port, dropped))
+    return FileSessions(path, records, counts, reader.damage)
+
+
+def _new_session(order, key, flags, layers_all, linktype):
+    session = _Session()
+    session.order, session.chunks, session.n_head, session.complete_length = order, [], 0, 0
+    session.hasher, session.n_packets, session.has_payload = hashlib.blake2b(digest_size=16), 0, False
+    source_port, destination_port = (key[-4] << 8) | key[-3], (key[-2] << 8) | key[-1]
+    if flags & TCP_SYN and flags & TCP_ACK:  # the server's answer came first
+        session.server_port, session.client_port = source_port, destination_port
+    else:
+        session.server_port, session.client_port = destination_port, source_port
+    if layers_all:
+        _add(session, PCAP_GLOBAL_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, PCAP_SNAP_LENGTH, linktype))
+    return session
+
+
+def _add(session, piece):
+    """Appends piece to the session's complete bytes: their length and digest, and the
+    head kept (the first SESSION_BYTES bytes)."""
+    session.complete_length += len(piece)
+    session.hasher.update(piece)
+    if session.n_head < SESSION_BYTES:
+        session.chunks.append(bytes(piece[:SESSION_BYTES - session.n_head]))
+        session.n_head += len(session.chunks[-1])
+
+
+class UstcDataset(NamedTuple):
+    """train / test: (images uint8 (n, SESSION_BYTES), labels uint8 (n,)); class_numbers:
+    {name: label}; statistics: one dict per class (library_session_dataset's columns and
+    "test"), then the totals; notes: sentences about what was skipped."""
+    train: tuple
+    test: tuple
+    class_numbers: dict
+    statistics: list
+    notes: list
+
+
+def build_dataset(file_results, file_classes, label_by, rules, seed=0, cap=CAP_PER_CLASS):
+    """The train and test sets of the sessions in file_results ({path: FileSessions of
+    UstcSession}), as the module docstring says; labels as library_session_dataset's."""
+    per_class = collections.defaultdict(collections.Counter)
+    files_of_class = collections.defaultdict(set)
+    unlabelled = collections.Counter()
+    by_class = collections.defaultdict(list)  # name -> [(order, session)] kept after duplicates
+    seen = set()
+    order = 0
+    for path in sorted(file_results):
+        for session in file_results[path].sessions:
+            name = file_classes.get(path) if label_by != "port" else labels_lib.session_label(
+                session.server_port, session.client_port, rules)
+            if name is None:
+                unlabelled[session.server_port] += 1
+                continue
+            counts = per_class[name]
+            files_of_class[name].add(path)
+            counts["sessions"] += 1
+            counts["packets"] += session.n_packets
+            if session.dropped:
+                counts[session.dropped] += 1
+                continue
+            identity = (session.complete_length, session.digest)
+            if identity in seen:
+                counts["duplicate"] += 1
+                continue
+            seen.add(identity)
+            by_class[name].append((order, session))
+            order += 1
+
+    numbers = labels_lib.class_numbers(by_class, case_insensitive=True)
+    rng = np.random.default_rng(seed)
+    parts = {"train": ([], []), "test": ([], [])}
+    rows = []
+    for name, number in numbers.items():  # label order: each class's draw depends on the seed alone
+        sessions = by_class[name]
+        if len(sessions) > cap:
+            largest = sorted(sessions, key=lambda item: (-item[1].complete_length, item[0]))[:cap]
+            per_class[name]["over_cap"] += len(sessions) - cap
+            sessions = sorted(largest)
+        test = set(rng.choice(len(sessions), round(len(sessions) / 10), replace=False).tolist())
+        for position, (_, session) in enumerate(sessions):
+            images, labels = parts["test" if position in test else "train"]
+            images.append(session.head + bytes(SESSION_BYTES - len(session.head)))
+            labels.append(number)
+        by_class[name] = sessions
+        rows.append(dict(class_row(name, number, len(files_of_class[name]), per_class[name],
+                                   [_kept(session) for _, session in sessions], SESSION_BYTES), test=len(test)))
+    for name in sorted(set(per_class) - set(numbers)):
+        rows.append(dict(class_row(name, "", len(files_of_class[name]), per_class[name], [], SESSION_BYTES), test=0))
+    every_kept = [_kept(session) for name in numbers for _, session in by_class[name]]
+    rows.append(dict(class_row("total", "", len(set().union(*files_of_class.values())) if files_of_class else 0,
+                               sum(per_class.values(), collections.Counter()), every_kept, SESSION_BYTES),
+                     test=len(parts["test"][1])))
+    notes = []
+    if unlabelled:
+        common = ", ".join(f"{port} ({n})" for port, n in unlabelled.most_common(10))
+        notes.append(f"{sum(unlabelled.values())} sessions have no port in label_mapping and are skipped; "
+                     f"their most common server ports (sessions): {common}")
+    for name in sorted(set(per_class) - set(numbers)):
+        notes.append(f"class {name}: no session kept, so it has no label")
+
+    def arrays(images, labels):
+        return (np.frombuffer(b"".join(images), dtype=np.uint8).reshape(len(images), SESSION_BYTES),
+                np.array(labels, dtype=np.uint8))
+
+    return UstcDataset(arrays(*parts["train"]), arrays(*parts["test"]), numbers, rows, notes)
+
+
+def _kept(session):
+    """What a statistics row reads of a kept session: (class, image, original length, packets)."""
+    return None, session.head, session.complete_length, session.n_packets
+
+
+def output_paths(output_dir, output_name):
+    """{what: path} of the files the recipe writes: the published four, and this toolkit's
+    labels, statistics and report."""
+    published = {"train_images": "train-images-idx3-ubyte.gz", "train_labels": "train-labels-idx1-ubyte.gz",
+                 "test_images": "t10k-images-idx3-ubyte.gz", "test_labels": "t10k-labels-idx1-ubyte.gz"}
+    paths = {what: os.path.join(output_dir, f"{output_name}-{name}") for what, name in published.items()}
+    paths.update({what: os.path.join(output_dir, f"{output_name}_{name}") for what, name in
+                  (("classes", "labels.json"), ("statistics", "statistics.csv"), ("report", "report.txt"))})
+    return paths
+
+
+def dataset_contents(dataset):
+    """{what: bytes} of the four IDX files (gzip with no name and time in its header, so the
+    same sessions give the same bytes)."""
+    contents = {}
+    for part in ("train", "test"):
+        images, labels = getattr(dataset, part)
+        contents[f"{part}_images"] = gzip.compress(idx_bytes(images.reshape(len(images), 28, 28)), mtime=0)
+        contents[f"{part}_labels"] = gzip.compress(idx_bytes(labels), mtime=0)
+    return contents
