@@ -105,7 +105,7 @@ custom_objectives = {
     # "accuracy_per_flash_kB": (lambda figures, scores: scores["val_accuracy"] * 1000 / figures["flash_size"], "max"),
 }
 # Your own boards: name -> a profile with the keys of library_device.DEVICE_PROFILES' (start from one of
-# them, or from library_device.fit_profile on models timed on your board: README, "Latency and energy");
+# them, or from library_device.fit_profile on models timed on your board: docs/device_profiles.md);
 # name it in target_device.
 custom_devices = {
     # "STM32F401RE_at_100MHz": dict(DEVICE_PROFILES["STM32F401RE"], clock_mhz=100),  # with: from library_device import DEVICE_PROFILES
@@ -115,6 +115,7 @@ parameters = {name: value for name, value in list(globals().items())
               if not name.startswith("_") and isinstance(value, (bool, int, float, str, list, type(None)))}
 
 import library_config  # noqa: E402  (the parameters above stay the first thing a reader sees)
+import library_settings  # noqa: E402
 
 project_dir = os.path.dirname(os.path.abspath(__file__))
 try:
@@ -124,7 +125,9 @@ try:
         parameters.update(overrides)
     else:  # the run's own parameters, then the few this command may change; one writer per run folder
         resume_dir = os.path.join(project_dir, str(resume_dir))
-        parameters = library_config.resume_parameters(resume_dir, parameters, overrides)
+        parameters = library_config.resume_parameters(resume_dir, parameters, overrides,
+                                                      ("resume_from", *library_settings.RESUMABLE),
+                                                      library_settings.BEFORE_ADDED)
         library_config.hold_run_folder(resume_dir)
     library_config.check_run_name(parameters["run_name"])
 except (library_config.ParameterError, library_config.RunFolderBusy) as error:

@@ -8,8 +8,6 @@ a candidate before any Keras model exists.
 import json
 import math
 
-import keras
-
 # Bytes the deployed model spends, by precision. Weights and activations take
 # their width; the other entries are the converter's and TFLM's fixed bytes per
 # op, tensor, filter and class: flatbuffer tables, shapes, names, quantization
@@ -300,6 +298,7 @@ class Block:
         input_shape: (length, channels); when given, a keras.Input comes first
         so the list can start a Sequential model.
         """
+        import keras  # here, not at the top: the search's settings read this module's choices without Keras
         names = self.layer_names()
         layers = [] if input_shape is None else [keras.Input(shape=tuple(input_shape))]
         layers.append(keras.layers.Conv1D(self.filters, self.kernel_size_used, strides=self.stride,

@@ -7,7 +7,7 @@ and numpy arrays of where each packet starts and ends, when it was captured and
 on which link type. Both formats are walked here rather than by dpkt's readers:
 dpkt.pcap.Reader alone delivers about 210,000 packets/s on this machine and
 dpkt's full decode about 34,000, while the whole session step must reach
-200,000 packets/s per core (README, "From your captures"); the tests check
+200,000 packets/s per core (docs/benchmark_pcap.md); the tests check
 every packet against dpkt's readers. A block's headers are read at once with
 numpy (block_headers), so the per-packet Python work left is the session table's.
 """
@@ -318,32 +318,78 @@ def block_headers(block):
     header's end, which is checked against the packet's end.
     """
     data = np.frombuffer(block.buffer, np.uint8)
-    last = len(data) - 1
+    fields = _Fields(data)
     starts, stops, linktypes = block.starts, block.stops, block.linktypes
+    ethertype, o = _link_layer(fields, starts, linktypes)
+    ip = _ip_layer(fields, ethertype, o, stops)
+    is_ipv4, is_ipv6, version_ihl, ip_end, protocol, t, later_fragment = ip
 
-    def at(index):
-        return data[np.minimum(index, last)].astype(np.int64)
+    # the transport header
+    is_tcp, is_udp = protocol == TCP, protocol == UDP
+    data_offset = fields.at(t + 12) >> 4
+    header_end = np.where(is_tcp, t + (data_offset << 2), t + 8)
+    outcome = np.select(
+        [ethertype < 0, o + 20 > stops, ~(is_ipv4 | is_ipv6), is_ipv4 & ((version_ihl & 0x0F) < 5), later_fragment,
+         ~(is_tcp | is_udp), (header_end > stops) | (header_end > ip_end) | (is_tcp & (data_offset < 5))],
+        [_UNKNOWN_LINK, _MALFORMED, _NOT_IP, _MALFORMED, _FRAGMENT, _OTHER_PROTOCOL, _MALFORMED], _OK)
+    outcome_counts = np.bincount(outcome, minlength=len(HEADER_OUTCOMES)).tolist()
+    unknown = collections.Counter(linktypes[outcome == _UNKNOWN_LINK].tolist()) if outcome_counts[1] else {}
 
-    def word(index):  # a big-endian 16-bit field
-        return (at(index) << 8) | at(index + 1)
+    # the session key of each kept packet: IP version, both addresses (IPv4's zero-padded to IPv6's 32 bytes), ports
+    kept = np.flatnonzero(outcome == _OK)
+    kept_ipv4 = is_ipv4[kept]
+    addresses = data[np.minimum(np.where(kept_ipv4, o[kept] + 12, o[kept] + 8)[:, None] + np.arange(32), fields.last)]
+    addresses[kept_ipv4, 8:] = 0
+    keys = np.concatenate([np.where(kept_ipv4, 4, 6).astype(np.uint8)[:, None], addresses,
+                           data[t[kept][:, None] + np.arange(4)]], axis=1)
+    columns = (np.ascontiguousarray(keys).view(f"V{keys.shape[1]}").ravel().tolist(),
+               block.timestamps[kept].tolist(), np.where(is_tcp, fields.at(t + 13), 0)[kept].tolist(),
+               is_tcp[kept].tolist(), (ip_end - o)[kept].tolist(), (ip_end > header_end)[kept].tolist(),
+               o[kept].tolist(), t[kept].tolist(), np.minimum(ip_end, stops)[kept].tolist(),
+               np.where(kept_ipv4, 4, 6).tolist(), header_end[kept].tolist(), kept.tolist())
+    return BlockHeaders(columns, outcome_counts, unknown)
 
-    # the link layer: where the IP header starts (o) and what the link says follows
+
+class _Fields:
+    """Reads of a block's bytes at arrays of positions (clamped to the block: a read past a
+    packet is never trusted, see block_headers)."""
+
+    def __init__(self, data):
+        self.data, self.last = data, len(data) - 1
+
+    def at(self, index):
+        return self.data[np.minimum(index, self.last)].astype(np.int64)
+
+    def word(self, index):  # a big-endian 16-bit field
+        return (self.at(index) << 8) | self.at(index + 1)
+
+
+def _link_layer(fields, starts, linktypes):
+    """(what each packet's link says follows: an EtherType, -1 when the link is not read;
+    where its IP header starts)."""
+    word = fields.word
     ethertype, o = word(starts + 12), starts + 14  # Ethernet, then its VLAN tags
     for _ in range(MAX_VLAN_TAGS):
         tagged = np.isin(ethertype, VLAN_ETHERTYPES) & (linktypes == 1)
         if not tagged.any():
             break
         ethertype, o = np.where(tagged, word(o + 2), ethertype), np.where(tagged, o + 4, o)
-    first_byte = at(starts)
+    first_byte = fields.at(starts)
     raw_ip = np.where(first_byte >> 4 == 4, ETHERTYPE_IPV4, ETHERTYPE_IPV6)
-    family = first_byte | at(starts + 3)  # BSD loopback: an address family in 4 bytes of either order
+    family = first_byte | fields.at(starts + 3)  # BSD loopback: an address family in 4 bytes of either order
     loopback = np.select([family == 2, np.isin(family, (10, 24, 28, 30))], [ETHERTYPE_IPV4, ETHERTYPE_IPV6], 0)
     links = [linktypes == 1, linktypes == 113, linktypes == 276, np.isin(linktypes, (12, 101, 228, 229)),
              np.isin(linktypes, (0, 108))]  # Ethernet, Linux cooked v1 and v2, raw IP, BSD loopback
     ethertype = np.select(links, [ethertype, word(starts + 14), word(starts), raw_ip, loopback], -1)
     o = np.select(links, [o, starts + 16, starts + 20, starts, starts + 4], starts)
+    return ethertype, o
 
-    # the IP header: where the transport header starts (t), where the IP packet ends
+
+def _ip_layer(fields, ethertype, o, stops):
+    """Each packet's IP header: (is IPv4, is IPv6, IPv4's version and IHL byte, where the IP packet
+    ends, the transport protocol, where the transport header starts, is a later fragment), past
+    IPv6's extension headers."""
+    at, word = fields.at, fields.word
     version_ihl = at(o)
     is_ipv4 = (ethertype == ETHERTYPE_IPV4) & (version_ihl >> 4 == 4)
     is_ipv6 = (ethertype == ETHERTYPE_IPV6) & (version_ihl >> 4 == 6)
@@ -363,28 +409,4 @@ def block_headers(block):
             break
         step = np.select([extension, fragment], [(at(t + 1) + 1) << 3, 8], (at(t + 1) + 2) << 2)
         protocol, t = np.where(chained, at(t), protocol), np.where(chained, t + step, t)
-
-    # the transport header
-    is_tcp, is_udp = protocol == TCP, protocol == UDP
-    data_offset = at(t + 12) >> 4
-    header_end = np.where(is_tcp, t + (data_offset << 2), t + 8)
-    outcome = np.select(
-        [ethertype < 0, o + 20 > stops, ~(is_ipv4 | is_ipv6), is_ipv4 & ((version_ihl & 0x0F) < 5), later_fragment,
-         ~(is_tcp | is_udp), (header_end > stops) | (header_end > ip_end) | (is_tcp & (data_offset < 5))],
-        [_UNKNOWN_LINK, _MALFORMED, _NOT_IP, _MALFORMED, _FRAGMENT, _OTHER_PROTOCOL, _MALFORMED], _OK)
-    outcome_counts = np.bincount(outcome, minlength=len(HEADER_OUTCOMES)).tolist()
-    unknown = collections.Counter(linktypes[outcome == _UNKNOWN_LINK].tolist()) if outcome_counts[1] else {}
-
-    # the session key of each kept packet: IP version, both addresses (IPv4's zero-padded to IPv6's 32 bytes), ports
-    kept = np.flatnonzero(outcome == _OK)
-    kept_ipv4 = is_ipv4[kept]
-    addresses = data[np.minimum(np.where(kept_ipv4, o[kept] + 12, o[kept] + 8)[:, None] + np.arange(32), last)]
-    addresses[kept_ipv4, 8:] = 0
-    keys = np.concatenate([np.where(kept_ipv4, 4, 6).astype(np.uint8)[:, None], addresses,
-                           data[t[kept][:, None] + np.arange(4)]], axis=1)
-    columns = (np.ascontiguousarray(keys).view(f"V{keys.shape[1]}").ravel().tolist(),
-               block.timestamps[kept].tolist(), np.where(is_tcp, at(t + 13), 0)[kept].tolist(),
-               is_tcp[kept].tolist(), (ip_end - o)[kept].tolist(), (ip_end > header_end)[kept].tolist(),
-               o[kept].tolist(), t[kept].tolist(), np.minimum(ip_end, stops)[kept].tolist(),
-               np.where(kept_ipv4, 4, 6).tolist(), header_end[kept].tolist(), kept.tolist())
-    return BlockHeaders(columns, outcome_counts, unknown)
+    return is_ipv4, is_ipv6, version_ihl, ip_end, protocol, t, later_fragment

@@ -87,35 +87,25 @@ def check_run_name(run_name):
         raise ParameterError(f"run_name={run_name!r}: must be a folder name, without a path separator or '..'")
 
 
-# What a resume may change: how long the search goes on and where it runs. Anything
-# else (data, split, seed, search space, training, thresholds) would mix two
-# experiments in one run folder.
-RESUMABLE_PARAMETERS = ("resume_from", "n_generations", "time_budget_s", "executor", "n_workers",
-                        "threads_per_worker", "ray_address", "verbose", "partial_save_steps",
-                        "save_pareto_models", "max_failures_in_a_row")
-
-
-# Parameters added after runs were made with the toolkit, and the value that reproduces what
-# those runs searched: a run folder whose parameters.json lacks one resumes with it.
-VALUES_BEFORE_ADDED = {"input_encoding_choices": ["scaled"], "input_length_choices": None}
-
-
-def resume_parameters(run_dir, defaults, overrides):
+def resume_parameters(run_dir, defaults, overrides, resumable, before_added):
     """The parameters to resume run_dir with: its parameters.json, then overrides.
 
-    Raises ParameterError naming every override that would change what the run
-    is (its data, split, seed, search space, training or thresholds): only
-    RESUMABLE_PARAMETERS may differ from the run's own values.
+    resumable: the names a resume may change (how long the search goes on and where it runs:
+    library_settings.RESUMABLE, and resume_from); anything else (data, split, seed, search
+    space, training, thresholds) would mix two experiments in one run folder. before_added:
+    {name: value} of parameters added after runs were made, which a run saved without them
+    resumes with (library_settings.BEFORE_ADDED). Raises ParameterError naming every override
+    that would change what the run is.
     """
     saved = read_parameters(run_dir, defaults)
-    saved = {**{name: value for name, value in VALUES_BEFORE_ADDED.items() if name in defaults}, **saved}
+    saved = {**{name: value for name, value in before_added.items() if name in defaults}, **saved}
     changed = [f"{name}={value!r} (the run has {saved.get(name, defaults[name])!r})"
                for name, value in overrides.items()
-               if name not in RESUMABLE_PARAMETERS and value != saved.get(name, defaults[name])]
+               if name not in resumable and value != saved.get(name, defaults[name])]
     if changed:
         raise ParameterError(f"resume_from={run_dir}: a resume continues the same experiment and cannot change "
-                             f"{'; '.join(changed)}. Only {', '.join(RESUMABLE_PARAMETERS[1:])} may change; "
-                             f"start a new run for anything else")
+                             f"{'; '.join(changed)}. Only {', '.join(name for name in resumable if name != 'resume_from')} "
+                             f"may change; start a new run for anything else")
     return {**defaults, **saved, **overrides}
 
 

@@ -1,5 +1,5 @@
-"""The device side: TFLite conversion (int8 or float32), the C header a firmware
-includes, and what TensorFlow Lite Micro measures for a model (its arena, its outputs).
+"""The device side: the model a device runs, its TFLite conversion (int8 or float32), the C header
+a firmware includes, and what TensorFlow Lite Micro measures for a model (its arena, its outputs).
 
 Flash on a microcontroller is the flatbuffer's size; RAM is the tensor arena that
 TensorFlow Lite Micro (TFLM) plans for it. TFLM's Python interpreter (PyPI package
@@ -9,14 +9,63 @@ import os
 import re
 import warnings
 
+import keras
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+from library_compute_stats import compute_descriptors
 from library_config import quiet_native_output, write_atomically
-from library_encoding import device_model, device_samples, takes_byte_values
+from library_encoding import (BYTE_VALUES, INPUT_STAGE_LAYERS, TABLE_LAYER_NAME, device_samples,
+                               takes_byte_values)
 
 PRECISIONS = ("int8", "float32")
+
+
+class ByteTable(keras.layers.Layer):
+    """(batch, length) int32 byte values -> (batch, length, dim): row b of a learned 256 x dim
+    table, by a direct gather: the device model's first layer, which converts to a lone GATHER
+    (int8 table, int32 positions). Keras' Embedding, which the trained model holds, would not
+    do: it guards against negative indices, which the TFLite converter turns into LESS, ADD,
+    SELECT and GATHER, and TFLM has no SELECT kernel."""
+
+    def __init__(self, dim, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=(BYTE_VALUES, self.dim), initializer="uniform", name="table")
+
+    def call(self, byte_values):
+        return tf.gather(self.table, byte_values)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.dim)
+
+    def get_config(self):
+        return dict(super().get_config(), dim=self.dim)
+
+
+def device_model(model):
+    """The model the device runs, from a network's Keras model (Net.ins_keras_model, or a saved
+    best_model.keras): the input stage's layers (INPUT_STAGE_LAYERS) give way to an input of
+    what the device feeds, then a ByteTable with the Embedding's table when there is one; the
+    blocks' and head's layers are the model's own (their weights shared). A model without an
+    input stage is returned as it is."""
+    stage_layers = [layer for layer in model.layers if layer.name in INPUT_STAGE_LAYERS]
+    if not stage_layers:
+        return model
+    rest = model.layers[len(stage_layers):]
+    length = stage_layers[-1].output.shape[1]
+    names = {layer.name for layer in stage_layers}
+    if TABLE_LAYER_NAME not in names:
+        return keras.Sequential([keras.Input(shape=(length, 1)), *rest], name=model.name)
+    table = model.get_layer(TABLE_LAYER_NAME)
+    byte_table = ByteTable(table.output_dim, name=TABLE_LAYER_NAME)
+    # The model's own name: the converter names each tensor after it, and those names are flash bytes.
+    device = keras.Sequential([keras.Input(shape=(length,), dtype="int32"), byte_table, *rest], name=model.name)
+    byte_table.set_weights(table.get_weights())
+    return device
 
 
 def convert_to_tflite(model, representative_X, precision="int8"):
@@ -223,25 +272,55 @@ def write_c_header(model_bytes, path, array_name="g_model", arena_bytes=None):
 
 
 
+def export_network(net, precision, n_representative=200):
+    """net (library_net.Net) as a TFLite flatbuffer at precision: its device model, with the
+    trained weights when it has some. int8 calibration draws n_representative samples of the
+    training split (seeded by the network's seed), never the test split."""
+    model = net.device_model(load_weigths=net.trained)
+    sample_rng = np.random.default_rng(net.train_settings["seed"])
+    n_samples = min(n_representative, len(net.data.X_train))
+    representative = net.device_input(
+        net.data.X_train[sample_rng.choice(len(net.data.X_train), n_samples, replace=False)])
+    try:
+        return convert_to_tflite(model, representative, precision)
+    finally:
+        del model
+
+
+def measure_network(net, model_bytes):
+    """What the device shows of net's deployed model: flash (flatbuffer bytes), TFLM's arena and
+    the test metrics of the model run by TFLM's interpreter on the test split, as a device runs it."""
+    arena = tflm_arena(model_bytes)
+    metrics = compute_descriptors(net.data.Y_test, tflm_predict(model_bytes, net.data.X_test))
+    return {"precision": net.deploy_precision, "flash_bytes": len(model_bytes), "arena_bytes": arena["total"],
+            "arena_activations": arena["activations"], "arena_persistent": arena["persistent"],
+            "test_accuracy": metrics["accuracy"], "test_f1": metrics["f1"]}
+
+
+def save_deployed(model_bytes, path_without_extension, arena_bytes=None):
+    """Writes a flatbuffer (<path>.tflite) and its C header (<path>.h), atomically. Returns the paths."""
+    tflite_path, header_path = path_without_extension + ".tflite", path_without_extension + ".h"
+    write_atomically(tflite_path, model_bytes)
+    write_c_header(model_bytes, header_path, array_name=re.sub(r"\W", "_", os.path.basename(path_without_extension)),
+                   arena_bytes=arena_bytes)
+    return tflite_path, header_path
+
+
 def export_keras_file(keras_path, representative_X, output_path_without_extension, precision="int8"):
     """Exports a saved Keras model (e.g. a run's best_model.keras) the way the toolkit
     deploys and measures every network: one-sample batch, frozen graph, int8 (or float32).
 
     A plain TFLiteConverter.from_keras_model conversion of the same file gives a
-    larger flatbuffer and arena than the toolkit's figures (README, "Deploy").
+    larger flatbuffer and arena than the toolkit's figures (docs/deploy.md).
     representative_X: training samples for int8 calibration, as the data hold them
     (float32 (N, length, 1), bytes / 255). The model converted is the device model
-    (library_encoding.device_model): the samples are cut to its input length and turned
+    (device_model): the samples are cut to its input length and turned
     into byte values for a byte-table network.
     Writes <output>.tflite and its C header <output>.h (with the measured arena).
     Returns the flatbuffer bytes.
     """
-    import keras
     model = device_model(keras.models.load_model(keras_path))
     samples = device_samples(representative_X, model.inputs[0].shape[1], takes_byte_values(model.inputs[0].dtype))
     model_bytes = convert_to_tflite(model, samples, precision)
-    write_atomically(output_path_without_extension + ".tflite", model_bytes)
-    write_c_header(model_bytes, output_path_without_extension + ".h",
-                   array_name=re.sub(r"\W", "_", os.path.basename(output_path_without_extension)),
-                   arena_bytes=tflm_arena(model_bytes)["total"])
+    save_deployed(model_bytes, output_path_without_extension, tflm_arena(model_bytes)["total"])
     return model_bytes

@@ -13,48 +13,22 @@ Two Keras forms of a network, with the same weights:
       the data's samples as they are, and its first layers do the input stage with
       Keras' own layers (Cropping1D to the first bytes; Rescaling back to byte values,
       Reshape and Embedding for the table), so a saved model loads with plain Keras;
-  the device model (device_model) is what the microcontroller runs: it takes what the
-      device feeds (the first bytes scaled, or, for the table, the bytes as they are,
-      int32) and starts with a lone GATHER (ByteTable). Keras' Embedding would not do:
-      it guards against negative indices, which the TFLite converter turns into LESS,
-      ADD, SELECT and GATHER, and TFLM has no SELECT kernel.
+  the device model (library_deploy.device_model) is what the microcontroller runs: it
+      takes what the device feeds (the first bytes scaled, or, for the table, the bytes
+      as they are, int32) and starts with a lone GATHER.
 
 The stage's cost (parameters, FLOPs, tensors, flatbuffer and arena bytes, the
 operators a device runs) is computed here from its settings alone, as a block's
 is, so the search checks it before any Keras model exists.
 """
-import keras
 import numpy as np
-import tensorflow as tf
 
 ENCODINGS = ("scaled", "embedding")
 BYTE_VALUES = 256
 INDEX_BYTES = 4  # TFLite's GATHER takes int32 (or int64) positions; TFLM has no uint8 ones
-# The input stage's layers in a network's Keras model, by name (device_model finds them so).
+# The input stage's layers in a network's Keras model, by name (library_deploy.device_model finds them so).
 CROP_LAYER, BYTE_VALUE_LAYER, BYTE_SHAPE_LAYER, TABLE_LAYER_NAME = "first_bytes", "byte_values", "byte_shape", "byte_table"
 INPUT_STAGE_LAYERS = (CROP_LAYER, BYTE_VALUE_LAYER, BYTE_SHAPE_LAYER, TABLE_LAYER_NAME)
-
-
-@keras.saving.register_keras_serializable(package="hw_nas")
-class ByteTable(keras.layers.Layer):
-    """(batch, length) int32 byte values -> (batch, length, dim): row b of a learned 256 x dim
-    table, by a direct gather (one GATHER once converted). The device model's first layer."""
-
-    def __init__(self, dim, **kwargs):
-        super().__init__(**kwargs)
-        self.dim = int(dim)
-
-    def build(self, input_shape):
-        self.table = self.add_weight(shape=(BYTE_VALUES, self.dim), initializer="uniform", name="table")
-
-    def call(self, byte_values):
-        return tf.gather(self.table, byte_values)
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape, self.dim)
-
-    def get_config(self):
-        return dict(super().get_config(), dim=self.dim)
 
 
 class InputStage:
@@ -163,6 +137,7 @@ class InputStage:
     def keras_layers(self, data_length):
         """The model's first layers: from the data's samples (batch, data_length, 1), bytes / 255,
         to what the first block reads (batch, length, channels)."""
+        import keras  # here, not at the top: the search's settings read this module's choices without Keras
         layers = []
         if self.length < data_length:
             layers.append(keras.layers.Cropping1D((0, data_length - self.length), name=CROP_LAYER))
@@ -179,28 +154,6 @@ class InputStage:
         values (N, length) (embedding)."""
         X = X[:, :self.length]
         return X if self.encoding == "scaled" else byte_values(X)
-
-
-def device_model(model):
-    """The model the device runs, from a network's Keras model (Net.ins_keras_model, or a saved
-    best_model.keras): the input stage's layers (INPUT_STAGE_LAYERS) give way to an input of
-    what the device feeds, then a ByteTable with the Embedding's table when there is one; the
-    blocks' and head's layers are the model's own (their weights shared). A model without an
-    input stage is returned as it is."""
-    stage_layers = [layer for layer in model.layers if layer.name in INPUT_STAGE_LAYERS]
-    if not stage_layers:
-        return model
-    rest = model.layers[len(stage_layers):]
-    length = stage_layers[-1].output.shape[1]
-    names = {layer.name for layer in stage_layers}
-    if TABLE_LAYER_NAME not in names:
-        return keras.Sequential([keras.Input(shape=(length, 1)), *rest], name=model.name)
-    table = model.get_layer(TABLE_LAYER_NAME)
-    byte_table = ByteTable(table.output_dim, name=TABLE_LAYER_NAME)
-    # The model's own name: the converter names each tensor after it, and those names are flash bytes.
-    device = keras.Sequential([keras.Input(shape=(length,), dtype="int32"), byte_table, *rest], name=model.name)
-    byte_table.set_weights(table.get_weights())
-    return device
 
 
 def byte_values(X):

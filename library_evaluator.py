@@ -1,7 +1,7 @@
 """Evaluating many networks at once: worker processes on this machine, or Ray tasks.
 
-An evaluator takes tasks {task id: task} (library_net.evaluate_network's task:
-architecture, settings and the network's seed) and yields (task id, result) as
+An evaluator takes tasks {task id: library_evaluation.Task} (architecture, settings
+and the network's seed) and yields (task id, library_evaluation.Result) as
 each network finishes, in whatever order they finish; the search records them
 in id order, so the result of a search does not depend on how many networks
 run at once. The data set goes to each worker process (local) or into Ray's
@@ -21,6 +21,7 @@ import queue
 import threading
 
 import library_fold_tasks as fold_tasks_lib
+from library_evaluation import Result
 from library_worker import EvaluationWorker, WorkerDied, evaluate_in_ray_task
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -31,11 +32,6 @@ TASKS_PER_WORKER = 10  # networks per worker process before it is replaced (Tens
 RAY_RUNTIME_ENV = {"working_dir": PROJECT_DIR,
                    "excludes": [".git", "logs", "data", "docs", "tests", "__pycache__", ".pytest_cache"],
                    "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3"}}
-
-
-def failed_result(reason):
-    """The result of a network that could not be evaluated (no state: it keeps its own)."""
-    return {"state": None, "status": "failed", "reason": reason, "flops_keras_flops": None, "training_state": None}
 
 
 def make_evaluator(executor, data, folds, n_workers, threads_per_worker, ray_address=None, quiet=True):
@@ -70,7 +66,7 @@ class Evaluator:
                     yield task_id, result
                     continue
                 fold_results[task_id][i_fold] = result
-                if len(fold_results[task_id]) == fold_tasks_lib.n_folds_of(tasks[task_id], self.folds):
+                if len(fold_results[task_id]) == tasks[task_id].n_folds(self.folds):
                     yield task_id, fold_tasks_lib.network_result(tasks[task_id], fold_results[task_id])
 
 
@@ -100,7 +96,7 @@ class LocalEvaluator(Evaluator):
                 try:
                     result = self._evaluate(worker, task)
                 except Exception as error:  # never leave the search waiting for a result
-                    result = failed_result(f"{type(error).__name__}: {error}")
+                    result = Result.failed(f"{type(error).__name__}: {error}")
                 finished.put((task_id, result))
 
         threads = [threading.Thread(target=drive, args=(worker,), daemon=True)
@@ -125,9 +121,9 @@ class LocalEvaluator(Evaluator):
                 return worker.evaluate(task)
             except WorkerDied as error:
                 if self.stopping.is_set():
-                    return failed_result("stopped")
+                    return Result.failed("stopped")
                 last_error = error
-        return failed_result(f"WorkerDied: {last_error} (on each of {self.max_tries} tries)")
+        return Result.failed(f"WorkerDied: {last_error} (on each of {self.max_tries} tries)")
 
     def close(self):
         for worker in self.workers:
@@ -172,7 +168,7 @@ class RayEvaluator(Evaluator):
                         result = ray.get(reference)
                     except ray.exceptions.RayError as error:  # its worker or node died on every try
                         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                        result = failed_result(f"{type(error).__name__}: {first_line} "
+                        result = Result.failed(f"{type(error).__name__}: {first_line} "
                                                f"(on each of {self.max_tries} tries)")
                     yield task_id, result
         finally:

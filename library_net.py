@@ -1,105 +1,27 @@
-"""A network: its blocks and head, the Keras model, training, hardware measures, export."""
-import gc
+"""A network: its description (input stage, blocks, head), its cost added up from theirs, and its
+state (scores, measured figures, weights), with the specification's methods. Building and
+training its Keras model is library_training's; converting and measuring it library_deploy's.
+"""
 import json
-import math
-import os
-import re
-import time
 
 import keras
-import numpy as np
-import tensorflow as tf
 
 import library_deploy as deploy
 import library_load_and_split_data as data_lib
-import library_encoding as encoding
-from library_encoding import TABLE_LAYER_NAME, InputStage
-import library_training_state as training_state
+import library_log
+import library_training as training
 from library_block import DEPLOYED_COST, Block
-from library_compute_stats import best_fold, compute_descriptors, mean_over_folds
-from library_config import write_atomically
-
-HEADS = ("gap", "flatten")  # GlobalAveragePooling1D (the specification's) or Flatten
-
-
-# ----- keras-flops compatibility layer ------------------------------------------
-# keras-flops 0.1.2 (2020) is the FLOPs reference the field uses, but on
-# TensorFlow >= 2.13 / Keras 3 it breaks twice:
-#  1. importing it registers profiler statistics for ops that TensorFlow now
-#     registers itself ("AddV2"), and TensorFlow's registry raises KeyError
-#     "Registering two statistical functions". We import it with duplicate
-#     registrations skipped, so TensorFlow's own function stays and keras-flops
-#     adds only what TensorFlow lacks (its inference FusedBatchNormV3 and Max).
-#  2. its get_flops builds input specs as `[batch] + inp.shape[1:]`, which fails
-#     on Keras 3's tuple shapes. keras_flops_count below does the same thing
-#     it does (freeze the inference graph, ask TensorFlow's v1 profiler for
-#     float operations) with tuple shapes.
-_keras_flops_module = None
-
-
-def _import_keras_flops():
-    global _keras_flops_module
-    if _keras_flops_module is not None:
-        return _keras_flops_module
-    from tensorflow.python.framework import ops as tf_ops
-
-    register_original = tf_ops.RegisterStatistics.__call__
-
-    def register_unless_present(decorator, function):
-        key = f"{decorator._op_type},{decorator._statistic_type}"
-        if key in tf_ops._stats_registry.list():
-            return function
-        return register_original(decorator, function)
-
-    tf_ops.RegisterStatistics.__call__ = register_unless_present
-    try:
-        import keras_flops
-    finally:
-        tf_ops.RegisterStatistics.__call__ = register_original
-    _keras_flops_module = keras_flops
-    return keras_flops
-
-
-def keras_flops_count(model, batch_size=1):
-    """FLOPs of one inference of `model` (Keras 3), counted by keras-flops' registry.
-
-    Raises RuntimeError if the profiler finds no float operation: a failure to
-    measure must never pass a threshold as zero.
-    """
-    _import_keras_flops()
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2_as_graph)
-    input_spec = tf.TensorSpec((batch_size,) + tuple(model.inputs[0].shape[1:]), model.inputs[0].dtype)
-    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(input_spec)
-    frozen, _ = convert_variables_to_constants_v2_as_graph(concrete)
-    options = (tf.compat.v1.profiler.ProfileOptionBuilder(
-        tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build())
-    # TensorFlow's v1 profiler warns of its own deprecation on every call.
-    logger_level = tf.get_logger().level
-    tf.get_logger().setLevel("ERROR")
-    try:
-        profile = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(),
-                                                cmd="scope", options=options)
-    finally:
-        tf.get_logger().setLevel(logger_level)
-    if profile is None or profile.total_float_ops <= 0:
-        raise RuntimeError(f"keras-flops found no float operations in model {model.name}")
-    return int(profile.total_float_ops)
-
-
-class TrainingFailed(RuntimeError):
-    """Training of a candidate diverged (NaN/inf loss) or raised; the search records it and goes on."""
-
-
-DEFAULT_TRAIN_SETTINGS = {"epochs": 20, "batch_size": 64, "patience": 5,
-                          "learning_rate": 1e-3, "seed": 0, "verbose": 0}
+from library_encoding import InputStage
+from library_head import HEADS, Head
+from library_keras_flops import keras_flops_count
+from library_training import DEFAULT_TRAIN_SETTINGS, TrainingFailed  # noqa: F401  (the specification's names)
 
 
 class Net:
     """A candidate network: its input stage, Conv1D blocks, a head, then Dense(num_classes, softmax).
 
     block_list: list of Block; each is placed on its predecessor's output (the
-        first on the data's input), so blocks built by hand need no input sizes.
+        first on the input stage's), so blocks built by hand need no input sizes.
         nas_saver_name: path of the NAS log file that log_message appends to
         (None: no log). preloaded_data: a SessionData or the original toolkit's
         4-tuple (X_train_val, y_train_val, X_test, y_test); None loads the demo
@@ -117,25 +39,21 @@ class Net:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         if deploy_precision not in DEPLOYED_COST:
             raise ValueError(f"deploy_precision must be one of {tuple(DEPLOYED_COST)}, got {deploy_precision!r}")
-        self.deploy_precision = deploy_precision
-        self.nas_saver_name = nas_saver_name
-        self.head = head
-        self.head_weights = head_weights
+        self.deploy_precision, self.nas_saver_name = deploy_precision, nas_saver_name
+        self.head, self.head_weights = head, head_weights
         self.train_settings = dict(DEFAULT_TRAIN_SETTINGS, **(train_settings or {}))
         self.data = (data_lib.SessionData.from_preloaded(preloaded_data) if preloaded_data is not None
                      else self.fetch_data())
         self.input_stage = InputStage.from_settings(input_stage).placed(self.input_shape[0])
         self.input_weights = input_weights  # the byte table's trained weights (embedding), else None
         self.block_list = chain_blocks(block_list, self.input_stage.output_shape)
-        self.val_score = None
-        self.val_metrics = None
-        self.test_metrics = None
+        self.val_score = self.val_metrics = self.test_metrics = None
         self.train_seconds = None
         self.epochs_trained = None  # epochs run, summed over the folds (early stopping ends some sooner)
         self.epoch_val_accuracy = None  # per fold: the validation accuracy after each epoch
         self.continue_from = None  # a previous rung's training to continue: {"folds": {i_fold: state}, "train_seconds"}
         self.fold_states = {}  # i_fold -> where its training ended (library_training_state), for the next rung
-        self.rung = None  # successive halving: the last rung it trained at (library_halving)
+        self.rung = None  # successive halving: the last rung it trained at (library_budget)
         self.stopped_early = False  # successive halving stopped it below the full budget: not comparable
         self.trained = False
         self.deployed = None  # measured figures of the deployed model (measure_deployed)
@@ -151,8 +69,7 @@ class Net:
         encode_labels is accepted for the specification's signature; a Net
         always trains on one-hot labels, so they are encoded either way.
         """
-        X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(
-            num_classes, test_size, encode_labels=False)
+        X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(num_classes, test_size, encode_labels=False)
         num_classes = num_classes or int(max(y_train.max(), y_test.max())) + 1
         return data_lib.SessionData(X_train, data_lib.one_hot(y_train, num_classes),
                                     X_test, data_lib.one_hot(y_test, num_classes))
@@ -161,13 +78,13 @@ class Net:
     def input_shape(self):
         return self.data.input_shape  # (length, channels) of the data's sessions
 
-    def device_input(self, X):
-        """The data's samples X as the device model takes them (library_encoding)."""
-        return self.input_stage.device_input(X)
-
     @property
     def num_classes(self):
         return self.data.num_classes
+
+    def device_input(self, X):
+        """The data's samples X as the device model takes them (library_encoding)."""
+        return self.input_stage.device_input(X)
 
     # ----- description ---------------------------------------------------------
     def architecture(self):
@@ -205,158 +122,86 @@ class Net:
 
     def log_message(self, message):
         """Appends a line to the NAS log file (nas_saver_name)."""
-        if self.nas_saver_name is None:
-            return
-        with open(self.nas_saver_name, "a") as log_file:
-            log_file.write(message + "\n")
+        library_log.append(self.nas_saver_name, message)
 
-    # ----- head cost (the network owns its head) ----------------------------
-    def _head_features(self):
-        last_length, last_channels = self._last_output_shape()
-        return last_channels if self.head == "gap" else last_length * last_channels
+    def adjustments_text(self):
+        """The adjustments a short input forced on the blocks, as one line ('' when none)."""
+        return "; ".join(f"block {block.block_index}: {text}" for block in self.block_list
+                         for text in block.adjustments)
 
-    def _last_output_shape(self):
-        if not self.block_list:
-            return self.input_stage.output_shape
-        last = self.block_list[-1]
-        return last.output_size, last.output_channels
+    # ----- cost: the input stage's, the blocks' and the head's, added up ----------
+    @property
+    def head_stage(self):
+        """The head (library_head.Head) on the last block's output."""
+        last = self.block_list[-1] if self.block_list else None
+        shape = (last.output_size, last.output_channels) if last else self.input_stage.output_shape
+        return Head(self.head, self.num_classes, shape)
 
-    def _head_n_params(self):
-        return self._head_features() * self.num_classes + self.num_classes
-
-    def _head_flops(self):
-        last_length, last_channels = self._last_output_shape()
-        pooling = last_length * last_channels if self.head == "gap" else 0  # Mean reduction
-        # Dense: MatMul 2 per weight, BiasAdd 1 and Softmax 5 per class (TensorFlow's registry).
-        return pooling + 2 * self._head_features() * self.num_classes + 6 * self.num_classes
-
-    def cost_layers(self):
-        """The deployed network as layers a target device profile prices (library_device):
-        [{"name", "flops", "ops": [(TFLite operator, work)]}]: the input's reshape, each
-        block, and the head (its reduction or flatten, FULLY_CONNECTED by multiply-
-        accumulates, SOFTMAX by classes), as the TFLite converter makes them (a test
-        compares the operators with converted models). FLOPs as keras-flops counts them."""
-        last_length, last_channels = self._last_output_shape()
-        if self.head == "gap":  # back to (length, channels), then the mean over the length
-            features = [("RESHAPE", last_length * last_channels), ("MEAN", last_length * last_channels)]
-        else:  # flattened, unless the length is 1 (the fully connected layer then reads it as it is)
-            features = [("RESHAPE", last_length * last_channels)] if last_length > 1 else []
-        head_ops = [*features, ("FULLY_CONNECTED", self._head_features() * self.num_classes),
-                    ("SOFTMAX", self.num_classes)]
-        return ([{"name": "input", "flops": self.input_stage.flops(), "ops": self.input_stage.deployed_ops()}]
-                + [{"name": f"block {block.block_index}", "flops": block.flops(), "ops": block.deployed_ops()}
-                   for block in self.block_list]
-                + [{"name": f"head ({self.head})", "flops": self._head_flops(), "ops": head_ops}])
-
-    # ----- hardware measures -----------------------------------------------
     def hw_measures(self):
         """[n_params, max_tens, flops, flash_size, ram_size] of the network, analytic.
 
-        n_params as Keras counts; max_tens: largest activation tensor of the
-        Keras model in elements (the input included); flops as keras-flops
-        counts; flash_size: bytes of the TFLite flatbuffer at deploy_precision;
-        ram_size: bytes of TFLM's tensor arena for it (planned activations plus
-        persistent). No TensorFlow is called: see README, "What the hardware
-        numbers mean", for the agreement with the measured model.
+        n_params as Keras counts; max_tens: largest activation tensor of the device
+        model in elements (the input included); flops as keras-flops counts; flash_size:
+        bytes of the TFLite flatbuffer at deploy_precision; ram_size: bytes of TFLM's
+        tensor arena for it (planned activations plus persistent). No TensorFlow is
+        called: see docs/hardware_figures.md for the agreement with
+        the measured model.
         """
-        stage = self.input_stage
-        n_params = stage.n_params() + sum(block.n_params() for block in self.block_list) + self._head_n_params()
-        tensor_sizes = list(stage.tensor_sizes())
-        for block in self.block_list:
-            tensor_sizes.extend(block.tensor_sizes())
-        max_tens = max(tensor_sizes)
-        flops = stage.flops() + sum(block.flops() for block in self.block_list) + self._head_flops()
-        flash_size, ram_size = self._deployed_flash_bytes(), self.deployed_arena_bytes()["total"]
-        return [n_params, max_tens, flops, flash_size, ram_size]
+        stage, head, blocks = self.input_stage, self.head_stage, self.block_list
+        n_params = stage.n_params() + sum(block.n_params() for block in blocks) + head.n_params()
+        max_tens = max([*stage.tensor_sizes(), *(size for block in blocks for size in block.tensor_sizes())])
+        flops = stage.flops() + sum(block.flops() for block in blocks) + head.flops()
+        return [n_params, max_tens, flops, self._deployed_flash_bytes(), self.deployed_arena_bytes()["total"]]
 
-    def _deployed_head(self):
-        """The head's TFLite activation tensors (elements, in op order), its cost entries and
-        the scratch bytes its ops ask TFLM for ({index of the op among the head's: [bytes]})."""
-        last_length, last_channels = self._last_output_shape()
-        if self.head == "gap":  # RESHAPE to 3-D, then MEAN over the length
-            # TFLM's MEAN asks for three scratch buffers in its Prepare: an int32 sum per
-            # output element, an int per input dimension (3) and per reduced axis (1).
-            # They raise the arena only on tiny networks, whose tensors leave no gap for them.
-            return ([last_length * last_channels, last_channels], "gap_ops", "persistent_gap",
-                    {1: [4 * last_channels, 4 * 3, 4 * 1]})
-        if last_length > 1:  # RESHAPE to (1, features); a length-1 output needs none
-            return [last_length * last_channels], "flatten_op", "persistent_flatten", {}
-        return [], None, None, {}
+    def cost_layers(self):
+        """The deployed network as layers a target device profile prices (library_device):
+        [{"name", "flops", "ops": [(TFLite operator, work)]}]: the input stage, each block,
+        and the head, as the TFLite converter makes them (a test compares the operators with
+        converted models). FLOPs as keras-flops counts them."""
+        head = self.head_stage
+        return ([{"name": "input", "flops": self.input_stage.flops(), "ops": self.input_stage.deployed_ops()}]
+                + [{"name": f"block {block.block_index}", "flops": block.flops(), "ops": block.deployed_ops()}
+                   for block in self.block_list]
+                + [{"name": f"head ({self.head})", "flops": head.flops(), "ops": head.deployed_ops()}])
 
     def _deployed_flash_bytes(self):
         cost = DEPLOYED_COST[self.deploy_precision]
-        _, head_entry, _, _ = self._deployed_head()
-        head = (self._head_features() * self.num_classes * cost["weight_bytes"]
-                + cost["per_class"] * self.num_classes + (cost[head_entry] if head_entry else 0))
         blocks = sum(block.deployed_flash_bytes(self.deploy_precision) for block in self.block_list)
-        return cost["model_fixed"] + self.input_stage.deployed_flash_bytes(cost) + blocks + head
+        return (cost["model_fixed"] + self.input_stage.deployed_flash_bytes(cost) + blocks
+                + self.head_stage.deployed_flash_bytes(cost))
 
     def deployed_arena_bytes(self):
         """TFLM tensor arena of the deployed model, estimated: {'activations', 'persistent', 'total'} bytes.
 
         Activations: TFLM's greedy plan of the chain input -> (GATHER ->) RESHAPE -> the
-        blocks' ops -> head -> FULLY_CONNECTED -> SOFTMAX.
+        blocks' ops -> the head's -> FULLY_CONNECTED -> SOFTMAX, with the head's scratch buffers.
         """
         cost = DEPLOYED_COST[self.deploy_precision]
-        head_tensors, _, head_entry, head_scratch = self._deployed_head()
+        head = self.head_stage
+        head_tensors, _, _, head_scratch = head.deployed_tensors()
         # the input (and the byte table's rows), and their RESHAPE to 4-D for CONV_2D, then the blocks'
         tensor_bytes = self.input_stage.deployed_tensor_bytes(cost["activation_bytes"])
         for block in self.block_list:
             tensor_bytes += [n * cost["activation_bytes"] for n in block.deployed_tensor_sizes()]
         first_head_op = len(tensor_bytes) - 1  # op i writes tensor i + 1
-        tensor_bytes += [n * cost["activation_bytes"] for n in head_tensors + [self.num_classes, self.num_classes]]
+        tensor_bytes += [n * cost["activation_bytes"] for n in head_tensors]
         activations = deploy.plan_chain_arena(
             tensor_bytes, {first_head_op + op: sizes for op, sizes in head_scratch.items()})
-        persistent = (cost["persistent_fixed"] + cost["persistent_per_class"] * self.num_classes
-                      + (cost[head_entry] if head_entry else 0) + self.input_stage.deployed_persistent_bytes(cost)
+        persistent = (cost["persistent_fixed"] + head.deployed_persistent_bytes(cost)
+                      + self.input_stage.deployed_persistent_bytes(cost)
                       + sum(block.deployed_persistent_bytes(self.deploy_precision) for block in self.block_list))
         return {"activations": activations, "persistent": persistent, "total": activations + persistent}
 
-    # ----- Keras -----------------------------------------------------------
-    def head_layers(self):
-        pooling = (keras.layers.GlobalAveragePooling1D(name="head_gap") if self.head == "gap"
-                   else keras.layers.Flatten(name="head_flatten"))
-        return [pooling, keras.layers.Dense(self.num_classes, activation="softmax", name="classifier")]
-
+    # ----- Keras, training, deployment: library_training's and library_deploy's ------
     def ins_keras_model(self, load_weigths=False):
-        """Builds the Keras model of the block list.
-
-        load_weigths: set the byte table's, each block's and the head's trained
-        weights (saved by training); raises ValueError if the network has none.
-        Returns a keras.Sequential that takes the data's samples (batch, length, 1) as
-        they are: its first layers are the input stage's (library_encoding).
-        """
-        layers = [keras.Input(shape=self.input_shape), *self.input_stage.keras_layers(self.input_shape[0])]
-        for block in self.block_list:
-            layers.extend(block.create_layer())
-        layers.extend(self.head_layers())
-        model = keras.Sequential(layers, name="nas_net")
-        if load_weigths:
-            if not self.trained:
-                raise ValueError("ins_keras_model(load_weigths=True) on a network that was never trained")
-            if self.input_weights is not None:
-                model.get_layer(TABLE_LAYER_NAME).set_weights(self.input_weights)
-            for block in self.block_list:
-                for name, weights in block.layer_weights.items():
-                    model.get_layer(name).set_weights(weights)
-            model.get_layer("classifier").set_weights(self.head_weights)
-        return model
-
-    def _store_weights(self, model):
-        """Keeps the trained weights with their blocks, so the network can be rebuilt."""
-        self.input_weights = (model.get_layer(TABLE_LAYER_NAME).get_weights()
-                              if self.input_stage.encoding == "embedding" else None)
-        for block in self.block_list:
-            block.layer_weights = {
-                name: model.get_layer(name).get_weights()
-                for name in block.layer_names().values()
-                if name in [layer.name for layer in model.layers] and model.get_layer(name).weights}
-        self.head_weights = model.get_layer("classifier").get_weights()
+        """Builds the Keras model of the block list (library_training.keras_model): it takes the
+        data's samples as they are. load_weigths: with the trained weights (ValueError if none)."""
+        return training.keras_model(self, load_weigths)
 
     def device_model(self, load_weigths=False):
-        """The Keras model the device runs (library_encoding.device_model): it takes what the
+        """The Keras model the device runs (library_deploy.device_model): it takes what the
         device feeds, the first bytes scaled or, for a byte table, as they are."""
-        return encoding.device_model(self.ins_keras_model(load_weigths=load_weigths))
+        return deploy.device_model(self.ins_keras_model(load_weigths=load_weigths))
 
     def keras_flops(self):
         """FLOPs of this network measured by keras-flops on its device model (the reference)."""
@@ -367,103 +212,9 @@ class Net:
             del model
             keras.backend.clear_session()
 
-    # ----- training --------------------------------------------------------
-    def _compiled_model(self):
-        """A Keras model of the network compiled for training. One serves every fold of an
-        evaluation: tracing its train, test and predict functions costs seconds, as much as
-        a few epochs of a small network, so it is paid once per network, not once per fold."""
-        model = self.ins_keras_model()
-        model.compile(optimizer=keras.optimizers.Adam(self.train_settings["learning_rate"]),
-                      loss="categorical_crossentropy", metrics=["accuracy"])
-        # Keras (TensorFlow backend, no distribution strategy) creates the optimizer's and the
-        # metrics' variables inside the first traced train step, and a tf.function that creates
-        # variables is traced a second time: building them here, eagerly on one session, saves
-        # that second trace (1-2 s per network, README "Training one network: where the time goes").
-        model.optimizer.build(model.trainable_variables)
-        x, y = self.data.X_train[:1], self.data.Y_train[:1]
-        predicted = model(x)
-        model.compute_loss(x, y, predicted)
-        model.compute_metrics(x, y, predicted, sample_weight=None)
-        model.reset_metrics()
-        return model
-
-    def _start_fold(self, model, i_fold):
-        """Gives model the initial weights a fresh model gets for fold i_fold (its seed is
-        the network's seed + i_fold) and a fresh optimizer: the fold trains as if on a new model."""
-        keras.utils.set_random_seed(self.train_settings["seed"] + i_fold)
-        fresh = self.ins_keras_model()
-        for layer, fresh_layer in zip(model.layers, fresh.layers):
-            for variable, fresh_variable in zip(layer.variables, fresh_layer.variables):
-                variable.assign(fresh_variable)  # weights, BatchNorm statistics, dropout's seed state
-        for variable in model.optimizer.variables:  # step count and Adam's moments (built by _compiled_model)
-            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
-        model.optimizer.learning_rate = self.train_settings["learning_rate"]  # ReduceLROnPlateau lowers it
-        del fresh
-
-    def _fit_one_fold(self, model, is_train, folds, i_fold):
-        """Fits model on fold i_fold from the fold's initial weights, or from where a previous
-        rung left it (self.continue_from); returns (val metrics, validation accuracy after each epoch)."""
-        settings = self.train_settings
-        X_train, X_val, Y_train, Y_val = data_lib.get_fold_split(
-            self.data.X_train, self.data.Y_train, folds, i_fold)
-        saved = (self.continue_from or {"folds": {}})["folds"].get(i_fold)
-        if saved is None:
-            self._start_fold(model, i_fold)
-        else:
-            training_state.restore(model, saved)
-            keras.utils.set_random_seed(training_state.continuation_seed(settings["seed"] + i_fold,
-                                                                         saved["epochs_done"]))
-        epoch_val_accuracy = list(saved["epoch_val_accuracy"]) if saved else []
-        if is_train and not (saved and saved["finished"]):
-            early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings["patience"],
-                                                           restore_best_weights=True)
-            # Halving the step before early stopping gives the net a second chance.
-            reduce_lr = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                                          patience=max(1, settings["patience"] // 2))
-            fold_state = training_state.FoldTrainingState(early_stopping, reduce_lr, settings["epochs"],
-                                                          epoch_val_accuracy, saved)
-            history = model.fit(X_train, Y_train, validation_data=(X_val, Y_val),
-                                initial_epoch=saved["epochs_done"] if saved else 0,
-                                epochs=settings["epochs"], batch_size=settings["batch_size"],
-                                callbacks=[keras.callbacks.TerminateOnNaN(), early_stopping, reduce_lr, fold_state],
-                                verbose=settings["verbose"])
-            losses = history.history.get("loss", [])
-            if not losses or not all(math.isfinite(loss) for loss in losses):
-                raise TrainingFailed(f"fold {i_fold}: training loss became {losses[-1] if losses else 'empty'}")
-            epoch_val_accuracy, saved = fold_state.epoch_val_accuracy, fold_state.saved
-        self.fold_states[i_fold] = saved
-        val_probabilities = model.predict(X_val, batch_size=512, verbose=0)
-        if not np.all(np.isfinite(val_probabilities)):
-            raise TrainingFailed(f"fold {i_fold}: the model predicts non-finite values")
-        return compute_descriptors(Y_val, val_probabilities), epoch_val_accuracy
-
-    def _cross_validate(self, is_train, folds, fold_ids):
-        """Fits the network on each fold in fold_ids; keeps the weights of the best fold.
-
-        The score is the mean validation accuracy over the folds; the test split
-        is only predicted (with the kept weights) for reporting, never for choosing.
-        """
-        start = time.perf_counter()
-        fold_metrics, fold_weights, self.epoch_val_accuracy = [], [], []
-        self.fold_states = {}
-        model = self._compiled_model()
-        for i_fold in fold_ids:
-            metrics, epoch_val_accuracy = self._fit_one_fold(model, is_train, folds, i_fold)
-            fold_metrics.append(metrics)
-            fold_weights.append(model.get_weights())
-            self.epoch_val_accuracy.append(epoch_val_accuracy)
-        model.set_weights(fold_weights[best_fold(fold_metrics)])
-        self.val_metrics = mean_over_folds(fold_metrics)
-        self.val_score = self.val_metrics["accuracy"]
-        self.test_metrics = compute_descriptors(
-            self.data.Y_test, model.predict(self.data.X_test, batch_size=512, verbose=0))
-        self._store_weights(model)
-        self.trained = bool(is_train)
-        self.epochs_trained = sum(map(len, self.epoch_val_accuracy))  # a continued fold's earlier epochs included
-        self.train_seconds = time.perf_counter() - start + (self.continue_from or {}).get("train_seconds", 0.0)
-        del model
-        gc.collect()
-        return self.val_score, self.test_metrics
+    def cross_validate(self, is_train, folds, fold_ids):
+        """Fits the network on each fold of fold_ids (library_training.cross_validate)."""
+        return training.cross_validate(self, is_train, folds, fold_ids)
 
     def train_routine(self, is_train, folds):
         """K-fold cross-validation on every fold.
@@ -471,7 +222,7 @@ class Net:
         is_train=False evaluates the untrained network (a dry run).
         Returns (mean validation accuracy, test metrics dict). Raises TrainingFailed.
         """
-        return self._cross_validate(is_train, folds, range(len(folds)))
+        return self.cross_validate(is_train, folds, range(len(folds)))
 
     def proxy_train_routine(self, is_train_proxy, folds, num_selected_folds=2):
         """Like train_routine on the first num_selected_folds folds only (faster).
@@ -480,80 +231,38 @@ class Net:
         """
         if not 1 <= num_selected_folds <= len(folds):
             raise ValueError(f"num_selected_folds must be in 1..{len(folds)}, got {num_selected_folds}")
-        return self._cross_validate(is_train_proxy, folds, range(num_selected_folds))
+        return self.cross_validate(is_train_proxy, folds, range(num_selected_folds))
 
-    # ----- deployment ------------------------------------------------------
     def export_tflite(self, precision=None, n_representative=200):
-        """The network as a TFLite flatbuffer (bytes) at `precision` (default: deploy_precision).
-
-        Uses the trained weights when there are some. int8 calibration draws
-        n_representative samples of the training split (seeded), never the test split.
-        """
-        model = self.device_model(load_weigths=self.trained)
-        sample_rng = np.random.default_rng(self.train_settings["seed"])
-        n_samples = min(n_representative, len(self.data.X_train))
-        representative = self.device_input(
-            self.data.X_train[sample_rng.choice(len(self.data.X_train), n_samples, replace=False)])
-        try:
-            return deploy.convert_to_tflite(model, representative, precision or self.deploy_precision)
-        finally:
-            del model
+        """The network as a TFLite flatbuffer (bytes) at `precision` (library_deploy.export_network)."""
+        return deploy.export_network(self, precision or self.deploy_precision, n_representative)
 
     def measure_deployed(self, model_bytes=None):
-        """Measures the deployed model: flash (flatbuffer bytes), TFLM's arena and its test metrics.
-
-        model_bytes: a flatbuffer from export_tflite (made here when None).
-        Returns and keeps in self.deployed a dict: flash_bytes, arena_bytes,
-        arena_activations, arena_persistent, test_accuracy, test_f1 (the model
-        run by TFLM's interpreter on the test split, as a device runs it).
-        """
-        if model_bytes is None:
-            model_bytes = self.export_tflite()
-        self.deployed_model_bytes = model_bytes
-        arena = deploy.tflm_arena(model_bytes)
-        metrics = compute_descriptors(self.data.Y_test,
-                                      deploy.tflm_predict(model_bytes, self.data.X_test))
-        self.deployed = {"precision": self.deploy_precision, "flash_bytes": len(model_bytes),
-                         "arena_bytes": arena["total"], "arena_activations": arena["activations"],
-                         "arena_persistent": arena["persistent"], "test_accuracy": metrics["accuracy"],
-                         "test_f1": metrics["f1"]}
+        """Measures the deployed model (library_deploy.measure_network); returns and keeps in
+        self.deployed: flash_bytes, arena_bytes, arena_activations, arena_persistent, test_accuracy, test_f1."""
+        self.deployed_model_bytes = model_bytes if model_bytes is not None else self.export_tflite()
+        self.deployed = deploy.measure_network(self, self.deployed_model_bytes)
         return self.deployed
 
     def test_predictions(self):
         """The trained network's outputs on the test split: {"float": the Keras model's,
         "deployed": the deployed model's run by TFLM (None when it was not measured)}."""
-        model = self.ins_keras_model(load_weigths=True)
-        try:
-            outputs = model.predict(self.data.X_test, batch_size=512, verbose=0)
-        finally:
-            del model
         deployed = (deploy.tflm_predict(self.deployed_model_bytes, self.data.X_test)
                     if self.deployed_model_bytes is not None else None)
-        return {"float": outputs, "deployed": deployed}
+        return {"float": training.test_outputs(self), "deployed": deployed}
 
-    # ----- export ----------------------------------------------------------
     def save_keras(self, path):
         """Saves the trained Keras model to `path` atomically (temporary file, then rename)."""
-        model = self.ins_keras_model(load_weigths=True)
-        temporary_path = path + ".partial.keras"
-        model.save(temporary_path)
-        os.replace(temporary_path, path)
-        del model
+        training.save_model(self, path)
 
     def save_deployed(self, path_without_extension):
-        """Writes the deployed flatbuffer (<path>.tflite) and its C header (<path>.h).
-
-        Returns the two paths. Measures the model first if it was not measured.
-        """
+        """Writes the deployed flatbuffer (<path>.tflite) and its C header (<path>.h), measuring
+        the model first if it was not measured. Returns the two paths."""
         if self.deployed_model_bytes is None:
             self.measure_deployed()
-        tflite_path, header_path = path_without_extension + ".tflite", path_without_extension + ".h"
-        write_atomically(tflite_path, self.deployed_model_bytes)
-        deploy.write_c_header(self.deployed_model_bytes, header_path,
-                              array_name=re.sub(r"\W", "_", os.path.basename(path_without_extension)),
-                              arena_bytes=self.deployed["arena_bytes"])
-        return tflite_path, header_path
+        return deploy.save_deployed(self.deployed_model_bytes, path_without_extension, self.deployed["arena_bytes"])
 
+    # ----- state: what an evaluation gives, to keep and rebuild ----------------
     def to_state(self):
         """Everything needed to rebuild this evaluated network without retraining: the
         architecture, settings, scores, measured figures, weights and deployed bytes."""
@@ -600,44 +309,6 @@ class Net:
                 "deploy_precision": self.deploy_precision, "val_metrics": self.val_metrics,
                 "test_metrics": self.test_metrics, "deployed_measured": self.deployed,
                 "trained": self.trained, "adjustments": self.adjustments_text()}
-
-
-def evaluate_network(task, data, folds):
-    """Evaluates one network: a pure function of the architecture, the data and the settings.
-
-    task: {"architecture", "train_settings", "deploy_precision", "use_full_training",
-    "is_train", "num_selected_folds"} and optionally "measure" (default True),
-    "continue_from" (a previous evaluation's "training_state": train on from there up to
-    train_settings' epochs), "keep_training_state" (return where training ended) and
-    "only_fold" (train, score and measure with that fold alone: library_fold_tasks).
-    Trains (or dry-runs) the network on the folds; with measure, counts its FLOPs
-    with keras-flops and measures its deployed model.
-    Returns {"state": Net.to_state(), "status": ok / dry_run / failed,
-    "reason", "flops_keras_flops", "training_state"}; an error is a failed status, never an exception.
-    """
-    net = net_from_architecture(task["architecture"], None, data, task["train_settings"],
-                                task["deploy_precision"])
-    net.continue_from = task.get("continue_from")
-    status, reason, flops_keras_flops = "ok", "", None
-    try:
-        if task.get("only_fold") is not None:  # one fold of a network trained apart (library_fold_tasks)
-            net._cross_validate(task["is_train"], folds, [task["only_fold"]])
-        elif task["use_full_training"]:
-            net.train_routine(task["is_train"], folds)
-        else:
-            net.proxy_train_routine(task["is_train"], folds, task["num_selected_folds"])
-        if not net.trained:
-            status = "dry_run"
-        if task.get("measure", True):  # successive halving's lower rungs only need the scores
-            flops_keras_flops = net.keras_flops()
-            net.measure_deployed()
-    except Exception as error:  # one bad candidate must not end a long search
-        status, reason = "failed", f"{type(error).__name__}: {error}"
-        net.val_score = net.test_metrics = None
-    training = ({"folds": net.fold_states, "train_seconds": net.train_seconds}
-                if task.get("keep_training_state") and status == "ok" else None)
-    return {"state": net.to_state(), "status": status, "reason": reason, "flops_keras_flops": flops_keras_flops,
-            "training_state": training}
 
 
 def architecture_key(architecture, input_shape):

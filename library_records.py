@@ -16,12 +16,15 @@ many networks the run has evaluated; resume rebuilds the history from
 children.csv and the network files.
 """
 import csv
+import dataclasses
 import io
 import json
 import os
 import pickle
 
+import library_log
 from library_config import write_atomically
+from library_evaluation import Result, Status
 
 RECORD_FIELDS = ("child_id", "generation", "status", "mutation", "parents", "input_encoding", "embedding_dim",
                  "input_length", "depth", "head", "n_params",
@@ -31,7 +34,7 @@ RECORD_FIELDS = ("child_id", "generation", "status", "mutation", "parents", "inp
                  "train_seconds", "epochs_trained", "rung", "reason", "adjustments", "architecture_text", "architecture")
 
 # What a network state holds besides its architecture and scores: kept in its network file only.
-HEAVY_STATE_FIELDS = ("layer_weights", "head_weights", "deployed_model_bytes")
+HEAVY_STATE_FIELDS = ("layer_weights", "input_weights", "head_weights", "deployed_model_bytes")
 
 PARETO_FIELDS = ("child_id", "generation", "n_params", "max_tens", "flops", "flash_size", "flash_measured",
                  "ram_size", "ram_measured", "latency_ms", "energy_mj", "val_accuracy", "val_f1", "test_accuracy",
@@ -43,8 +46,44 @@ LOG_HEADER = LOG_ROW.format("child", "status", "mutation", "val_acc", "params", 
                             "flash B est/meas", "RAM B est/meas", "train s", "architecture")
 
 CHECKPOINT_VERSION = 2  # 1: every network's weights inside the checkpoint (still read by resume)
-CHECKPOINT_KEYS = ("i_gen", "n_evaluated", "search_rng", "python_random", "numpy_random", "absolute_best",
-                   "best_record", "failures_in_a_row", "elapsed_seconds")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchState:
+    """Where a search stands after a finished generation: what checkpoint.pkl holds.
+
+    Weights and deployed models are in each network's file, written once when it finished,
+    and the history is children.csv, so the state does not grow with the run. population and
+    absolute_best are light network states (light_state); best_record: the children.csv
+    record of the best network so far (the console's); the random states are the search's
+    stream's, Python's and NumPy's (training re-seeds TensorFlow from each network's number).
+    history: a version 1 checkpoint's own history of evaluated networks (None from version 2 on).
+    """
+    i_gen: int
+    n_evaluated: int
+    n_trained: int
+    search_rng: tuple
+    python_random: tuple
+    numpy_random: tuple
+    population: list
+    absolute_best: dict
+    best_record: object
+    failures_in_a_row: int
+    elapsed_seconds: float
+    history: object = None
+
+
+def _migrated(saved):
+    """A SearchState from what a checkpoint of any version holds (a dict): version 1 kept every
+    evaluated network (evaluated_keys, evaluated_results) and, older still, a parent but no population."""
+    fields = {field.name for field in dataclasses.fields(SearchState)}
+    values = {name: value for name, value in saved.items() if name in fields}
+    values.setdefault("n_trained", saved["n_evaluated"])
+    values.setdefault("population", [saved.get("parent")])
+    if saved.get("version", 1) < 2:
+        values["history"] = {"evaluated_keys": saved.get("evaluated_keys", []),
+                             "evaluated_results": saved.get("evaluated_results", {})}
+    return SearchState(**values)
 
 
 class RecordsError(RuntimeError):
@@ -57,12 +96,19 @@ def light_state(state):
     return {name: value for name, value in state.items() if name not in HEAVY_STATE_FIELDS}
 
 
+def result_record(result):
+    """What a network file holds of a Result (plain data, the status as its text: files written
+    before the Status type existed read the same)."""
+    return {"state": result.state, "status": str(result.status), "reason": result.reason,
+            "flops_keras_flops": result.flops_keras_flops}
+
+
 def child_record(child, generation, status, reason, flops_keras_flops, figures):
     """The children.csv record (over RECORD_FIELDS) of an evaluated network."""
     n_params, max_tens, flops, flash_size, ram_size = child.hw_measures()
     val, test = child.val_metrics or {}, child.test_metrics or {}
     deployed = child.deployed or {}
-    return {"child_id": child.child_id, "generation": generation, "status": status,
+    return {"child_id": child.child_id, "generation": generation, "status": str(status),
             "mutation": child.mutation or "start", "parents": " ".join(child.parent_ids),
             "input_encoding": child.input_stage.encoding, "embedding_dim": child.input_stage.embedding_dim,
             "input_length": child.input_stage.length,
@@ -109,8 +155,7 @@ class RunRecords:
 
     def log(self, message, mode="a"):
         """Writes a line to the NAS log (mode 'a' appends, 'w' starts it anew)."""
-        with open(self.log_path, mode) as log_file:
-            log_file.write(message + "\n")
+        library_log.append(self.log_path, message, mode)
 
     # ----- children.csv ------------------------------------------------------
     def append(self, record):
@@ -163,6 +208,9 @@ class RunRecords:
         writer.writerows(rows)
         write_atomically(self.records_path, lines.getvalue())
 
+    def has_records(self):
+        return os.path.exists(self.records_path)
+
     def remove(self):
         if os.path.exists(self.records_path):
             os.remove(self.records_path)
@@ -197,46 +245,50 @@ class RunRecords:
         return os.path.exists(self.network_path(child_id))
 
     def save_network(self, child_id, result):
-        """Writes one evaluated network's result ({'state', 'status', 'reason',
-        'flops_keras_flops'}, as library_net.evaluate_network returns it), once, atomically."""
+        """Writes one evaluated network's Result (library_evaluation) once, atomically."""
         os.makedirs(self.networks_dir, exist_ok=True)
-        write_atomically(self.network_path(child_id), pickle.dumps(result))
+        write_atomically(self.network_path(child_id), pickle.dumps(result_record(result)))
 
     def network_state(self, child_id):
         """The network state (Net.to_state(), with weights and deployed bytes) of child_id's result."""
-        return self.load_network(child_id)["state"]
+        return self.load_network(child_id).state
 
     def load_network(self, child_id):
-        """The result save_network wrote for child_id. Raises RecordsError naming the file."""
+        """The Result save_network wrote for child_id. Raises RecordsError naming the file."""
         path = self.network_path(child_id)
         try:
             with open(path, "rb") as network_file:
-                return pickle.load(network_file)
+                saved = pickle.load(network_file)
         except (OSError, pickle.UnpicklingError, EOFError) as error:
             raise RecordsError(f"{path}: cannot read the network's results ({error})") from error
+        return Result(saved["state"], Status(saved["status"]), saved.get("reason", ""), saved.get("flops_keras_flops"))
 
     # ----- checkpoint --------------------------------------------------------
     def has_checkpoint(self):
         return os.path.exists(self.checkpoint_path)
 
     def save_checkpoint(self, state):
-        write_atomically(self.checkpoint_path, pickle.dumps(dict(state, version=CHECKPOINT_VERSION)))
+        """Writes a SearchState to checkpoint.pkl, atomically (as plain data with its version)."""
+        saved = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
+        write_atomically(self.checkpoint_path, pickle.dumps(dict(saved, version=CHECKPOINT_VERSION)))
 
     def load_checkpoint(self):
-        """The state save_checkpoint wrote. Raises RecordsError naming the file when it is
-        empty, cut short, not a checkpoint, or lacks what resume needs."""
+        """The SearchState save_checkpoint wrote (a checkpoint of an earlier version migrated).
+        Raises RecordsError naming the file when it is empty, cut short, not a checkpoint, or
+        lacks what resume needs."""
         try:
             with open(self.checkpoint_path, "rb") as checkpoint_file:
-                state = pickle.load(checkpoint_file)
+                saved = pickle.load(checkpoint_file)
         except Exception as error:  # unpickling garbage can raise almost anything
             raise RecordsError(f"{self.checkpoint_path}: cannot be read as a checkpoint "
                                f"({type(error).__name__}: {error}); the run cannot go on from it") from None
-        missing = [] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
-        missing = missing or [key for key in CHECKPOINT_KEYS if key not in state]
+        needed = [field.name for field in dataclasses.fields(SearchState)
+                  if field.default is dataclasses.MISSING and field.name not in ("n_trained", "population")]
+        missing = needed if not isinstance(saved, dict) else [name for name in needed if name not in saved]
         if missing:
             raise RecordsError(f"{self.checkpoint_path}: not a checkpoint of this toolkit (no "
                                f"{', '.join(missing)}); the run cannot go on from it")
-        return state
+        return _migrated(saved)
 
     # ----- the data a run was searched on ---------------------------------------
     def check_data(self, fingerprint):

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import library_objectives as objectives_lib  # noqa: E402
 from library_compute_stats import per_class_descriptors  # noqa: E402
 from library_config import write_atomically  # noqa: E402
+from library_evaluation import Status  # noqa: E402
 
 # children.csv columns read as numbers
 NUMERIC_FIELDS = ("generation", "n_params", "max_tens", "flops", "flash_size", "flash_measured", "ram_size",
@@ -43,7 +44,7 @@ def trained_records(run_dir):
     """The records of networks trained (or dry-run) with scores: no failures, no reused results, none
     stopped early by successive halving (their scores are of fewer epochs)."""
     return [row for row in read_records(run_dir)
-            if row["val_accuracy"] is not None and row["status"] not in ("reused", "stopped")]
+            if row["val_accuracy"] is not None and row["status"] not in (Status.REUSED, Status.STOPPED)]
 
 
 def pareto_front(points):
@@ -63,10 +64,10 @@ def write_summary(run_dir, elapsed_seconds, generations_done):
         "run_dir": os.path.abspath(run_dir),
         "generations_done": generations_done,
         "networks_evaluated": len(records),
-        "networks_trained": len(records) - statuses.count("reused"),
-        "networks_reused": statuses.count("reused"),
-        "networks_failed": statuses.count("failed"),
-        "networks_stopped_early": statuses.count("stopped"),
+        "networks_trained": len(records) - statuses.count(Status.REUSED),
+        "networks_reused": statuses.count(Status.REUSED),
+        "networks_failed": statuses.count(Status.FAILED),
+        "networks_stopped_early": statuses.count(Status.STOPPED),
         "epochs_trained": sum(row.get("epochs_trained") or 0 for row in records),
         "pareto_front_size": len(read_records(run_dir, "pareto.csv")),
         "elapsed_seconds": round(elapsed_seconds, 1),

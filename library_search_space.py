@@ -7,10 +7,12 @@ it returns within the hardware thresholds and user-defined constraints
 built. Every draw comes from one random stream, so a seed gives the same
 networks in the same order.
 """
-from library_block import Block
-from library_encoding import InputStage
-from library_net import Net, chain_blocks
+import random
+
 import library_objectives as objectives_lib
+from library_block import Block
+from library_encoding import InputStage, check_byte_data
+from library_net import Net, chain_blocks
 
 # Each threshold parameter and the figure (library_objectives) it limits.
 HW_THRESHOLDS = {"params_thr": "n_params", "max_tens_thr": "max_tens", "flops_thr": "flops",
@@ -106,26 +108,41 @@ class SearchSpace:
     most blocks in a network; dropout_min/max: the dropout of the first/last
     block (growing with depth in between); n_mutations: mutations per child;
     max_attempts: candidates drawn before a ConstraintError; constraints:
-    Constraints; rng: the search's random.Random. data, log_path,
-    train_settings and deploy_precision are given to every Net made.
+    Constraints; rng: the search's random.Random. data, train_settings and
+    deploy_precision are given to every Net made.
     """
 
     def __init__(self, choices, head_choices, max_depth, dropout_min, dropout_max, n_mutations, max_attempts,
-                 constraints, rng, data, log_path, train_settings, deploy_precision, input_choices=None):
+                 constraints, rng, data, train_settings, deploy_precision, input_choices=None):
         self.choices, self.head_choices = choices, list(head_choices)
         self.input_choices = input_choices or {"encoding": ["scaled"], "embedding_dim": [None],
                                                "length": [data.input_shape[0]]}
         self.max_depth, self.dropout_min, self.dropout_max = max_depth, dropout_min, dropout_max
         self.n_mutations, self.max_attempts = n_mutations, max_attempts
         self.constraints, self.rng = constraints, rng
-        self.data, self.log_path = data, log_path
+        self.data = data
         self.train_settings, self.deploy_precision = train_settings, deploy_precision
+
+    @classmethod
+    def from_settings(cls, settings, constraints, data, train_settings):
+        """The space of a search's settings (library_settings' names) on data; its random stream
+        is seeded with the search's seed (mutations do not depend on what training draws).
+        Raises ValueError naming the setting the data rule out (input_choices_on)."""
+        choices = {"filters": list(settings["filters_choices"]), "kernel_size": list(settings["kernel_size_choices"]),
+                   "stride": list(settings["stride_choices"]), "padding": ["same", "valid"],
+                   "activation": list(settings["activation_choices"]), "pooling": ["none", "max", "avg"],
+                   "pool_size": list(settings["pool_size_choices"])}
+        inputs = input_choices_on(data, settings["input_encoding_choices"], settings["embedding_dim_choices"],
+                                  settings["input_length_choices"])
+        return cls(choices, settings["head_choices"], settings["max_depth"], settings["dropout_min"],
+                   settings["dropout_max"], settings["n_mutations"], settings["max_attempts"], constraints,
+                   random.Random(settings["seed"]), data, train_settings, settings["deploy_precision"], inputs)
 
     # ----- networks -----------------------------------------------------------
     def new_net(self, blocks, head, data=None, input_stage=None):
         """A Net of input_stage (None: the first of every input choice), blocks (dropout set
         by depth; Net chains them on the input) and head."""
-        return Net(self.with_dropout_by_depth(blocks), self.log_path, data or self.data, head=head,
+        return Net(self.with_dropout_by_depth(blocks), None, data or self.data, head=head,
                    train_settings=self.train_settings, deploy_precision=self.deploy_precision,
                    input_stage=input_stage or self.smart_start_input())
 
@@ -208,6 +225,15 @@ class SearchSpace:
         if valid_repeat is not None:
             return valid_repeat
         raise self.constraints.error(smallest_seen, what, self.max_attempts)
+
+    def valid_mutants(self, parent, n_child, seen_keys, data=None):
+        """n_child valid mutants of parent, unlike seen_keys and each other where the space allows."""
+        seen_keys, children = set(seen_keys) | {parent.architecture_key()}, []
+        for _ in range(n_child):
+            child = self.valid_mutant(parent, seen_keys, data)
+            seen_keys.add(child.architecture_key())
+            children.append(child)
+        return children
 
     def valid_mutant(self, parent, seen_keys=(), data=None):
         """A valid mutant of parent (n_mutations mutations), unlike seen_keys when the attempts allow."""
@@ -311,3 +337,19 @@ class SearchSpace:
     def chained(self, blocks):
         """Blocks re-chained on the smart start's input (what Net does for every network on its own)."""
         return chain_blocks(blocks, self.smart_start_input().placed(self.data.input_shape[0]).output_shape)
+
+
+def input_choices_on(data, input_encoding_choices, embedding_dim_choices, input_length_choices):
+    """The search space's input choices on data: lengths None become the data's length. Raises
+    ValueError naming the setting when a length is longer than the data's sessions, or when the
+    embedding is a choice and the data are not bytes scaled to [0, 1] (a table of 256 rows can
+    only look bytes up)."""
+    data_length = data.input_shape[0]
+    lengths = list(input_length_choices or [data_length])
+    too_long = [length for length in lengths if length > data_length]
+    if too_long:
+        raise ValueError(f"input_length_choices {too_long}: longer than the data's sessions ({data_length} "
+                         f"bytes); a network reads at most what each session holds")
+    if "embedding" in input_encoding_choices:
+        check_byte_data(data.X_train[:, :max(lengths)], "input_encoding_choices includes 'embedding'")
+    return {"encoding": list(input_encoding_choices), "embedding_dim": list(embedding_dim_choices), "length": lengths}

@@ -38,55 +38,77 @@ class SessionDataset(NamedTuple):
     notes: list
 
 
-def build_dataset(file_results, file_classes, label_by, rules, length, max_per_class=None, seed=0):
-    """The dataset of the sessions in file_results ({path: FileSessions}).
+class Labelled(NamedTuple):
+    """The sessions of many files labelled: candidates, [(class name, session)] in the sorted
+    order of the files and the order of their sessions (the dropped ones counted, not kept);
+    per_class: {class: Counter of sessions, packets and each drop}; files_of_class: {class:
+    paths}; unlabelled_ports: Counter of the server ports of the sessions no rule labels."""
+    candidates: list
+    per_class: dict
+    files_of_class: dict
+    unlabelled_ports: collections.Counter
 
-    file_classes: {path: class name} (label_by "folder" / "keywords"); with
-    label_by "port" each session is labelled by rules ({port: class}). A session
-    is kept unless it is empty, DNS, unlabelled, an exact duplicate of a kept
-    one of its class, or ambiguous (the same bytes under two classes: nothing in
-    them can tell the classes apart). max_per_class keeps a seeded random sample
-    of a larger class. The order is shuffled with the seed.
-    """
-    per_class = collections.defaultdict(lambda: collections.Counter())
-    files_of_class = collections.defaultdict(set)
-    unlabelled_ports = collections.Counter()
-    candidates = []  # (class, image, original length, payload packets) in file and session order
+
+def labelled_sessions(file_results, file_classes, label_by, rules):
+    """The sessions of file_results ({path: FileSessions}) labelled: by their file's class
+    (file_classes, label_by "folder" / "keywords") or by port (rules {port: class})."""
+    labelled = Labelled([], collections.defaultdict(collections.Counter), collections.defaultdict(set),
+                        collections.Counter())
     for path in sorted(file_results):
-        file_class = file_classes.get(path)
         for session in file_results[path].sessions:
-            name = file_class if label_by != "port" else labels_lib.session_label(
+            name = file_classes.get(path) if label_by != "port" else labels_lib.session_label(
                 session.server_port, session.client_port, rules)
             if name is None:
                 if session.dropped != "dns":  # a DNS session is dropped whatever its label
-                    unlabelled_ports[session.server_port] += 1
+                    labelled.unlabelled_ports[session.server_port] += 1
                 continue
-            counts = per_class[name]
-            files_of_class[name].add(path)
+            counts = labelled.per_class[name]
+            labelled.files_of_class[name].add(path)
             counts["sessions"] += 1
             counts["packets"] += session.n_packets
             if session.dropped:
                 counts[session.dropped] += 1
-                continue
-            candidates.append((name, session.image, session.original_length, session.n_payload_packets))
+            else:
+                labelled.candidates.append((name, session))
+    return labelled
 
-    classes_of_digest = collections.defaultdict(set)
-    digests = [hashlib.blake2b(image, digest_size=16).digest() for _, image, _, _ in candidates]
-    for (name, _, _, _), digest in zip(candidates, digests):
-        classes_of_digest[digest].add(name)
-    kept_by_class = collections.defaultdict(list)
-    seen = set()
-    for candidate, digest in zip(candidates, digests):
-        name = candidate[0]
-        if len(classes_of_digest[digest]) > 1:
-            per_class[name]["ambiguous"] += 1
-        elif digest in seen:
-            per_class[name]["duplicate"] += 1
-        else:
-            seen.add(digest)
-            kept_by_class[name].append(candidate)
-    del candidates, digests, classes_of_digest, seen
 
+def statistics_rows(labelled, numbers, kept_by_class, length, extra=None):
+    """The statistics rows (class_row) of each class, in label order then the classes with no
+    session kept, and the totals; extra(name) adds columns to a class's row (name None: the totals')."""
+    per_class, files = labelled.per_class, labelled.files_of_class
+    rows = [dict(class_row(name, numbers.get(name, ""), len(files[name]), per_class[name],
+                           kept_by_class.get(name, []), length), **(extra(name) if extra else {}))
+            for name in sorted(per_class, key=lambda name: (name not in numbers, numbers.get(name, 0), name))]
+    every_kept = [session for name in numbers for session in kept_by_class[name]]
+    rows.append(dict(class_row("total", "", len(set().union(*files.values())) if files else 0,
+                               sum(per_class.values(), collections.Counter()), every_kept, length),
+                     **(extra(None) if extra else {})))
+    return rows
+
+
+def skipped_notes(labelled, numbers):
+    """Sentences about what no class kept: the sessions no rule labels (their commonest ports),
+    and the classes left without a session."""
+    notes = []
+    unlabelled = labelled.unlabelled_ports
+    if unlabelled:
+        common = ", ".join(f"{port} ({n})" for port, n in unlabelled.most_common(10))
+        notes.append(f"{sum(unlabelled.values())} sessions have no port in label_mapping and are skipped; "
+                     f"their most common server ports (sessions): {common}")
+    for name in sorted(set(labelled.per_class) - set(numbers)):
+        notes.append(f"class {name}: no session kept, so it has no label")
+    return notes
+
+
+def build_dataset(file_results, file_classes, label_by, rules, length, max_per_class=None, seed=0):
+    """The dataset of the sessions in file_results ({path: FileSessions}), labelled as
+    labelled_sessions does. A session is kept unless it is empty, DNS, unlabelled, an exact
+    duplicate of a kept one of its class, or ambiguous (the same bytes under two classes:
+    nothing in them can tell the classes apart). max_per_class keeps a seeded random sample of
+    a larger class. The order is shuffled with the seed."""
+    labelled = labelled_sessions(file_results, file_classes, label_by, rules)
+    kept_by_class = _unique_per_class(labelled)
     rng = np.random.default_rng(seed)
     numbers = labels_lib.class_numbers(kept_by_class)
     if len(numbers) > 256:
@@ -96,26 +118,36 @@ def build_dataset(file_results, file_classes, label_by, rules, length, max_per_c
         sessions = kept_by_class[name]
         if max_per_class is not None and len(sessions) > max_per_class:
             chosen = np.sort(rng.choice(len(sessions), max_per_class, replace=False))
-            per_class[name]["over_cap"] += len(sessions) - max_per_class
+            labelled.per_class[name]["over_cap"] += len(sessions) - max_per_class
             sessions = kept_by_class[name] = [sessions[i] for i in chosen]
         kept += sessions
     order = rng.permutation(len(kept))
     images = np.frombuffer(b"".join(kept[i][1] for i in order), dtype=np.uint8).reshape(len(kept), length)
     labels = np.array([numbers[kept[i][0]] for i in order], dtype=np.uint8)
+    return SessionDataset(images, labels, numbers, statistics_rows(labelled, numbers, kept_by_class, length),
+                          skipped_notes(labelled, numbers))
 
-    rows = [class_row(name, numbers.get(name, ""), len(files_of_class[name]), per_class[name],
-                       kept_by_class.get(name, []), length)
-            for name in sorted(per_class, key=lambda name: (name not in numbers, numbers.get(name, 0), name))]
-    rows.append(class_row("total", "", len(set().union(*files_of_class.values())) if files_of_class else 0,
-                           sum(per_class.values(), collections.Counter()), kept, length))
-    notes = []
-    if unlabelled_ports:
-        common = ", ".join(f"{port} ({n})" for port, n in unlabelled_ports.most_common(10))
-        notes.append(f"{sum(unlabelled_ports.values())} sessions have no port in label_mapping and are skipped; "
-                     f"their most common server ports (sessions): {common}")
-    for name in sorted(set(per_class) - set(numbers)):
-        notes.append(f"class {name}: no session kept, so it has no label")
-    return SessionDataset(images, labels, numbers, rows, notes)
+
+def _unique_per_class(labelled):
+    """{class: [(class, image, original length, payload packets)]} of the candidates that are
+    neither an exact duplicate of a kept one of their class nor ambiguous (counted in per_class)."""
+    candidates = [(name, session.image, session.original_length, session.n_payload_packets)
+                  for name, session in labelled.candidates]
+    classes_of_digest = collections.defaultdict(set)
+    digests = [hashlib.blake2b(image, digest_size=16).digest() for _, image, _, _ in candidates]
+    for (name, _, _, _), digest in zip(candidates, digests):
+        classes_of_digest[digest].add(name)
+    kept_by_class, seen = collections.defaultdict(list), set()
+    for candidate, digest in zip(candidates, digests):
+        name = candidate[0]
+        if len(classes_of_digest[digest]) > 1:
+            labelled.per_class[name]["ambiguous"] += 1
+        elif digest in seen:
+            labelled.per_class[name]["duplicate"] += 1
+        else:
+            seen.add(digest)
+            kept_by_class[name].append(candidate)
+    return kept_by_class
 
 
 def class_row(name, label, n_files, counts, kept, length):

@@ -90,19 +90,104 @@ def sessions_of_file(path, settings, report_progress=None):
     saying what and where.
     """
     reader = CaptureReader(path)
-    counts = dict.fromkeys(FILE_COUNTS, 0)
-    finished = []
-    # key (IP version, addresses, ports) -> its open _Session; under both directions' keys in session mode
-    tcp_table, udp_table = {}, {}
-    length = settings.length
-    bidirectional = settings.split == "session"
-    rewrite = _PacketRewriter(settings)
-    growth = rewrite.growth
+    table = _SessionTable(settings)
     unknown_links = collections.Counter()
-    n_started = 0
     reported_bytes = swept_at = 0
+    for block in reader.blocks():
+        headers = block_headers(block)
+        table.counts["packets"] += len(block.starts)
+        for name, n in zip(HEADER_OUTCOMES[1:], headers.outcome_counts[1:]):
+            table.counts[name] += n
+        unknown_links.update(headers.unknown_linktypes)
+        table.read_block(block.buffer, headers)
+        if table.counts["packets"] - swept_at >= SWEEP_EVERY_PACKETS:  # what has been idle too long is over
+            swept_at = table.counts["packets"]
+            table.finish_idle(float(block.timestamps[-1]))
+        if report_progress is not None:
+            report_progress(reader.bytes_read - reported_bytes)
+            reported_bytes = reader.bytes_read
+    table.finish_idle(None)  # what is still open at the end of the file
+    if report_progress is not None:
+        report_progress(reader.bytes_read - reported_bytes)
+    counts, damage = table.counts, reader.damage
+    if unknown_links:
+        linktypes = ", ".join(map(str, sorted(unknown_links)))
+        if counts["unknown_link_packets"] == counts["packets"]:
+            raise CaptureError(f"{path}: link type {linktypes} is not read (the link types read: "
+                               f"{_linktype_list()})")
+        damage = ((damage + "; ") if damage else "") + (
+            f"{counts['unknown_link_packets']} packets of link type {linktypes} skipped (the link types read: "
+            f"{_linktype_list()})")
+    return FileSessions(path, table.records(), counts, damage)
 
-    def finish(session):
+
+class _SessionTable:
+    """The open sessions of one capture, by key (IP version, addresses, ports; under both
+    directions' keys in session mode), TCP and UDP apart, and the finished ones."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.counts = dict.fromkeys(FILE_COUNTS, 0)
+        self.finished = []  # (order, SessionRecord)
+        self.tcp, self.udp = {}, {}
+        self.rewrite = _PacketRewriter(settings)
+        self.n_started = 0
+
+    def read_block(self, data, headers):
+        """Adds the packets of a block (data: its bytes; headers: library_capture.block_headers)
+        to their sessions; finishes a session idle too long or followed by a new TCP connection."""
+        tcp_table, udp_table, length, rewrite = self.tcp, self.udp, self.settings.length, self.rewrite
+        bidirectional = self.settings.split == "session"
+        for key, timestamp_s, flags, is_tcp, ip_size, has_payload, o, t, end, version in zip(*headers.columns[:10]):
+            table = tcp_table if is_tcp else udp_table
+            session = table.get(key)
+            if session is not None and (timestamp_s - session.last_seen_s > session.timeout_s or (
+                    session.closed and flags & TCP_SYN and (not flags & TCP_ACK or not bidirectional))):
+                self.finish(session)  # idle too long, or a new TCP connection on the same tuple
+                session = None
+            if session is None:
+                session = self.open(table, key, flags, is_tcp, version)
+            session.last_seen_s = timestamp_s
+            if flags & TCP_FIN_OR_RST:
+                session.closed = True
+            if not has_payload:
+                session.n_bare_packets += 1
+                continue
+            session.n_payload_packets += 1
+            session.ip_bytes += ip_size
+            if session.n_bytes < length:
+                packet = rewrite(data, o, t, end, version, TCP if is_tcp else UDP)
+                session.chunks.append(packet)
+                session.n_bytes += len(packet)
+
+    def open(self, table, key, flags, is_tcp, version):
+        """A new session of the packet's key, entered in table under its keys."""
+        settings = self.settings
+        session = _Session()
+        session.order, self.n_started = self.n_started, self.n_started + 1
+        session.chunks, session.n_bytes, session.ip_bytes = [], 0, 0
+        session.n_payload_packets = session.n_bare_packets = 0
+        session.growth = self.rewrite.growth[version, TCP if is_tcp else UDP]
+        session.timeout_s = settings.tcp_timeout_s if is_tcp else settings.udp_timeout_s
+        session.closed = False
+        source_port, destination_port = (key[-4] << 8) | key[-3], (key[-2] << 8) | key[-1]
+        if flags & TCP_SYN and flags & TCP_ACK:  # the server's answer came first
+            session.server_port, session.client_port = source_port, destination_port
+        else:
+            session.server_port, session.client_port = destination_port, source_port
+        session.is_dns = settings.drop_dns and (source_port in DNS_PORTS or destination_port in DNS_PORTS)
+        half = 4 if version == 4 else 16  # bytes per address
+        reverse = key[:1] + key[1 + half:1 + 2 * half] + key[1:1 + half] + key[1 + 2 * half:-4] + key[-2:] + key[-4:-2]
+        session.table = table
+        session.keys = (key, reverse) if settings.split == "session" and reverse != key else (key,)
+        for each_key in session.keys:
+            table[each_key] = session
+        self.counts["sessions"] += 1
+        return session
+
+    def finish(self, session):
+        """Takes the session out of its table and keeps its record."""
+        counts, length = self.counts, self.settings.length
         for key in session.keys:
             session.table.pop(key, None)
         counts["payload_packets"] += session.n_payload_packets
@@ -117,84 +202,20 @@ def sessions_of_file(path, settings, report_progress=None):
             image += bytes(length - len(image))
         # the length uncut: its IP packets as they were, changed as the rewriting changes each
         original_length = session.ip_bytes + session.n_payload_packets * session.growth
-        finished.append((session.order, SessionRecord(image, original_length, session.n_payload_packets,
-                                                      session.n_payload_packets + session.n_bare_packets,
-                                                      session.server_port, session.client_port, dropped)))
+        self.finished.append((session.order, SessionRecord(
+            image, original_length, session.n_payload_packets, session.n_payload_packets + session.n_bare_packets,
+            session.server_port, session.client_port, dropped)))
 
-    for block in reader.blocks():
-        headers = block_headers(block)
-        counts["packets"] += len(block.starts)
-        for name, n in zip(HEADER_OUTCOMES[1:], headers.outcome_counts[1:]):
-            counts[name] += n
-        unknown_links.update(headers.unknown_linktypes)
-        data = block.buffer
-        for key, timestamp_s, flags, is_tcp, ip_size, has_payload, o, t, end, version in zip(*headers.columns[:10]):
-            table = tcp_table if is_tcp else udp_table
-            session = table.get(key)
-            if session is not None and (timestamp_s - session.last_seen_s > session.timeout_s or (
-                    session.closed and flags & TCP_SYN and (not flags & TCP_ACK or not bidirectional))):
-                finish(session)  # idle too long, or a new TCP connection on the same tuple
-                session = None
-            if session is None:
-                session = _Session()
-                session.order, n_started = n_started, n_started + 1
-                session.chunks, session.n_bytes, session.ip_bytes = [], 0, 0
-                session.n_payload_packets = session.n_bare_packets = 0
-                protocol = TCP if is_tcp else UDP
-                session.growth = growth[version, protocol]
-                session.timeout_s = settings.tcp_timeout_s if is_tcp else settings.udp_timeout_s
-                session.closed = False
-                source_port, destination_port = (key[-4] << 8) | key[-3], (key[-2] << 8) | key[-1]
-                if flags & TCP_SYN and flags & TCP_ACK:  # the server's answer came first
-                    session.server_port, session.client_port = source_port, destination_port
-                else:
-                    session.server_port, session.client_port = destination_port, source_port
-                session.is_dns = settings.drop_dns and (source_port in DNS_PORTS or destination_port in DNS_PORTS)
-                half = 4 if version == 4 else 16  # bytes per address
-                reverse = key[:1] + key[1 + half:1 + 2 * half] + key[1:1 + half] + key[1 + 2 * half:-4] + \
-                    key[-2:] + key[-4:-2]
-                session.table = table
-                session.keys = (key, reverse) if bidirectional and reverse != key else (key,)
-                for each_key in session.keys:
-                    table[each_key] = session
-                counts["sessions"] += 1
-            session.last_seen_s = timestamp_s
-            if flags & TCP_FIN_OR_RST:
-                session.closed = True
-            if not has_payload:
-                session.n_bare_packets += 1
-                continue
-            session.n_payload_packets += 1
-            session.ip_bytes += ip_size
-            if session.n_bytes < length:
-                packet = rewrite(data, o, t, end, version, TCP if is_tcp else UDP)
-                session.chunks.append(packet)
-                session.n_bytes += len(packet)
-        if counts["packets"] - swept_at >= SWEEP_EVERY_PACKETS:  # what has been idle too long is over: emit it
-            swept_at, now = counts["packets"], float(block.timestamps[-1])
-            for table in (tcp_table, udp_table):
-                for session in {id(s): s for s in table.values() if now - s.last_seen_s > s.timeout_s}.values():
-                    finish(session)
-        if report_progress is not None:
-            report_progress(reader.bytes_read - reported_bytes)
-            reported_bytes = reader.bytes_read
+    def finish_idle(self, now):
+        """Finishes the sessions idle past their timeout at time now (None: every open session)."""
+        for table in (self.tcp, self.udp):
+            for session in {id(s): s for s in table.values()
+                            if now is None or now - s.last_seen_s > s.timeout_s}.values():
+                self.finish(session)
 
-    for table in (tcp_table, udp_table):  # what is still open at the end of the file
-        for session in {id(s): s for s in table.values()}.values():
-            finish(session)
-    if report_progress is not None:
-        report_progress(reader.bytes_read - reported_bytes)
-    damage = reader.damage
-    if unknown_links:
-        linktypes = ", ".join(map(str, sorted(unknown_links)))
-        if counts["unknown_link_packets"] == counts["packets"]:
-            raise CaptureError(f"{path}: link type {linktypes} is not read (the link types read: "
-                               f"{_linktype_list()})")
-        damage = ((damage + "; ") if damage else "") + (
-            f"{counts['unknown_link_packets']} packets of link type {linktypes} skipped (the link types read: "
-            f"{_linktype_list()})")
-    finished.sort(key=lambda item: item[0])
-    return FileSessions(path, [record for _, record in finished], counts, damage)
+    def records(self):
+        """The finished sessions' records, in the order they started."""
+        return [record for _, record in sorted(self.finished, key=lambda item: item[0])]
 
 
 def _linktype_list():

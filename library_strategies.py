@@ -52,6 +52,14 @@ class Strategy:
         self.n_child, self.smart_start = n_child, smart_start
         self.max_depth_father, self.population_size = max_depth_father, population_size
 
+    own_settings = ()  # the settings (library_settings' names) this strategy takes besides the common ones
+
+    @classmethod
+    def from_settings(cls, settings, space, ranking, log):
+        """The strategy of a search's settings (library_settings' names)."""
+        return cls(space, ranking, log, settings["n_child"], settings["smart_start"], settings["max_depth_father"],
+                   settings["population_size"], **{name: settings[name] for name in cls.own_settings})
+
     def initial_parent(self):
         """The smart-start network when it is on and meets the thresholds on one of the inputs
         it may read (library_search_space.SearchSpace.smart_start_inputs, the first that
@@ -112,6 +120,7 @@ class MutationLoop(Strategy):
     """The specification's loop: one parent, n_child mutants per generation."""
 
     first_generation_name = "the initial parent"
+    own_settings = ("is_random_walk",)
 
     def __init__(self, *args, is_random_walk=False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -122,17 +131,10 @@ class MutationLoop(Strategy):
         self.log("\n== Generation 0: the initial parent ==")
         return [parent]
 
-    def propose(self, population, evaluated_keys, data=None):
+    def propose(self, population, evaluated_keys):
         """n_child valid children of the parent, unlike every network evaluated so far and
         each other where the search space allows."""
-        parent = population[0]
-        seen_keys = set(evaluated_keys) | {parent.architecture_key()}
-        child_set = []
-        for _ in range(self.n_child):
-            child = self.space.valid_mutant(parent, seen_keys, data)
-            seen_keys.add(child.architecture_key())
-            child_set.append(child)
-        return child_set
+        return self.space.valid_mutants(population[0], self.n_child, evaluated_keys)
 
     def select(self, population, children, i_gen):
         """The best child becomes the parent (random walk), or if it beats the parent."""
@@ -160,6 +162,7 @@ class PopulationGA(Strategy):
     mutation and NSGA-II survival of the n_elites best and the children."""
 
     label = " (population GA)"
+    own_settings = ("n_elites", "tournament_size", "crossover_rate")
 
     def __init__(self, *args, n_elites=2, tournament_size=2, crossover_rate=0.9, **kwargs):
         super().__init__(*args, **kwargs)

@@ -40,7 +40,7 @@ import numpy as np
 import library_labels as labels_lib
 from library_capture import CaptureReader, block_headers
 from library_load_and_split_data import idx_bytes
-from library_session_dataset import class_row
+import library_session_dataset as dataset_lib
 from library_sessions import FILE_COUNTS, SPLIT_CHOICES, TCP_ACK, TCP_SYN, FileSessions
 
 LAYER_CHOICES = ("L7", "all")
@@ -195,71 +195,42 @@ class UstcDataset(NamedTuple):
 def build_dataset(file_results, file_classes, label_by, rules, seed=0, cap=CAP_PER_CLASS):
     """The train and test sets of the sessions in file_results ({path: FileSessions of
     UstcSession}), as the module docstring says; labels as library_session_dataset's."""
-    per_class = collections.defaultdict(collections.Counter)
-    files_of_class = collections.defaultdict(set)
-    unlabelled = collections.Counter()
+    labelled = dataset_lib.labelled_sessions(file_results, file_classes, label_by, rules)
     by_class = collections.defaultdict(list)  # name -> [(order, session)] kept after duplicates
     seen = set()
-    order = 0
-    for path in sorted(file_results):
-        for session in file_results[path].sessions:
-            name = file_classes.get(path) if label_by != "port" else labels_lib.session_label(
-                session.server_port, session.client_port, rules)
-            if name is None:
-                unlabelled[session.server_port] += 1
-                continue
-            counts = per_class[name]
-            files_of_class[name].add(path)
-            counts["sessions"] += 1
-            counts["packets"] += session.n_packets
-            if session.dropped:
-                counts[session.dropped] += 1
-                continue
-            identity = (session.complete_length, session.digest)
-            if identity in seen:
-                counts["duplicate"] += 1
-                continue
+    for order, (name, session) in enumerate(labelled.candidates):
+        identity = (session.complete_length, session.digest)
+        if identity in seen:
+            labelled.per_class[name]["duplicate"] += 1
+        else:
             seen.add(identity)
             by_class[name].append((order, session))
-            order += 1
-
     numbers = labels_lib.class_numbers(by_class, case_insensitive=True)
     rng = np.random.default_rng(seed)
     parts = {"train": ([], []), "test": ([], [])}
-    rows = []
+    n_test = {}
     for name, number in numbers.items():  # label order: each class's draw depends on the seed alone
         sessions = by_class[name]
         if len(sessions) > cap:
             largest = sorted(sessions, key=lambda item: (-item[1].complete_length, item[0]))[:cap]
-            per_class[name]["over_cap"] += len(sessions) - cap
-            sessions = sorted(largest)
+            labelled.per_class[name]["over_cap"] += len(sessions) - cap
+            sessions = by_class[name] = sorted(largest)
         test = set(rng.choice(len(sessions), round(len(sessions) / 10), replace=False).tolist())
         for position, (_, session) in enumerate(sessions):
             images, labels = parts["test" if position in test else "train"]
             images.append(session.head + bytes(SESSION_BYTES - len(session.head)))
             labels.append(number)
-        by_class[name] = sessions
-        rows.append(dict(class_row(name, number, len(files_of_class[name]), per_class[name],
-                                   [_kept(session) for _, session in sessions], SESSION_BYTES), test=len(test)))
-    for name in sorted(set(per_class) - set(numbers)):
-        rows.append(dict(class_row(name, "", len(files_of_class[name]), per_class[name], [], SESSION_BYTES), test=0))
-    every_kept = [_kept(session) for name in numbers for _, session in by_class[name]]
-    rows.append(dict(class_row("total", "", len(set().union(*files_of_class.values())) if files_of_class else 0,
-                               sum(per_class.values(), collections.Counter()), every_kept, SESSION_BYTES),
-                     test=len(parts["test"][1])))
-    notes = []
-    if unlabelled:
-        common = ", ".join(f"{port} ({n})" for port, n in unlabelled.most_common(10))
-        notes.append(f"{sum(unlabelled.values())} sessions have no port in label_mapping and are skipped; "
-                     f"their most common server ports (sessions): {common}")
-    for name in sorted(set(per_class) - set(numbers)):
-        notes.append(f"class {name}: no session kept, so it has no label")
+        n_test[name] = len(test)
+    kept_by_class = {name: [_kept(session) for _, session in sessions] for name, sessions in by_class.items()}
+    rows = dataset_lib.statistics_rows(labelled, numbers, kept_by_class, SESSION_BYTES,
+                                       extra=lambda name: {"test": n_test.get(name, 0) if name else len(parts["test"][1])})
 
     def arrays(images, labels):
         return (np.frombuffer(b"".join(images), dtype=np.uint8).reshape(len(images), SESSION_BYTES),
                 np.array(labels, dtype=np.uint8))
 
-    return UstcDataset(arrays(*parts["train"]), arrays(*parts["test"]), numbers, rows, notes)
+    return UstcDataset(arrays(*parts["train"]), arrays(*parts["test"]), numbers, rows,
+                       dataset_lib.skipped_notes(labelled, numbers))
 
 
 def _kept(session):

@@ -3,7 +3,7 @@
 Keras with the TensorFlow backend keeps about 5 MB per model.fit() even after
 keras.backend.clear_session(), so a search that trains thousands of networks in
 one process grows until it dies. Each network is instead evaluated by a worker
-process (library_net.evaluate_network, a pure function) that is replaced after
+process (library_evaluation.evaluate, a pure function) that is replaced after
 `tasks_per_worker` networks; what it leaked goes with it. A worker is a new
 Python process (never a fork of one that imported TensorFlow), its TensorFlow
 thread counts set before TensorFlow runs anything. library_evaluator runs
@@ -23,7 +23,7 @@ class WorkerDied(RuntimeError):
 
 
 class EvaluationWorker:
-    """Runs library_net.evaluate_network(task, data, folds) in a worker process.
+    """Runs library_evaluation.evaluate(task, data, folds) in a worker process.
 
     data, folds: what every task is evaluated on (sent once per worker).
     quiet: silence TensorFlow's native and Python messages in the worker.
@@ -148,7 +148,8 @@ def prepare_process(quiet, threads):
     import library_config
     with library_config.quiet_native_output(enabled=quiet):
         import tensorflow as tf
-        import library_net  # noqa: F401  (keras-flops' registrations, made once)
+        import library_keras_flops
+        library_keras_flops.import_keras_flops()  # keras-flops' registrations, made once
     if quiet:
         library_config.quiet_tensorflow_logs()
     if threads is not None:
@@ -158,14 +159,14 @@ def prepare_process(quiet, threads):
 
 
 def evaluate_here(task, data, folds):
-    """library_net.evaluate_network in this process, on a clean Keras session."""
+    """library_evaluation.evaluate in this process, on a clean Keras session."""
     import gc
 
     import keras
-    import library_net
+    import library_evaluation
     keras.backend.clear_session()
     gc.collect()
-    return library_net.evaluate_network(task, data, folds)
+    return library_evaluation.evaluate(task, data, folds)
 
 
 def evaluate_in_ray_task(task, data_and_folds, quiet, threads):

@@ -10,7 +10,7 @@ import pytest
 
 import library_deploy as deploy
 from deployment_networks import deployment_test_network, randomize_weights
-from library_encoding import device_model
+from library_deploy import device_model
 
 
 def measured_and_estimated(precision, n_networks, seed, encoding=None):

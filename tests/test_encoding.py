@@ -150,10 +150,12 @@ def test_a_run_saved_before_the_input_was_searched_resumes_with_the_input_it_had
     defaults = {"seed": 0, "input_encoding_choices": ["scaled", "embedding"], "input_length_choices": None,
                 "embedding_dim_choices": [4, 8, 16], "resume_from": None}
     (run_dir / "parameters.json").write_text(json.dumps({"seed": 3, "resume_from": None}))
-    resumed = library_config.resume_parameters(str(run_dir), defaults, {})
+    import library_settings
+    rules = ("resume_from", *library_settings.RESUMABLE), library_settings.BEFORE_ADDED
+    resumed = library_config.resume_parameters(str(run_dir), defaults, {}, *rules)
     assert resumed["input_encoding_choices"] == ["scaled"] and resumed["seed"] == 3
     with pytest.raises(library_config.ParameterError, match="cannot change input_encoding_choices"):
-        library_config.resume_parameters(str(run_dir), defaults, {"input_encoding_choices": ["embedding"]})
+        library_config.resume_parameters(str(run_dir), defaults, {"input_encoding_choices": ["embedding"]}, *rules)
 
 
 def test_an_embedding_network_deploys_taking_the_sessions_raw_bytes(small_data, demo_subset_files, tmp_path):

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-import library_halving as halving_lib
+import library_budget as budget_lib
+from library_evaluation import Result, Status, Task
 from library_nas import NAS, check_search_parameters
 from test_search_strategies import TIGHT, make_nas, scored_population
 
@@ -16,47 +17,50 @@ def fake_training(true_quality, log):
     it logs (network, epochs it continues from, epochs it trains up to)."""
     def evaluate_all(tasks):
         for index in sorted(tasks, reverse=True):
-            epochs, task = tasks[index]["train_settings"]["epochs"], tasks[index]
-            log.append((index, (task["continue_from"] or {"epochs": 0})["epochs"], epochs))
+            task = tasks[index]
+            epochs = task.train_settings["epochs"]
+            log.append((index, (task.continue_from or {"epochs": 0})["epochs"], epochs))
             score = true_quality[index] * epochs / (epochs + 1)
-            yield index, {"status": "failed" if score == 0 else "ok", "reason": "",
-                          "state": {"val_score": score or None, "epochs_trained": epochs, "train_seconds": epochs},
-                          "training_state": {"epochs": epochs} if task["keep_training_state"] else None}
+            yield index, Result({"val_score": score or None, "epochs_trained": epochs, "train_seconds": epochs},
+                                Status.FAILED if score == 0 else Status.OK, "",
+                                training_state={"epochs": epochs} if task.keep_training_state else None)
     return evaluate_all
 
 
 def order_by_score(results):
-    scored = [index for index, result in results.items() if result["state"]["val_score"] is not None]
-    return sorted(scored, key=lambda index: (-results[index]["state"]["val_score"], index))
+    scored = [index for index, result in results.items() if result.state["val_score"] is not None]
+    return sorted(scored, key=lambda index: (-results[index].state["val_score"], index))
 
 
 def test_rung_budgets_and_promotions():
-    assert halving_lib.rung_epochs(1, 3, 15) == [1, 3, 9, 15]
-    assert halving_lib.rung_epochs(3, 2, 15) == [3, 6, 12, 15]
-    assert halving_lib.rung_epochs(5, 3, 5) == [5]
-    assert halving_lib.rung_epochs(2, 1.5, 5) == [2, 3, 5]
-    assert [halving_lib.n_promoted(n, 3) for n in (1, 2, 3, 8, 9)] == [1, 1, 1, 2, 3]
+    assert budget_lib.rung_epochs(1, 3, 15) == [1, 3, 9, 15]
+    assert budget_lib.rung_epochs(3, 2, 15) == [3, 6, 12, 15]
+    assert budget_lib.rung_epochs(5, 3, 5) == [5]
+    assert budget_lib.rung_epochs(2, 1.5, 5) == [2, 3, 5]
+    assert [budget_lib.n_promoted(n, 3) for n in (1, 2, 3, 8, 9)] == [1, 1, 1, 2, 3]
 
 
 def test_the_best_go_on_and_the_rest_are_stopped_with_their_rung_and_cost():
     quality = [0.5, 0.9, 0.0, 0.7, 0.8, 0.6, 0.3, 0.4, 0.95]  # network 2 fails
     log = []
-    tasks = {i: {"train_settings": {"epochs": 15, "seed": i}} for i in range(9)}
-    results = halving_lib.successive_halving(tasks, fake_training(quality, log), order_by_score, [1, 3, 9, 15], 3)
+    tasks = {i: Task({}, {"epochs": 15, "seed": i}, "int8", False, True, 2) for i in range(9)}
+    halving = budget_lib.SuccessiveHalving(1, 3, 15)
+    assert halving.budgets == [1, 3, 9, 15]
+    results = dict(halving.run(tasks, fake_training(quality, log), order_by_score))
     # rung 0: all 9 at 1 epoch -> the best 3 (8, 1, 4) go on from there; then the best 1, alone: on to
     # the full budget at once
     assert sorted(log) == sorted([(i, 0, 1) for i in range(9)] + [(8, 1, 3), (1, 1, 3), (4, 1, 3), (8, 3, 15)])
-    assert results[8]["status"] == "ok" and results[8]["state"]["rung"] == 3
-    assert not results[8]["state"]["stopped_early"] and results[8]["state"]["epochs_trained"] == 15
-    assert results[1]["status"] == "stopped" and results[1]["state"]["rung"] == 1
-    assert results[1]["state"]["stopped_early"] and results[1]["state"]["epochs_trained"] == 3
-    assert "not among the best 1 of 3 after 3 epochs" in results[1]["reason"]
-    assert results[4]["status"] == "stopped" and results[4]["state"]["rung"] == 1
-    assert results[2]["status"] == "failed" and not results[2]["state"]["stopped_early"]
+    assert results[8].status == Status.OK and results[8].state["rung"] == 3
+    assert not results[8].state["stopped_early"] and results[8].state["epochs_trained"] == 15
+    assert results[1].status == Status.STOPPED and results[1].state["rung"] == 1
+    assert results[1].state["stopped_early"] and results[1].state["epochs_trained"] == 3
+    assert "not among the best 1 of 3 after 3 epochs" in results[1].reason
+    assert results[4].status == Status.STOPPED and results[4].state["rung"] == 1
+    assert results[2].status == Status.FAILED and not results[2].state["stopped_early"]
     for index in (0, 3, 5, 6, 7):
-        assert results[index]["status"] == "stopped" and results[index]["state"]["rung"] == 0
-        assert results[index]["state"]["epochs_trained"] == 1
-    assert all(result["training_state"] is None for result in results.values())  # no weights kept past the rungs
+        assert results[index].status == Status.STOPPED and results[index].state["rung"] == 0
+        assert results[index].state["epochs_trained"] == 1
+    assert all(result.training_state is None for result in results.values())  # no weights kept past the rungs
 
 
 def test_halving_parameters_are_checked():
@@ -136,37 +140,38 @@ def test_a_promoted_network_continues_where_its_rung_ended(small_data):
     import library_load_and_split_data as data_lib
     import library_training_state as training_state
     from library_block import Block
-    from library_net import Net, evaluate_network
+    import library_training
+    from library_evaluation import evaluate
+    from library_net import Net
     data, folds = small_data
     net = Net([Block(filters=8, kernel_size=5, stride=2, pooling="max", pool_size=2, dropout_rate=0.1)], None, data,
               train_settings=dict(seed=5, patience=20))  # patience 20: no early stop within 5 epochs
 
     def task(epochs, **more):
-        return dict({"architecture": net.architecture(), "train_settings": dict(net.train_settings, epochs=epochs),
-                     "deploy_precision": "int8", "use_full_training": False, "is_train": True,
-                     "num_selected_folds": 2, "measure": False}, **more)
+        return Task(net.architecture(), dict(net.train_settings, epochs=epochs), "int8", False, True, 2,
+                    measure=False, **more)
 
-    rung_0 = evaluate_network(task(2, keep_training_state=True), data, folds)
-    rung_1 = evaluate_network(task(5, continue_from=rung_0["training_state"], keep_training_state=True), data, folds)
-    assert rung_0["status"] == rung_1["status"] == "ok"
-    assert rung_1["state"]["epochs_trained"] == 2 * 5  # 2 folds x 5 epochs, not 2 x (2 + 5)
-    for before, after in zip(rung_0["state"]["epoch_val_accuracy"], rung_1["state"]["epoch_val_accuracy"]):
+    rung_0 = evaluate(task(2, keep_training_state=True), data, folds)
+    rung_1 = evaluate(task(5, continue_from=rung_0.training_state, keep_training_state=True), data, folds)
+    assert rung_0.status == rung_1.status == Status.OK
+    assert rung_1.state["epochs_trained"] == 2 * 5  # 2 folds x 5 epochs, not 2 x (2 + 5)
+    for before, after in zip(rung_0.state["epoch_val_accuracy"], rung_1.state["epoch_val_accuracy"]):
         assert len(after) == 5 and after[:2] == before
-    assert rung_1["state"]["train_seconds"] > rung_0["state"]["train_seconds"]  # the rungs' seconds add up
+    assert rung_1.state["train_seconds"] > rung_0.state["train_seconds"]  # the rungs' seconds add up
     # the optimizer went on from the rung's state: Adam's step count is that of 5 epochs
-    fold_0 = rung_1["training_state"]["folds"][0]
+    fold_0 = rung_1.training_state["folds"][0]
     steps_per_epoch = math.ceil(len(data_lib.get_fold_split(data.X_train, data.Y_train, folds, 0)[0]) / 64)
     assert int(fold_0["optimizer_variables"][0]) == 5 * steps_per_epoch
     # and the model from the rung's weights (restored as saved, not as a fresh model of the seed)
-    model = net._compiled_model()
-    training_state.restore(model, rung_0["training_state"]["folds"][0])
+    model = library_training.compiled_model(net)
+    training_state.restore(model, rung_0.training_state["folds"][0])
     for variable, saved in zip(training_state.layer_variables(model),
-                               rung_0["training_state"]["folds"][0]["model_variables"]):
+                               rung_0.training_state["folds"][0]["model_variables"]):
         np.testing.assert_array_equal(variable.numpy(), saved)
-    again = evaluate_network(task(5, continue_from=rung_0["training_state"]), data, folds)
-    assert again["state"]["epoch_val_accuracy"] == rung_1["state"]["epoch_val_accuracy"]
-    assert again["state"]["val_score"] == rung_1["state"]["val_score"] and again["training_state"] is None
-    ended = copy.deepcopy(rung_0["training_state"])
+    again = evaluate(task(5, continue_from=rung_0.training_state), data, folds)
+    assert again.state["epoch_val_accuracy"] == rung_1.state["epoch_val_accuracy"]
+    assert again.state["val_score"] == rung_1.state["val_score"] and again.training_state is None
+    ended = copy.deepcopy(rung_0.training_state)
     ended["folds"][0]["finished"] = True  # as if early stopping had ended fold 0 in rung 0
-    after_end = evaluate_network(task(5, continue_from=ended), data, folds)
-    assert [len(accuracies) for accuracies in after_end["state"]["epoch_val_accuracy"]] == [2, 5]
+    after_end = evaluate(task(5, continue_from=ended), data, folds)
+    assert [len(accuracies) for accuracies in after_end.state["epoch_val_accuracy"]] == [2, 5]

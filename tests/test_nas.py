@@ -144,7 +144,6 @@ def test_parent_competes_with_children_unless_random_walk(tmp_path, small_data, 
     data, folds = small_data
     # Dry run (untrained children): quick, and scores still differ between networks.
     nas = make_nas(tmp_path, data, is_random_walk=is_random_walk, is_train_proxy=False, n_child=3)
-    nas.start_time = 0.0
     parent = nas.initial_parent()
     nas.train_generation([parent], folds)
     nas.absolute_best = parent
@@ -194,8 +193,8 @@ def test_each_fold_trains_as_on_a_new_model_though_one_model_serves_every_fold(s
               dict(filters=8, kernel_size=3, stride=1, pooling="none", dropout_rate=0.1)]
     settings = dict(epochs=4, patience=2, seed=11)  # patience 2: the learning rate is halved after one bad epoch
     both = Net([Block(**b) for b in blocks], None, data, head="gap", train_settings=settings)
-    both._cross_validate(True, folds, [0, 1])
+    both.cross_validate(True, folds, [0, 1])
     alone = Net([Block(**b) for b in blocks], None, data, head="gap", train_settings=settings)
-    alone._cross_validate(True, folds, [1])
+    alone.cross_validate(True, folds, [1])
     assert both.epoch_val_accuracy[1] == alone.epoch_val_accuracy[0]
     assert both.epochs_trained == len(both.epoch_val_accuracy[0]) + len(alone.epoch_val_accuracy[0])

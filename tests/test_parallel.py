@@ -1,5 +1,6 @@
 """Many networks at once: the same result whatever the parallelism, and faults that cost a try only."""
 import csv
+import dataclasses
 import glob
 import os
 import secrets
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import PROJECT_DIR, TINY_RUN, real_run
+from library_evaluation import Status
 from library_evaluator import LocalEvaluator
 from library_nas import NAS
 
@@ -40,7 +42,7 @@ def test_local_one_worker_and_ray_two_workers_give_the_same_children_csv(tmp_pat
     ray_two, stdout, _, _ = real_run(tmp_path_factory, demo_subset_files, "ray_2",
                                      (*settings, "executor=ray", "n_workers=2"))
     rows = compared(one_worker)
-    assert len(rows) == 4 and all(row["status"] == "ok" for row in rows)
+    assert len(rows) == 4 and all(row.status == Status.OK for row in rows)
     assert compared(ray_two) == rows
     log_text = open(os.path.join(ray_two, "nas_log.txt")).read()
     assert "ray executor (Ray at a new local instance), 2 networks at once" in log_text
@@ -57,7 +59,7 @@ def tiny_task_and_data(small_data, tmp_path, epochs=2, num_selected_folds=1):
               num_selected_folds=num_selected_folds, seed=0)
     network = nas.space.smart_start_network()
     network.train_settings["seed"] = 1
-    return nas.task_of(network), data, folds
+    return nas.search.task_of(network), data, folds
 
 
 def kill_each_worker_process(evaluator, n_kills, delay_s):
@@ -89,8 +91,8 @@ def test_a_worker_killed_while_it_works_costs_one_try_and_the_result_is_the_same
     finally:
         evaluator.close()
     assert not killer.is_alive()
-    assert undisturbed["status"] == retried["status"] == "ok"
-    assert retried["state"]["val_score"] == undisturbed["state"]["val_score"]
+    assert undisturbed.status == retried.status == Status.OK
+    assert retried.state["val_score"] == undisturbed.state["val_score"]
 
 
 def test_a_network_whose_worker_dies_on_every_try_is_failed_and_the_next_one_trains(small_data, tmp_path):
@@ -103,21 +105,21 @@ def test_a_network_whose_worker_dies_on_every_try_is_failed_and_the_next_one_tra
         ((_, next_one),) = list(evaluator.evaluate_all({1: task}))
     finally:
         evaluator.close()
-    assert failed["status"] == "failed" and failed["state"] is None
-    assert failed["reason"].startswith("WorkerDied:") and "on each of 2 tries" in failed["reason"]
-    assert next_one["status"] == "ok"
+    assert failed.status == Status.FAILED and failed.state is None
+    assert failed.reason.startswith("WorkerDied:") and "on each of 2 tries" in failed.reason
+    assert next_one.status == Status.OK
 
 
 def assert_same_evaluation(split, whole):
-    assert split["status"] == whole["status"] == "ok"
+    assert split.status == whole.status == Status.OK
     for name in ("val_score", "val_metrics", "test_metrics", "epoch_val_accuracy", "epochs_trained",
                  "deployed", "deployed_model_bytes"):
-        assert split["state"][name] == whole["state"][name], name
-    for split_weights, whole_weights in zip(split["state"]["layer_weights"] + [split["state"]["head_weights"]],
-                                            whole["state"]["layer_weights"] + [whole["state"]["head_weights"]]):
+        assert split.state[name] == whole.state[name], name
+    for split_weights, whole_weights in zip(split.state["layer_weights"] + [split.state["head_weights"]],
+                                            whole.state["layer_weights"] + [whole.state["head_weights"]]):
         for split_array, whole_array in zip(split_weights, whole_weights):
             np.testing.assert_array_equal(split_array, whole_array)
-    assert split["flops_keras_flops"] == whole["flops_keras_flops"]
+    assert split.flops_keras_flops == whole.flops_keras_flops
 
 
 def test_a_lone_network_trains_its_folds_on_two_workers_with_the_result_it_has_on_one(small_data, tmp_path):
@@ -125,15 +127,16 @@ def test_a_lone_network_trains_its_folds_on_two_workers_with_the_result_it_has_o
     own, and the network's result is put together from its folds; nothing differs from training
     them in turn, also when the network continues a successive-halving rung, or when its training fails."""
     task, data, folds = tiny_task_and_data(small_data, tmp_path, epochs=3, num_selected_folds=2)
-    rung = dict(task, train_settings=dict(task["train_settings"], epochs=1), measure=False, keep_training_state=True)
-    diverging = dict(task, train_settings=dict(task["train_settings"], learning_rate=float("nan")))
+    rung = dataclasses.replace(task, train_settings=dict(task.train_settings, epochs=1), measure=False,
+                               keep_training_state=True)
+    diverging = dataclasses.replace(task, train_settings=dict(task.train_settings, learning_rate=float("nan")))
     results = {}
     for n_workers in (1, 2):
         evaluator = LocalEvaluator(data, folds, n_workers=n_workers, threads_per_worker=1)
         try:
             ((_, rung_result),) = list(evaluator.evaluate_all({0: rung}))
             tasks_run = sum(worker.tasks_done for worker in evaluator.workers)
-            last_rung = dict(task, continue_from=rung_result["training_state"])  # 2 more epochs, then measured
+            last_rung = dataclasses.replace(task, continue_from=rung_result.training_state)  # 2 more epochs, then measured
             ((_, last_result),) = list(evaluator.evaluate_all({0: last_rung}))
             ((_, failed),) = list(evaluator.evaluate_all({0: diverging}))
         finally:
@@ -143,18 +146,18 @@ def test_a_lone_network_trains_its_folds_on_two_workers_with_the_result_it_has_o
         results[1], results[2]
     assert (tasks_whole, tasks_split) == (1, 2)  # on two workers: fold 0 and fold 1, each on its own
     assert_same_evaluation(rung_split, rung_whole)
-    assert rung_split["state"]["train_seconds"] > 0
+    assert rung_split.state["train_seconds"] > 0
     for i_fold in (0, 1):
-        for split_array, whole_array in zip(rung_split["training_state"]["folds"][i_fold]["model_variables"],
-                                            rung_whole["training_state"]["folds"][i_fold]["model_variables"]):
+        for split_array, whole_array in zip(rung_split.training_state["folds"][i_fold]["model_variables"],
+                                            rung_whole.training_state["folds"][i_fold]["model_variables"]):
             np.testing.assert_array_equal(split_array, whole_array)
     assert_same_evaluation(split, whole)
-    assert whole["state"]["epochs_trained"] == 2 * 3 and whole["flops_keras_flops"] > 0
-    assert whole["state"]["deployed"]["flash_bytes"] > 0
-    assert split["training_state"] is None  # not asked for: the last rung
-    assert failed_whole["status"] == failed_split["status"] == "failed"
-    assert failed_split["reason"] == failed_whole["reason"]  # the first fold's, as in turn
-    assert failed_split["reason"].startswith("TrainingFailed: fold 0")
+    assert whole.state["epochs_trained"] == 2 * 3 and whole.flops_keras_flops > 0
+    assert whole.state["deployed"]["flash_bytes"] > 0
+    assert split.training_state is None  # not asked for: the last rung
+    assert failed_whole.status == failed_split.status == Status.FAILED
+    assert failed_split.reason == failed_whole.reason  # the first fold's, as in turn
+    assert failed_split.reason.startswith("TrainingFailed: fold 0")
 
 
 # The `ray` command of this Python (beside it when its folder is not on PATH).
@@ -251,4 +254,4 @@ def test_a_search_on_a_two_node_ray_cluster_survives_losing_a_node(tmp_path, dem
     (run_dir,) = glob.glob(os.path.join(logs_dir, "*_cluster"))
     rows = compared(run_dir)
     assert [row["child_id"] for row in rows] == ["g000_c0001", "g001_c0002", "g001_c0003"]
-    assert all(row["status"] == "ok" for row in rows), [row["reason"] for row in rows]
+    assert all(row.status == Status.OK for row in rows), [row["reason"] for row in rows]

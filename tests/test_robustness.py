@@ -12,7 +12,7 @@ import pytest
 
 import library_load_and_split_data as data_lib
 from conftest import PROJECT_DIR, TINY_RUN, run_main, write_idx1, write_idx3
-from library_evaluator import failed_result
+from library_evaluation import Result
 from library_nas import NAS, SearchStopped, check_search_parameters
 
 
@@ -85,7 +85,6 @@ def test_diverging_networks_are_recorded_and_too_many_in_a_row_stop_the_search(t
     # A learning rate of 1e12 makes the loss NaN within the first steps.
     nas = NAS(run_dir=str(tmp_path / "run"), preloaded_data=data, learning_rate=1e12, epochs=2, num_selected_folds=1, n_child=3,
               max_failures_in_a_row=3, seed=0)
-    nas.start_time = time.perf_counter()
     parent = nas.initial_parent()
     children = nas.new_generation(parent, data)
     gen_per, _ = nas.train_generation(children[:2], folds)
@@ -165,9 +164,8 @@ def test_resume_cuts_children_csv_by_records_when_a_reason_spans_lines(tmp_path,
     settings = dict(run_dir=str(tmp_path / "run"), preloaded_data=data, is_train_proxy=False, n_child=2,
                     n_generations=3, num_selected_folds=1, seed=0)
     nas = NAS(**settings)
-    nas.start_time = time.perf_counter()
-    population = nas.start(folds)  # generation 0, checkpointed
-    real_evaluator = nas._evaluator(folds)
+    population = nas.search.start(folds)  # generation 0, checkpointed
+    real_evaluator = nas.search.evaluator
 
     class FailingEvaluator:  # fails the networks `fails` picks, with a multi-line reason; the real one trains the rest
         folds = real_evaluator.folds
@@ -181,31 +179,30 @@ def test_resume_cuts_children_csv_by_records_when_a_reason_spans_lines(tmp_path,
         def evaluate_all(self, tasks):
             for index, task in tasks.items():
                 if self.fails(task):
-                    yield index, failed_result(self.reason)
+                    yield index, Result.failed(self.reason)
             yield from real_evaluator.evaluate_all({i: t for i, t in tasks.items() if not self.fails(t)})
 
         def close(self):
             real_evaluator.close()
 
     # errors of TensorFlow often span several lines; the second network (seed 2) fails
-    nas.evaluator = FailingEvaluator(lambda task: task["train_settings"]["seed"] == 2,
-                                     "InvalidArgumentError: the first line\n  and the second line, \"quoted\"")
-    nas.i_gen = 1
-    population = nas.one_generation(population, folds)  # generation 1, checkpointed
+    nas.search.evaluator = FailingEvaluator(lambda task: task.train_settings["seed"] == 2,
+                                            "InvalidArgumentError: the first line\n  and the second line, \"quoted\"")
+    nas.search.i_gen = 1
+    population = nas.search.generation(population, folds)  # generation 1, checkpointed
     checkpointed = records(settings["run_dir"])
     assert [row["status"] for row in checkpointed] == ["dry_run", "failed", "dry_run"]
-    nas.i_gen = 2  # generation 2 dies after one network, whose reason spans lines too
-    nas.evaluator = FailingEvaluator(lambda task: True, "Error:\nkilled here")
+    nas.search.i_gen = 2  # generation 2 dies after one network, whose reason spans lines too
+    nas.search.evaluator = FailingEvaluator(lambda task: True, "Error:\nkilled here")
     nas.train_generation(nas.new_generation(population[0], data)[:1], folds)
     assert len(records(settings["run_dir"])) == 4
-    nas.evaluator.close()
+    nas.search.evaluator.close()
 
     resumed = NAS(**settings)
-    resumed.start_time = time.perf_counter()
-    resumed_population = resumed.resume_from_checkpoint()
+    resumed_population = resumed.search.resume()
     assert records(settings["run_dir"]) == checkpointed
     assert [network.child_id for network in resumed_population] == [network.child_id for network in population]
     # The history is rebuilt from the records: the networks of the lost generation are not in it.
     assert len(resumed.evaluated_keys) == 3 and resumed.evaluated_keys < nas.evaluated_keys
-    assert [earlier["status"] for earlier in resumed.evaluated_results.values()] == ["dry_run", "failed", "dry_run"]
+    assert [earlier["status"] for earlier in resumed.search.trials.results.values()] == ["dry_run", "failed", "dry_run"]
     assert checkpointed[1]["reason"] == "InvalidArgumentError: the first line\n  and the second line, \"quoted\""

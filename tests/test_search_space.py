@@ -130,9 +130,9 @@ def test_dump_and_short_description_are_readable(small_data, tmp_path):
 
 
 def test_keras_flops_import_keeps_tensorflows_own_statistics():
-    import library_net
+    import library_keras_flops
     from tensorflow.python.framework import ops
-    library_net._import_keras_flops()
+    library_keras_flops.import_keras_flops()
     registered = ops._stats_registry.list()
     assert "FusedBatchNormV3,flops" in registered  # added by keras-flops
     assert "AddV2,flops" in registered  # TensorFlow's own, kept

@@ -95,7 +95,7 @@ def test_a_broken_user_function_is_named_before_any_training(tmp_path, small_dat
     nas = make_nas(tmp_path, data, objectives=["val_accuracy", "text"],
                    custom_objectives={"text": (lambda figures, scores: "small", "min")})
     with pytest.raises(objectives_lib.UserFunctionError, match="objective 'text' gave 'small', not a finite number"):
-        nas.check_objectives_on(nas.initial_parent())
+        nas.ranking.check_on(nas.initial_parent())
 
 
 def test_the_generic_device_estimates_latency_from_flops_clock_and_flops_per_cycle(tmp_path, small_data):
@@ -144,7 +144,7 @@ def test_a_user_objective_ranks_the_population(tmp_path, small_data):
     population = scored_population(nas)
     by_hand = sorted(population, key=lambda n: -n.val_score * 1000 / n.hw_measures()[3])
     assert [n.child_id for n in nas.ranking.ranked(population)] == [n.child_id for n in by_hand]
-    assert nas.fitness(population[0]) == pytest.approx(population[0].val_score * 1000 / population[0].hw_measures()[3])
+    assert nas.ranking.fitness(population[0]) == pytest.approx(population[0].val_score * 1000 / population[0].hw_measures()[3])
 
 
 def test_canonical_key_ignores_settings_that_do_not_shape_the_network(tmp_path, small_data):
@@ -161,7 +161,6 @@ def test_canonical_key_ignores_settings_that_do_not_shape_the_network(tmp_path, 
 def test_an_architecture_evaluated_before_is_reused_not_trained(tmp_path, small_data):
     data, folds = small_data
     nas = make_nas(tmp_path, data, is_train_proxy=False)  # dry run: quick, scores still real
-    nas.start_time = time.perf_counter()
     network = nas.space.random_network(3, (), "a test network")
     again = nas.space.new_net([block.copy(layer_weights=None) for block in network.block_list], network.head,
                               input_stage=network.input_stage)
@@ -265,18 +264,15 @@ def test_the_best_network_is_best_by_the_first_objective_in_generation_0(tmp_pat
     the best network is still the one best by the first objective."""
     data, folds = small_data
     nas = make_nas(tmp_path, data, population_size=6, objectives=["val_accuracy", "flash_size"], seed=3)
-    nas.start_time = time.perf_counter()
 
     def scores_rising_with_flash(children, folds):  # every network on the first front
         by_flash = sorted(children, key=lambda network: network.hw_measures()[3])
         for rank, network in enumerate(by_flash):
             network.val_score, network.child_id = 0.5 + 0.05 * rank, f"g000_c{children.index(network) + 1:04d}"
-        return [network.val_score for network in children], [None] * len(children)
 
-    monkeypatch.setattr(nas, "train_generation", scores_rising_with_flash)
-    monkeypatch.setattr(nas, "save_partial", lambda *args: None)
-    monkeypatch.setattr(nas, "end_generation", lambda *args, **kwargs: None)
-    population = nas.start(folds)
+    monkeypatch.setattr(nas.search, "evaluate", scores_rising_with_flash)
+    monkeypatch.setattr(nas.search, "end_generation", lambda *args, **kwargs: None)
+    population = nas.search.start(folds)
     most_accurate = max(population, key=lambda network: network.val_score)
     assert population[0] is not most_accurate  # NSGA-II's first is another end of the front
     assert nas.absolute_best is most_accurate
@@ -288,17 +284,15 @@ def test_an_empty_population_ranks_and_a_generation_of_failures_keeps_the_popula
     assert len(ranks) == len(crowding) == 0 and objectives_lib.nsga2_order([]) == []
     data, folds = small_data
     nas = make_nas(tmp_path, data, n_elites=0, population_size=2, n_child=2)
-    nas.start_time = time.perf_counter()
     population = scored_population(nas, 2)
-    nas.absolute_best = population[0]
+    nas.search.absolute_best = population[0]
 
     def every_child_fails(children, folds):
         for network in children:
             network.val_score = None
-        return [None] * len(children), [None] * len(children)
 
-    monkeypatch.setattr(nas, "train_generation", every_child_fails)
-    monkeypatch.setattr(nas, "end_generation", lambda *args, **kwargs: None)
-    nas.i_gen = 1
-    assert nas.one_generation(population, folds) == population
+    monkeypatch.setattr(nas.search, "evaluate", every_child_fails)
+    monkeypatch.setattr(nas.search, "end_generation", lambda *args, **kwargs: None)
+    nas.search.i_gen = 1
+    assert nas.search.generation(population, folds) == population
     assert "Every child failed and no elite is kept; the population stays." in open(nas.log_path).read()

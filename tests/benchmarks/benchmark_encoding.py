@@ -6,7 +6,7 @@ continues where it stopped; every run rewrites the report (--out) from all cache
   architectures  The same hand-made architectures under each input encoding
                  (bytes / 255, or a learned byte table of 4, 8 or 16 values per
                  byte) and a few input lengths, each trained on one fold of the
-                 training split (library_net.evaluate_network, the search's own
+                 training split (library_evaluation.evaluate, the search's own
                  evaluation: early stopping on the fold's validation part) and
                  measured as the int8 TFLite model TFLM runs: test accuracy of the
                  Keras model and of the deployed one, parameters, flash, arena,
@@ -33,9 +33,9 @@ import subprocess
 import sys
 import time
 
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, PROJECT_DIR)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import benchmark_setup  # noqa: E402  (the project and the tests' helpers on the path)
+
+PROJECT_DIR = benchmark_setup.PROJECT_DIR
 
 import numpy as np  # noqa: E402
 
@@ -43,6 +43,7 @@ import library_load_and_split_data as data_lib  # noqa: E402
 import library_report as report_lib  # noqa: E402
 
 CACHE_DIR = os.path.join(PROJECT_DIR, "logs", "benchmark_encoding")
+NOTES_HEADING = "## What it means"
 DATASETS = {  # name -> (images, labels, what it is)
     "demo": ("data/demo_sessions.idx3", "data/demo_labels.idx1", "demo traffic, 6 classes"),
     "mnist": ("data/mnist5k_images.idx3", "data/mnist5k_labels.idx1", "5,000 MNIST digits, 10 classes"),
@@ -109,6 +110,7 @@ def random_forest_accuracy(dataset, seed):
 
 def run_architectures(datasets, seeds):
     from library_device import TargetDevice
+    from library_evaluation import Status, Task
     from library_evaluator import make_evaluator
     from library_net import Net
     device = TargetDevice.named("STM32F746")
@@ -125,18 +127,16 @@ def run_architectures(datasets, seeds):
             for index, (architecture, encoding, dim, length) in todo.items():
                 arch = dict(ARCHITECTURES[architecture],
                             input={"encoding": encoding, "embedding_dim": dim, "length": length})
-                tasks[index] = {"architecture": arch, "train_settings": dict(TRAIN_SETTINGS, seed=1000 * seed + index),
-                                "deploy_precision": "int8", "use_full_training": False, "is_train": True,
-                                "num_selected_folds": 1}
+                tasks[index] = Task(arch, dict(TRAIN_SETTINGS, seed=1000 * seed + index), "int8", False, True, 1)
             evaluator = make_evaluator("local", data, folds, n_workers=2, threads_per_worker=1)
             try:
                 for index, result in evaluator.evaluate_all(tasks):
                     config = CONFIGURATIONS[index]
                     key = f"{dataset}/{seed}/{config_name(config)}"
-                    if result["status"] != "ok":
-                        print(f"{key}: {result['status']} {result['reason']}", flush=True)
+                    if result.status != Status.OK:
+                        print(f"{key}: {result.status} {result.reason}", flush=True)
                         continue
-                    state = result["state"]
+                    state = result.state
                     net = Net.from_state(state, None, data)
                     n_params, _, flops, _, _ = net.hw_measures()
                     row = {"key": key, "dataset": dataset, "seed": seed, "config": config_name(config),
@@ -243,8 +243,14 @@ def report(path):
                          f"{row['val_accuracy']:.4f} | {row['test_accuracy']:.4f} | {row['int8_test_accuracy']:.4f} | "
                          f"{row['flash_bytes']} | {row['arena_bytes']} | {row['forest']:.4f} | {row['architecture']} |")
         lines.append("")
+    # What the figures mean is written by hand below NOTES_HEADING; a new report keeps it.
+    notes = ""
+    if os.path.exists(path):
+        previous = open(path).read()
+        if NOTES_HEADING in previous:
+            notes = previous[previous.index(NOTES_HEADING):]
     with open(path, "w") as report_file:
-        report_file.write("\n".join(lines))
+        report_file.write("\n".join(lines) + ("\n" + notes if notes else ""))
     print(f"wrote {path}")
 
 

@@ -1,7 +1,7 @@
 """Where a network's evaluation time goes, and training before vs now (a documented command, not a timed test).
 
-    python tests/benchmark_training.py [--networks 8] [--epochs 15]
-    python tests/benchmark_training.py --where
+    python tests/benchmarks/benchmark_training.py [--networks 8] [--epochs 15]
+    python tests/benchmarks/benchmark_training.py --where
 
 --where measures, on the smart-start network (fold 0 of the demo data, batch 64), where one
 network's training time goes: the first epoch (tracing) against the next, with Keras building
@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import library_config  # noqa: E402
@@ -42,7 +42,9 @@ with library_config.quiet_native_output():
     import tensorflow as tf  # noqa: E402
 
     import library_load_and_split_data as data_lib  # noqa: E402
-    from library_net import compute_descriptors, net_from_architecture  # noqa: E402
+    import library_training  # noqa: E402
+    from library_compute_stats import compute_descriptors  # noqa: E402
+    from library_net import net_from_architecture  # noqa: E402
     from benchmark_throughput import architectures_and_tasks  # noqa: E402
 library_config.quiet_tensorflow_logs()
 tf.config.threading.set_intra_op_parallelism_threads(1)
@@ -135,12 +137,12 @@ def where_the_time_goes(data, folds):
         lazy.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
         lazy_seconds = first_and_second_epoch(lazy, X_train, Y_train, X_val, Y_val)
         keras.backend.clear_session()
-        built_seconds = first_and_second_epoch(net._compiled_model(), X_train, Y_train, X_val, Y_val)
+        built_seconds = first_and_second_epoch(library_training.compiled_model(net), X_train, Y_train, X_val, Y_val)
         keras.backend.clear_session()
         print(f"  built while tracing: {lazy_seconds[0]:.2f} s then {lazy_seconds[1]:.2f} s; "
               f"built first (library_net): {built_seconds[0]:.2f} s then {built_seconds[1]:.2f} s")
     net = net_from_architecture(architecture, None, data, {"seed": 0})
-    model = net._compiled_model()
+    model = library_training.compiled_model(net)
     steps = math.ceil(len(X_train) / 64)
     epoch_seconds = min(first_and_second_epoch(model, X_train, Y_train, X_val, Y_val)[1] for _ in range(2))
     loss_function = keras.losses.CategoricalCrossentropy()

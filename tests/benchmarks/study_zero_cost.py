@@ -1,6 +1,6 @@
 """Do zero-cost proxies rank networks better than counting parameters? (a measured study, not a test)
 
-    python tests/study_zero_cost.py [--networks 100] [--out FILE] [--part 0 --parts 2]
+    python tests/benchmarks/study_zero_cost.py [--networks 100] [--out FILE] [--part 0 --parts 2]
 
 Draws --networks random valid architectures of the default search space (the
 thresholds and choices of B01_NAS.py), scores each at initialisation with
@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import library_config  # noqa: E402
@@ -37,13 +37,13 @@ with library_config.quiet_native_output():
     import tensorflow as tf  # noqa: E402
     from scipy.stats import spearmanr  # noqa: E402
 
-    import library_halving as halving_lib  # noqa: E402
+    import library_budget as halving_lib  # noqa: E402
     import library_load_and_split_data as data_lib  # noqa: E402
     from library_net import net_from_architecture  # noqa: E402
     from benchmark_throughput import architectures_and_tasks  # noqa: E402
 library_config.quiet_tensorflow_logs()
 
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT_DIR = benchmark_setup.PROJECT_DIR
 PROXY_BATCH = 64  # sessions NASWOT and grad_norm look at
 EARLY_EPOCHS = (1, 2, 3, 5)
 

@@ -1,6 +1,6 @@
 """Networks per hour by executor, workers and threads (a documented command, not a timed test).
 
-    python tests/benchmark_throughput.py [--networks 16] [--settings local:1x2 local:2x1 ray:2x1]
+    python tests/benchmarks/benchmark_throughput.py [--networks 16] [--settings local:1x2 local:2x1 ray:2x1]
 
 Trains the same random valid architectures of the demo data (drawn with the
 default search space and thresholds of B01_NAS.py; proxy training as in the
@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import library_config  # noqa: E402
@@ -38,7 +38,7 @@ def architectures_and_tasks(data, n_networks, epochs, run_dir):
         network = nas.space.random_network(nas.max_depth, seen, "a benchmark network")
         seen.add(network.architecture_key())
         network.train_settings["seed"] = index + 1
-        tasks[index] = nas.task_of(network)
+        tasks[index] = nas.search.task_of(network)
         texts.append(network.architecture_text())
     return tasks, texts
 
@@ -52,8 +52,8 @@ def run_setting(setting, data, folds, tasks):
     scores = {}
     try:
         for task_id, result in evaluator.evaluate_all(tasks):
-            state = result["state"] or {}
-            scores[task_id] = state.get("val_score") if result["status"] == "ok" else result["reason"]
+            state = result.state or {}
+            scores[task_id] = state.get("val_score") if result.status == "ok" else result.reason
             print(f"  {setting}: network {task_id:2d} done after {time.perf_counter() - start:6.1f} s, "
                   f"val {scores[task_id]}", flush=True)
     finally:

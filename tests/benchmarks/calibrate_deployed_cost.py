@@ -6,9 +6,9 @@ precision's per-op, per-filter and per-class bytes by least squares. Run it afte
 upgrading TensorFlow or tflite-micro, paste the printed entries into
 DEPLOYED_COST, then run tests/test_deployed_cost.py.
 
-    python tests/calibrate_deployed_cost.py            # 200 networks per precision
-    python tests/calibrate_deployed_cost.py --networks 50
-    python tests/calibrate_deployed_cost.py --check    # only print how far today's estimates are off
+    python tests/benchmarks/calibrate_deployed_cost.py            # 200 networks per precision
+    python tests/benchmarks/calibrate_deployed_cost.py --networks 50
+    python tests/benchmarks/calibrate_deployed_cost.py --check    # only print how far today's estimates are off
 """
 import argparse
 import os
@@ -16,7 +16,7 @@ import random
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project
+import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import library_deploy as deploy  # noqa: E402
 from library_block import DEPLOYED_COST  # noqa: E402
 from deployment_networks import deployment_test_network, randomize_weights  # noqa: E402
-from library_encoding import device_model  # noqa: E402
+from library_deploy import device_model  # noqa: E402
 
 # Features of the flatbuffer's bytes beyond the weights, and of TFLM's persistent bytes.
 FLASH_ENTRIES = ("model_fixed", "per_filter", "conv_op", "tanh_op", "tanh_after_batchnorm", "pool_op",
@@ -56,7 +56,7 @@ def known_flash_bytes(net, precision):
     """The weight bytes (the byte table's included), which need no fitting."""
     width = DEPLOYED_COST[precision]["weight_bytes"]
     weights = sum(b.kernel_size_used * b.input_channels * b.filters for b in net.block_list)
-    return width * (weights + net._head_features() * net.num_classes + net.input_stage.n_params())
+    return width * (weights + net.head_stage.features * net.num_classes + net.input_stage.n_params())
 
 
 def main():

@@ -1,6 +1,6 @@
 """The toolkit's export against the plain TFLiteConverter.from_keras_model recipe.
 
-    python tests/benchmark_export.py [--networks 12]
+    python tests/benchmarks/benchmark_export.py [--networks 12]
 
 Draws random valid networks of the default search space (default thresholds) on
 600 demo sessions, trains each for one epoch, saves it as a .keras file, and
@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402

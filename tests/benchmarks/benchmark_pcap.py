@@ -1,7 +1,7 @@
 """Benchmark: packets per second of the capture converter against a scapy loop doing the
 same session grouping (the original toolkit's approach), side by side in one run.
 
-    python tests/benchmark_pcap.py [--packets 1000000] [--scapy-packets N] [--folder DIR]
+    python tests/benchmarks/benchmark_pcap.py [--packets 1000000] [--scapy-packets N] [--folder DIR]
 
 Writes a synthetic Ethernet capture of --packets packets: TCP connections (handshake,
 requests and answers of 0 to 1,460 bytes both ways, FIN) and UDP exchanges, IPv4 with
@@ -27,8 +27,9 @@ import sys
 import tempfile
 import time
 
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, PROJECT_DIR)
+import benchmark_setup  # noqa: E402  (the project and the tests' helpers on the path)
+
+PROJECT_DIR = benchmark_setup.PROJECT_DIR
 
 
 def write_synthetic_capture(path, n_packets, seed=0, open_sessions=400):

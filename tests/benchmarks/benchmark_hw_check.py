@@ -5,7 +5,7 @@ shape, (a) Net.hw_measures() (what mutate_network_and_control calls for every
 mutation attempt) and (b) building the Keras model plus keras-flops' FLOPs count
 (what a check without the cost model would need). Prints both medians and their ratio.
 
-    python tests/benchmark_hw_check.py [--networks 200]
+    python tests/benchmarks/benchmark_hw_check.py [--networks 200]
 """
 import argparse
 import os
@@ -15,7 +15,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project
+import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -24,7 +24,7 @@ gets the hand-crafted start. Finished runs (their folder holds
 benchmark_done.json) are read, not run again, and an interrupted run is resumed,
 so an interrupted benchmark continues where it stopped.
 
-    python tests/benchmark_search.py [--budget 130] [--seeds 0 1 2 3 4] [--epochs 15] [--target ACC]
+    python tests/benchmarks/benchmark_search.py [--budget 130] [--seeds 0 1 2 3 4] [--epochs 15] [--target ACC]
         [--out FILE] [--plot FILE]
 """
 import argparse
@@ -36,16 +36,17 @@ import subprocess
 import sys
 import time
 
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, PROJECT_DIR)
+import benchmark_setup  # noqa: E402  (the project and the tests' helpers on the path)
 
-import library_halving as halving_lib  # noqa: E402
+PROJECT_DIR = benchmark_setup.PROJECT_DIR
+
+import library_budget as halving_lib  # noqa: E402
 import library_objectives as objectives_lib  # noqa: E402
 import library_report as report  # noqa: E402
 
 FLASH_THR = 32_000
 DONE_MARKER = "benchmark_done.json"  # written in a run folder once its run has finished
-HALVING_ETA, MIN_EPOCHS = 3, 3  # the README's recommendation, from the halving simulation
+HALVING_ETA, MIN_EPOCHS = 3, 3  # the recommendation of docs/halving.md, from the halving simulation
 HALVING = [f"halving_eta={HALVING_ETA}", f"min_epochs={MIN_EPOCHS}"]
 # Each compared strategy: its B01_NAS.py overrides, the networks of generation 0 and of each later generation.
 STRATEGIES = {

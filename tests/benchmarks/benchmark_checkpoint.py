@@ -1,6 +1,6 @@
 """Checkpoint cost as a run grows: the checkpoint of today against the one that held every network.
 
-    python tests/benchmark_checkpoint.py [--networks 1000] [--report 100 1000]
+    python tests/benchmarks/benchmark_checkpoint.py [--networks 1000] [--report 100 1000]
 
 Runs a dry run (is_train_proxy=False: networks are built, measured by keras-flops,
 converted to int8 TFLite and run by TFLM, not trained) of random search, 10
@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import library_load_and_split_data as data_lib  # noqa: E402
@@ -46,7 +46,7 @@ def main():
               n_generations=arguments.networks // per_generation - 1, num_selected_folds=1,
               params_thr=20_000, flops_thr=2_000_000, flash_thr=32_000, ram_thr=16_000, max_tens_thr=16_000)
     measured = {}
-    save_checkpoint = nas.save_checkpoint
+    save_checkpoint = nas.search.save_checkpoint
 
     def timed_save_checkpoint(population):
         start = time.perf_counter()
@@ -59,15 +59,15 @@ def main():
                          "absolute_best": nas.absolute_best.to_state(),
                          "evaluated_keys": sorted(nas.evaluated_keys),
                          "evaluated_results": {key: dict(earlier, state=nas.records.load_network(
-                             earlier["child_id"])["state"]) for key, earlier in nas.evaluated_results.items()}}
+                             earlier["child_id"]).state) for key, earlier in nas.search.trials.results.items()}}
             old_path = os.path.join(folder, "old_checkpoint.pkl")
             start = time.perf_counter()
             write_atomically(old_path, pickle.dumps(old_state))
             old_seconds = time.perf_counter() - start
-            measured[n] = (new_seconds, os.path.getsize(nas.checkpoint_path), old_seconds, os.path.getsize(old_path))
+            measured[n] = (new_seconds, os.path.getsize(nas.records.checkpoint_path), old_seconds, os.path.getsize(old_path))
         return None
 
-    nas.save_checkpoint = timed_save_checkpoint
+    nas.search.save_checkpoint = timed_save_checkpoint
     start = time.perf_counter()
     nas.run_NAS(folds)
     print(f"\n{nas.n_evaluated} networks in {time.perf_counter() - start:.0f} s (dry run); run folder {folder}")

@@ -6,7 +6,7 @@ trains each network, counts its FLOPs, converts it to int8 and measures it with
 TFLM), and prints the resident memory of the search's process plus its worker
 after network 20 and after the last one.
 
-    python tests/benchmark_memory.py [--children 200]
+    python tests/benchmarks/benchmark_memory.py [--children 200]
 """
 import argparse
 import os
@@ -15,7 +15,7 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project
+import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
 
 import library_config  # noqa: E402
 
@@ -40,7 +40,6 @@ def main():
     data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, 6), X_test, data_lib.one_hot(y_test, 6))
     with tempfile.TemporaryDirectory() as run_dir:
         nas = NAS(run_dir=run_dir, preloaded_data=data, epochs=1, num_selected_folds=1, n_child=1, check_hw=False, seed=0)
-        nas.start_time = time.perf_counter()
         parent = nas.initial_parent()
         resident_after = {}
         for index in range(1, arguments.children + 1):

@@ -1,0 +1,268 @@
+"""The search's loop: a strategy proposes, an evaluator trains under a budget, the trials record,
+the strategy selects, the best is kept, a checkpoint is written.
+
+    population = start() or resume()
+    while generations are left and time is left:
+        children = strategy.propose(population, trials.keys)
+        evaluate(children)                      # budget.run: the full budget or successive halving
+        population = strategy.select(population, children)
+        improved = update_best(children)
+        end_generation(population, improved)    # listeners save, report, show; checkpoint
+
+Every network gets its id and training seed when it is proposed, so the result does not depend
+on how many networks train at once; an architecture already evaluated is never trained again.
+What people see (log text, progress, plots, saved models) listens to the loop's events
+(library_listeners): the loop formats no text for them but the sentences of its decisions.
+"""
+import contextlib
+import random
+
+import numpy as np
+
+from library_evaluation import Status, Task
+from library_records import SearchState, child_record, light_state
+from library_search_space import ConstraintError
+from library_strategies import SearchStopped
+
+
+class Search:
+    """One run's loop. pieces: a dict with settings (library_settings' names), data, records
+    (RunRecords), trials (Trials), space (SearchSpace), strategy, ranking and front_ranking
+    (library_objectives.Ranking), budget (library_budget), clock (RunClock), stop
+    (StopSignals), make_evaluator(folds) and listeners (a list, called in order)."""
+
+    def __init__(self, **pieces):
+        self.__dict__.update(pieces)
+        self.i_gen = 0
+        self.absolute_best = None  # the best network by the first objective, trained to the full budget
+        self.best_record = None  # its children.csv record, as the console shows it
+        self.failures_in_a_row = 0
+        self.evaluator = None
+        self.population = []
+
+    # ----- events ------------------------------------------------------------------
+    def emit(self, event, *arguments):
+        for listener in self.listeners:
+            getattr(listener, event)(self, *arguments)
+
+    def say(self, text):
+        """A sentence of the search's for the NAS log."""
+        self.emit("message", text)
+
+    # ----- the loop ------------------------------------------------------------------
+    def run(self, folds):
+        """Runs the search on folds to its last generation or its time budget; returns the
+        last population (the mutation loop's: its parent). Raises ConstraintError, SearchStopped;
+        a KeyboardInterrupt (Ctrl-C, SIGTERM) is told to the listeners and raised again."""
+        try:
+            with self.stop:
+                population = self.resume() if self.records.has_checkpoint() else self.start(folds)
+                while self.i_gen < self.settings["n_generations"] and not self.time_is_up():
+                    self.i_gen += 1
+                    population = self.generation(population, folds)
+        except ConstraintError as error:
+            self.say(str(error))
+            raise
+        except KeyboardInterrupt:
+            self.emit("interrupted")
+            raise
+        finally:
+            if self.evaluator is not None:
+                self.evaluator.close()
+                self.evaluator = None
+        self.emit("ended", population)
+        return population
+
+    def start(self, folds):
+        """Generation 0: the strategy's first networks, evaluated; returns the first population."""
+        if self.records.has_records():  # a run killed before its first checkpoint
+            self.records.remove()
+            self.say("\n== Started again: the run had no finished generation ==")
+        self.clock.start()
+        self.emit("started", folds)
+        first = self.strategy.first_generation()
+        self.ranking.check_on(first[0])
+        self.front_ranking.check_on(first[0])
+        self.evaluate(first, folds)
+        population = self.strategy.first_population(first)
+        if not population:
+            raise SearchStopped(f"{self.strategy.first_generation_name} failed, so there is nothing to evolve; "
+                                f"see why in {self.records.records_path}")
+        # The best is the best by the first objective, not the first of NSGA-II's order
+        # (with several objectives that is the least crowded network of the first front).
+        self.absolute_best = self.ranking.best_by_first_objective(population)
+        if self.absolute_best is None:  # successive halving's fully trained network(s) failed
+            raise SearchStopped(f"no network of generation 0 finished its full training (the others were stopped "
+                                f"early by successive halving); see why in {self.records.records_path}")
+        self.end_generation(population, first, improved=True)
+        return population
+
+    def generation(self, population, folds):
+        """One generation: the strategy's children, evaluated, then its selection. Returns the next population."""
+        self.emit("generation_started")
+        children = self.strategy.propose(population, self.trials.keys)
+        self.evaluate(children, folds)
+        next_population = self.strategy.select(population, children, self.i_gen)
+        improved = self.update_best(children)
+        self.end_generation(next_population, children, improved)
+        return next_population
+
+    def end_generation(self, population, children, improved):
+        """Tells the listeners (models saved, reports refreshed), then writes the checkpoint."""
+        self.population = population
+        self.emit("generation_ended", population, children, improved)
+        self.save_checkpoint(population)
+
+    def time_is_up(self):
+        if not self.clock.is_up():
+            return False
+        self.say(f"\nTime budget of {self.clock.time_budget_s} s spent after generation {self.i_gen} "
+                 f"({self.clock.elapsed_seconds():.0f} s): the search ends here.")
+        return True
+
+    # ----- evaluating a generation -----------------------------------------------------
+    def evaluate(self, children, folds):
+        """Trains (or dry-runs) each child under the budget, measures its deployed model, and
+        records it in id order as results come in. A child whose architecture was evaluated
+        before takes that result (REUSED); a child that fails is recorded with the reason."""
+        tasks, keys, results = {}, [], {}
+        for index, child in enumerate(children):
+            key = self.trials.open(child, self.i_gen)
+            if key not in self.trials.keys:
+                # Halving ranks the generation's networks together: a resumed generation trains them all again.
+                saved = None if self.budget.trains_together else self.trials.saved_before_resume(child)
+                if saved is not None:
+                    results[index] = saved
+                    self.say(f"{child.child_id} finished before the run was interrupted: its saved result is used, "
+                             f"not trained again.")
+                else:
+                    tasks[index] = self.task_of(child)
+            self.trials.keys.add(key)
+            keys.append(key)
+        self.emit("evaluation_started", children)
+        recorded = self.record_ready(children, keys, tasks, results, 0)
+        try:
+            with contextlib.closing(self.budget.run(tasks, lambda rung_tasks: self.evaluate_all(rung_tasks, folds, children),
+                                                    lambda rung_results: self.ranked(children, rung_results),
+                                                    on_rung=lambda *rung: self.emit("rung_started", children, *rung))) as finished:
+                for index, result in finished:
+                    results[index] = result
+                    recorded = self.record_ready(children, keys, tasks, results, recorded)
+        finally:
+            self.emit("evaluation_ended")
+
+    def task_of(self, child):
+        settings = self.settings
+        return Task(child.architecture(), dict(child.train_settings), child.deploy_precision,
+                    settings["use_full_training"],
+                    settings["is_train"] if settings["use_full_training"] else settings["is_train_proxy"],
+                    settings["num_selected_folds"])
+
+    def evaluate_all(self, tasks, folds, children):
+        """The evaluator's (index, Result) of tasks as they finish; with a budget that trains the
+        generation together, stops after the network that finishes next when a stop was asked."""
+        if self.evaluator is None or self.evaluator.folds is not folds:
+            if self.evaluator is not None:
+                self.evaluator.close()
+            self.evaluator = self.make_evaluator(folds)
+        for index in self.evaluator.to_split(tasks):
+            self.say(f"{children[index].child_id}: its {tasks[index].n_folds(folds)} folds train on separate workers "
+                     f"(otherwise a worker would wait).")
+        with contextlib.closing(self.evaluator.evaluate_all(tasks)) as finished:  # leaving early ends the trainings
+            for index, result in finished:
+                self.emit("network_finished")
+                if self.budget.trains_together:
+                    self.stop.check()
+                yield index, result
+
+    def ranked(self, children, results):
+        """The indices of results {index: Result} that have scores, best first by the ranking."""
+        scored = {}
+        for index, result in results.items():
+            if result.status != Status.FAILED and result.state is not None:
+                children[index].take_results(result.state)
+                if self.ranking.fitness(children[index]) is not None:
+                    scored[id(children[index])] = index
+        ranked = [scored[id(child)] for child in self.ranking.ranked([children[i] for i in sorted(scored.values())])]
+        self.emit("ranked", children, ranked)
+        return ranked
+
+    def record_ready(self, children, keys, tasks, results, recorded):
+        """Records the children whose results are in, in id order (a child waits for those
+        before it). Returns how many are recorded."""
+        while recorded < len(children) and (recorded not in tasks or recorded in results):
+            self.record(children[recorded], keys[recorded], results.get(recorded))
+            recorded += 1
+        return recorded
+
+    def record(self, child, key, result):
+        """Gives child its result (None: reuse), writes its record, tells the listeners, and
+        stops the search when asked or when too many failed in a row."""
+        status, reason, flops_keras_flops = self.trials.close(child, key, result)
+        record = child_record(child, self.i_gen, status, reason, flops_keras_flops, self.constraints.figures(child))
+        self.records.append(record)
+        fitness = self.ranking.fitness(child)
+        if fitness is not None and not child.stopped_early and (
+                self.best_record is None or fitness > self.best_record["fitness"]):
+            self.best_record = dict(record, fitness=fitness)
+        self.emit("network_recorded", child, record, flops_keras_flops)
+        self.stop.check()
+        if status == Status.REUSED:
+            return
+        self.failures_in_a_row = self.failures_in_a_row + 1 if status == Status.FAILED else 0
+        if self.failures_in_a_row >= self.settings["max_failures_in_a_row"]:
+            message = (f"{self.failures_in_a_row} networks in a row failed (the last: {reason}); "
+                       f"stopping. Every failure and its reason is in {self.records.records_path}")
+            self.say(message)
+            raise SearchStopped(message)
+
+    # ----- the best and the front -------------------------------------------------------
+    def update_best(self, children):
+        """Makes the best of children (by the first objective) the absolute best if it beats it.
+        Returns True when it did."""
+        best_child = self.ranking.best_by_first_objective(children)
+        if best_child is None or self.ranking.fitness(best_child) <= self.ranking.fitness(self.absolute_best):
+            return False
+        self.absolute_best = best_child
+        return True
+
+    def front_members(self):
+        """The Pareto front over the front objectives of every trained network: a list of
+        (child_id, network without weights, objective values), best first objective first."""
+        from library_objectives import first_front
+        candidates = [(child_id, network, values) for child_id, network in self.trials.trained()
+                      if (values := self.front_ranking.values(network)) is not None]
+        to_minimise = self.front_ranking.objectives.to_minimise
+        front = first_front([to_minimise(values) for _, _, values in candidates])
+        return sorted((candidates[i] for i in front), key=lambda member: to_minimise(member[2]))
+
+    # ----- checkpoint and resume ---------------------------------------------------------
+    def save_checkpoint(self, population):
+        self.records.save_checkpoint(SearchState(
+            self.i_gen, self.trials.n_evaluated, self.trials.n_trained, self.space.rng.getstate(), random.getstate(),
+            np.random.get_state(), [light_state(network.to_state()) for network in population],
+            light_state(self.absolute_best.to_state()), self.best_record, self.failures_in_a_row,
+            self.clock.elapsed_seconds()))
+
+    def resume(self):
+        """Restores the search from its checkpoint; drops the records of the unfinished
+        generation (its networks are proposed again, identically, and those that finished are
+        taken from their network files). Returns the population."""
+        state = self.records.load_checkpoint()
+        self.i_gen, self.trials.n_evaluated, self.trials.n_trained = state.i_gen, state.n_evaluated, state.n_trained
+        self.space.rng.setstate(state.search_rng)
+        random.setstate(state.python_random)
+        np.random.set_state(state.numpy_random)
+        self.best_record, self.failures_in_a_row = state.best_record, state.failures_in_a_row
+        self.clock.start(state.elapsed_seconds)
+        if state.history is None:
+            self.trials.rebuild(self.records.first_records(state.n_evaluated))
+        else:
+            self.trials.adopt_history(state.history)
+        population = [self.trials.network_with_weights(network_state) for network_state in state.population]
+        best = self.trials.network_with_weights(state.absolute_best)
+        self.absolute_best = next((network for network in population if network.child_id == best.child_id), best)
+        self.records.keep_first(state.n_evaluated)
+        self.population = population
+        self.emit("resumed", population)
+        return population

@@ -1,0 +1,71 @@
+"""The house a newcomer reads: no class or function too long to take in at once, the search's
+face short, the settings written once (B01_NAS.py's block holds the same defaults)."""
+import ast
+import glob
+import os
+
+import pytest
+
+from conftest import PROJECT_DIR
+
+MAX_CLASS_LINES, MAX_FUNCTION_LINES = 300, 60
+
+
+def library_definitions():
+    for path in sorted(glob.glob(os.path.join(PROJECT_DIR, "library_*.py"))):
+        tree = ast.parse(open(path).read())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield os.path.basename(path), node
+
+
+def test_no_library_class_or_function_is_too_long_to_read_at_once():
+    too_long = [f"{file}: {'class' if isinstance(node, ast.ClassDef) else 'function'} {node.name} "
+                f"(line {node.lineno}) has {node.end_lineno - node.lineno + 1} lines"
+                for file, node in library_definitions()
+                if node.end_lineno - node.lineno + 1 > (MAX_CLASS_LINES if isinstance(node, ast.ClassDef)
+                                                        else MAX_FUNCTION_LINES)]
+    assert not too_long, "; ".join(too_long)
+    assert len(open(os.path.join(PROJECT_DIR, "library_nas.py")).read().splitlines()) < 300
+
+
+def main_script_parameters():
+    """{name: value} of B01_NAS.py's parameter block (above its rule line), read without running it."""
+    script = open(os.path.join(PROJECT_DIR, "B01_NAS.py")).read()
+    block = ast.parse(script.split("# ------")[0])
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in block.body
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+            and not isinstance(node.value, ast.Dict)}
+
+
+def test_the_main_scripts_parameters_are_the_settings_with_their_defaults():
+    import library_settings
+    parameters = main_script_parameters()
+    data_and_output = {"images_path", "labels_path", "test_images_path", "test_labels_path", "num_classes",
+                       "test_size", "num_folds", "logs_dir", "run_name", "resume_from"}  # the script's own
+    assert set(parameters) - data_and_output == set(library_settings.SETTINGS)
+    differing = {name: (parameters[name], default) for name, default in library_settings.DEFAULTS.items()
+                 if parameters[name] != default}
+    assert not differing, f"B01_NAS.py's values and library_settings' defaults differ: {differing}"
+
+
+def test_nas_takes_its_defaults_from_the_settings(small_data, tmp_path):
+    import library_settings
+    from library_nas import NAS
+    nas = NAS(run_dir=str(tmp_path / "run"), preloaded_data=small_data[0])
+    assert nas.settings == library_settings.DEFAULTS
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['epoch'\\]"):
+        NAS(run_dir=str(tmp_path / "run"), preloaded_data=small_data[0], epoch=3)
+
+
+def test_the_readme_is_a_guide_and_its_links_lead_somewhere():
+    import re
+    readme = open(os.path.join(PROJECT_DIR, "README.md")).read()
+    assert len(readme.splitlines()) <= 360 and "## Contents" in readme
+    anchors = {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+               for heading in re.findall(r"^#+ (.*)$", readme, flags=re.M)}
+    for target in re.findall(r"\]\(([^)]+)\)", readme):
+        if target.startswith("#"):
+            assert target[1:] in anchors, f"README links to {target}, no such heading"
+        elif not target.startswith("http"):
+            assert os.path.exists(os.path.join(PROJECT_DIR, target)), f"README links to {target}, no such file"
