@@ -42,7 +42,7 @@ def test_local_one_worker_and_ray_two_workers_give_the_same_children_csv(tmp_pat
     ray_two, stdout, _, _ = real_run(tmp_path_factory, demo_subset_files, "ray_2",
                                      (*settings, "executor=ray", "n_workers=2"))
     rows = compared(one_worker)
-    assert len(rows) == 4 and all(row.status == Status.OK for row in rows)
+    assert len(rows) == 4 and all(row["status"] == Status.OK for row in rows)
     assert compared(ray_two) == rows
     log_text = open(os.path.join(ray_two, "nas_log.txt")).read()
     assert "ray executor (Ray at a new local instance), 2 networks at once" in log_text
@@ -254,4 +254,4 @@ def test_a_search_on_a_two_node_ray_cluster_survives_losing_a_node(tmp_path, dem
     (run_dir,) = glob.glob(os.path.join(logs_dir, "*_cluster"))
     rows = compared(run_dir)
     assert [row["child_id"] for row in rows] == ["g000_c0001", "g001_c0002", "g001_c0003"]
-    assert all(row.status == Status.OK for row in rows), [row["reason"] for row in rows]
+    assert all(row["status"] == Status.OK for row in rows), [row["reason"] for row in rows]

@@ -111,7 +111,7 @@ def test_failed_initial_parent_stops_the_run_with_a_clear_message(demo_subset_fi
     ({"n_child": 0}, "n_child must be an integer >= 1"),
     ({"max_depth": 0}, "max_depth must be an integer >= 1"),
     ({"max_depth_father": 4, "max_depth": 3}, "max_depth_father .4. must not exceed max_depth .3."),
-    ({"learning_rate": 0}, "learning_rate must be > 0"),
+    ({"learning_rate": 0}, "learning_rate must be a positive number"),
     ({"deploy_precision": "int4"}, "deploy_precision must be one of"),
     ({"activation_choices": ["gelu"]}, "activation_choices must be a non-empty list"),
 ])
