@@ -63,7 +63,7 @@ class Block:
                  pooling="max", pool_size=2, dropout_rate=0.1,
                  input_size=None, input_channels=1, block_index=0, layer_weights=None, *,
                  n_filters=None, is_pool=None, is_max_pool=None, is_avg_pool=None, is_dropout=None,
-                 input_shape=None, nas_saver_name=None):
+                 input_shape=None, nas_saver_name=None, source=None):
         filters, pooling, pool_size, dropout_rate, input_size, input_channels = _from_original_keywords(
             filters, n_filters, pooling, pool_size, is_pool, is_max_pool, is_avg_pool, dropout_rate, is_dropout,
             input_size, input_channels, input_shape)
@@ -90,6 +90,7 @@ class Block:
         self.block_index = int(block_index)
         self.layer_weights = layer_weights
         self.nas_saver_name = nas_saver_name
+        self.source = source  # (child_id, block index) of the evaluated block it was copied from (library_inheritance)
         self.adjustments = []
         self.kernel_size_used, self.pooling_used, self.pool_size_used = self.kernel_size, self.pooling, self.pool_size
         self.conv_output_size = None
@@ -114,7 +115,7 @@ class Block:
         """A new block with the same settings, place and weights, `changes` applied."""
         arguments = dict(self.settings(), input_size=self.input_size,
                          input_channels=self.input_channels, block_index=self.block_index,
-                         layer_weights=self.layer_weights, nas_saver_name=self.nas_saver_name)
+                         layer_weights=self.layer_weights, nas_saver_name=self.nas_saver_name, source=self.source)
         arguments.update(changes)
         return Block(**arguments)
 
@@ -287,6 +288,15 @@ class Block:
         return text
 
     # ----- Keras ------------------------------------------------------------
+    def weight_shapes(self):
+        """{layer name: the shapes of its weights} of the block's layers that have weights, as Keras
+        makes them: the convolution's kernel and bias, BatchNormalization's four vectors."""
+        names = self.layer_names()
+        shapes = {names["conv"]: [(self.kernel_size_used, self.input_channels, self.filters), (self.filters,)]}
+        if self.has_batchnorm:
+            shapes[names["batchnorm"]] = [(self.filters,)] * 4
+        return shapes
+
     def layer_names(self):
         prefix = f"b{self.block_index}"
         return {"conv": f"{prefix}_conv", "batchnorm": f"{prefix}_bn", "activation": f"{prefix}_act",

@@ -75,7 +75,8 @@ class SuccessiveHalving:
             rung_tasks = {index: dataclasses.replace(
                 tasks[index], measure=last, keep_training_state=not last,
                 continue_from=final[index].training_state if index in final else None,
-                train_settings=dict(tasks[index].train_settings, epochs=budget)) for index in alive}
+                train_settings=dict(tasks[index].train_settings, epochs=min(budget, tasks[index].train_settings["epochs"])))
+                for index in alive}
             results = dict(evaluate_all(rung_tasks))
             final.update(results)
             ranked = [] if last else rank(results)

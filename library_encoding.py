@@ -89,6 +89,10 @@ class InputStage:
                 f"{BYTE_VALUES} x {self.embedding_dim} byte table")
 
     # ----- cost (the Keras model) -------------------------------------------------
+    def weight_shapes(self):
+        """{layer name: its weights' shapes}: the byte table's, when there is one."""
+        return {TABLE_LAYER_NAME: [(BYTE_VALUES, self.embedding_dim)]} if self.encoding == "embedding" else {}
+
     def n_params(self):
         return BYTE_VALUES * self.embedding_dim if self.encoding == "embedding" else 0
 

@@ -42,6 +42,7 @@ class Task:
     continue_from: object = None
     keep_training_state: bool = False
     only_fold: object = None
+    inherit: object = None  # {"from": parents' child_ids, "weights": {fold: {layer: weights}}} (library_inheritance)
 
     def n_folds(self, folds):
         """How many folds evaluate trains for this task on folds."""
@@ -76,6 +77,9 @@ def evaluate(task, data, folds):
     from library_net import net_from_architecture
     net = net_from_architecture(task.architecture, None, data, task.train_settings, task.deploy_precision)
     net.continue_from = task.continue_from
+    if task.inherit is not None:
+        net.inherit, net.inherited_from = task.inherit["weights"], tuple(task.inherit["from"])
+        net.layers_inherited = len(next(iter(task.inherit["weights"].values()), {}))
     status, reason, flops_keras_flops = Status.OK, "", None
     try:
         if task.only_fold is not None:  # one fold of a network trained apart (library_fold_tasks)

@@ -61,7 +61,8 @@ def network_result(task, fold_results):
     # The best fold's weights, test metrics and deployed model are the network's; the scores are all folds'.
     state = dict(states[best], val_metrics=val_metrics, val_score=val_metrics["accuracy"], train_seconds=seconds,
                  epochs_trained=sum(state["epochs_trained"] for state in states),
-                 epoch_val_accuracy=[state["epoch_val_accuracy"][0] for state in states])
+                 epoch_val_accuracy=[state["epoch_val_accuracy"][0] for state in states],
+                 fold_weights={fold: weights for state in states for fold, weights in state["fold_weights"].items()})
     training = None
     if task.keep_training_state:
         training = {"folds": {i_fold: fold_results[i_fold].training_state["folds"][i_fold]

@@ -22,6 +22,10 @@ class Head:
         """What the classifier reads: the channels (GAP) or every element (Flatten)."""
         return self.channels if self.kind == "gap" else self.length * self.channels
 
+    def weight_shapes(self):
+        """{layer name: its weights' shapes}: the classifier's kernel and bias."""
+        return {CLASSIFIER: [(self.features, self.num_classes), (self.num_classes,)]}
+
     def n_params(self):
         return self.features * self.num_classes + self.num_classes
 

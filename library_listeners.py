@@ -6,7 +6,7 @@ Events, with the search as their first argument: started(folds), resumed(populat
 generation_started(), evaluation_started(children), rung_started(children, rung, budget,
 indices, last), network_finished(), ranked(children, indices), network_recorded(child, record,
 flops_keras_flops), evaluation_ended(), generation_ended(population, children, improved),
-message(text), interrupted(), ended(population).
+predictor_checked(correlation, n_predicted, n_fitted), message(text), interrupted(), ended(population).
 """
 import os
 
@@ -32,6 +32,7 @@ class Listener:
     def evaluation_ended(self, search): pass
     def generation_ended(self, search, population, children, improved): pass
     def message(self, search, text): pass
+    def predictor_checked(self, search, correlation, n_predicted, n_fitted): pass
     def interrupted(self, search): pass
     def ended(self, search, population): pass
 
@@ -72,6 +73,11 @@ class LogListener(Listener):
         self.records.log(log_row(record, child.val_score, with_device=bool(self.description.device_figures_shown)))
         if flops_keras_flops is not None and flops_keras_flops != record["flops"]:
             self.records.log(f"  note: keras-flops counts {flops_keras_flops} FLOPs, the cost model {record['flops']}.")
+
+    def predictor_checked(self, search, correlation, n_predicted, n_fitted):
+        text = "too few to tell" if correlation is None else f"{correlation:+.2f}"
+        self.records.log(f"Predictor (fitted on {n_fitted} networks): Spearman correlation of its predictions and the "
+                         f"measured scores of the {n_predicted} networks it chose: {text}.")
 
     def interrupted(self, search):
         self.records.log(f"\nInterrupted during generation {search.i_gen}; every file up to the last finished "

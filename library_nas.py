@@ -19,6 +19,7 @@ from library_device import TargetDevice
 from library_evaluator import make_evaluator
 from library_listeners import LogListener, ModelListener, ProgressListener, ReportListener, RunDescription
 from library_load_and_split_data import SessionData, data_fingerprint
+from library_predictor import Predictor
 from library_records import RunRecords
 from library_run_control import RunClock, StopSignals
 from library_search import Search
@@ -128,7 +129,8 @@ class NAS:
         return Search(settings=s, data=data, records=self.records, trials=Trials(self.records, data, s["seed"]),
                       space=space, strategy=strategy, ranking=ranking, front_ranking=front_ranking, budget=budget,
                       constraints=constraints, clock=RunClock(s["time_budget_s"]), stop=StopSignals(),
-                      listeners=listeners, make_evaluator=lambda folds: make_evaluator(
+                      listeners=listeners, predictor=Predictor(constraints.figures, s["max_depth"], s["seed"])
+                      if s["proposal_pool"] else None, make_evaluator=lambda folds: make_evaluator(
                           executor["executor"], data, folds, executor["n_workers"], executor["threads_per_worker"],
                           executor["ray_address"], s["verbose"] == 0))
 

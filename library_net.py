@@ -53,6 +53,10 @@ class Net:
         self.epoch_val_accuracy = None  # per fold: the validation accuracy after each epoch
         self.continue_from = None  # a previous rung's training to continue: {"folds": {i_fold: state}, "train_seconds"}
         self.fold_states = {}  # i_fold -> where its training ended (library_training_state), for the next rung
+        self.fold_weights = {}  # i_fold -> {layer name: weights} as the fold's training left them
+        self.inherit = None  # i_fold -> {layer name: weights} a parent's fold gives it (library_inheritance)
+        self.input_source = self.head_source = None  # child_ids its input stage and head come from (library_inheritance)
+        self.inherited_from, self.layers_inherited = (), 0
         self.rung = None  # successive halving: the last rung it trained at (library_budget)
         self.stopped_early = False  # successive halving stopped it below the full budget: not comparable
         self.trained = False
@@ -130,6 +134,13 @@ class Net:
                          for text in block.adjustments)
 
     # ----- cost: the input stage's, the blocks' and the head's, added up ----------
+    def weight_shapes(self):
+        """{layer name: its weights' shapes} of every layer with weights, as Keras makes them."""
+        shapes = dict(self.input_stage.weight_shapes(), **self.head_stage.weight_shapes())
+        for block in self.block_list:
+            shapes.update(block.weight_shapes())
+        return shapes
+
     @property
     def head_stage(self):
         """The head (library_head.Head) on the last block's output."""
@@ -268,7 +279,8 @@ class Net:
         architecture, settings, scores, measured figures, weights and deployed bytes."""
         return {"architecture": self.architecture(), "deploy_precision": self.deploy_precision,
                 "train_settings": self.train_settings,
-                "layer_weights": [block.layer_weights for block in self.block_list],
+                "layer_weights": [block.layer_weights for block in self.block_list], "fold_weights": self.fold_weights,
+                "inherited_from": self.inherited_from, "layers_inherited": self.layers_inherited,
                 "input_weights": self.input_weights, "head_weights": self.head_weights, "val_score": self.val_score, "val_metrics": self.val_metrics,
                 "test_metrics": self.test_metrics, "train_seconds": self.train_seconds, "trained": self.trained,
                 "epochs_trained": self.epochs_trained, "epoch_val_accuracy": self.epoch_val_accuracy,
@@ -295,20 +307,14 @@ class Net:
                      "deployed", "deployed_model_bytes", "epochs_trained", "epoch_val_accuracy", "rung"):
             setattr(self, name, state.get(name))
         self.stopped_early = bool(state.get("stopped_early"))
+        self.fold_weights = state.get("fold_weights") or {}
+        self.inherited_from, self.layers_inherited = tuple(state.get("inherited_from") or ()), state.get("layers_inherited") or 0
 
     def adjustments_text(self):
         """The adjustments a short input forced on the blocks, as one line ('' when none)."""
         return "; ".join(f"block {block.block_index}: {text}" for block in self.block_list
                          for text in block.adjustments)
 
-    def to_record(self):
-        """Architecture, figures and scores as plain data (JSON-ready)."""
-        n_params, max_tens, flops, flash_size, ram_size = self.hw_measures()
-        return {"architecture": self.architecture(), "n_params": n_params, "max_tens": max_tens,
-                "flops": flops, "flash_size": flash_size, "ram_size": ram_size,
-                "deploy_precision": self.deploy_precision, "val_metrics": self.val_metrics,
-                "test_metrics": self.test_metrics, "deployed_measured": self.deployed,
-                "trained": self.trained, "adjustments": self.adjustments_text()}
 
 
 def architecture_key(architecture, input_shape):

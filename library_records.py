@@ -26,15 +26,15 @@ import library_log
 from library_config import write_atomically
 from library_evaluation import Result, Status
 
-RECORD_FIELDS = ("child_id", "generation", "status", "mutation", "parents", "input_encoding", "embedding_dim",
-                 "input_length", "depth", "head", "n_params",
+RECORD_FIELDS = ("child_id", "generation", "status", "mutation", "parents", "inherited_from", "layers_inherited",
+                 "input_encoding", "embedding_dim", "input_length", "depth", "head", "n_params",
                  "max_tens", "flops", "flops_keras_flops", "flash_size", "flash_measured", "ram_size",
                  "ram_measured", "ram_activations_measured", "ram_persistent_measured", "latency_ms",
                  "energy_mj", "val_accuracy", "val_f1", "test_accuracy", "test_f1", "deployed_test_accuracy",
                  "train_seconds", "epochs_trained", "rung", "reason", "adjustments", "architecture_text", "architecture")
 
 # What a network state holds besides its architecture and scores: kept in its network file only.
-HEAVY_STATE_FIELDS = ("layer_weights", "input_weights", "head_weights", "deployed_model_bytes")
+HEAVY_STATE_FIELDS = ("layer_weights", "input_weights", "head_weights", "fold_weights", "deployed_model_bytes")
 
 PARETO_FIELDS = ("child_id", "generation", "n_params", "max_tens", "flops", "flash_size", "flash_measured",
                  "ram_size", "ram_measured", "latency_ms", "energy_mj", "val_accuracy", "val_f1", "test_accuracy",
@@ -110,6 +110,7 @@ def child_record(child, generation, status, reason, flops_keras_flops, figures):
     deployed = child.deployed or {}
     return {"child_id": child.child_id, "generation": generation, "status": str(status),
             "mutation": child.mutation or "start", "parents": " ".join(child.parent_ids),
+            "inherited_from": " ".join(child.inherited_from), "layers_inherited": child.layers_inherited,
             "input_encoding": child.input_stage.encoding, "embedding_dim": child.input_stage.embedding_dim,
             "input_length": child.input_stage.length,
             "latency_ms": figures["latency_ms"], "energy_mj": figures["energy_mj"], "depth": len(child.block_list), "head": child.head, "n_params": n_params,
@@ -125,6 +126,16 @@ def child_record(child, generation, status, reason, flops_keras_flops, figures):
             "rung": child.rung, "reason": reason,
             "adjustments": child.adjustments_text(), "architecture_text": child.architecture_text(),
             "architecture": json.dumps(child.architecture(), separators=(",", ":"))}
+
+
+def model_record(net):
+    """A saved model's .json record: its architecture, figures and scores as plain data."""
+    n_params, max_tens, flops, flash_size, ram_size = net.hw_measures()
+    return {"architecture": net.architecture(), "n_params": n_params, "max_tens": max_tens,
+            "flops": flops, "flash_size": flash_size, "ram_size": ram_size,
+            "deploy_precision": net.deploy_precision, "val_metrics": net.val_metrics,
+            "test_metrics": net.test_metrics, "deployed_measured": net.deployed,
+            "trained": net.trained, "adjustments": net.adjustments_text()}
 
 
 def log_row(record, val_score, with_device=False):
@@ -234,7 +245,7 @@ class RunRecords:
         net.save_deployed(os.path.join(folder, f"{name}_{net.deploy_precision}"))
         if folder == self.models_dir:
             write_atomically(os.path.join(folder, f"{name}.json"),
-                             json.dumps(dict(net.to_record(), child_id=net.child_id, generation=generation,
+                             json.dumps(dict(model_record(net), child_id=net.child_id, generation=generation,
                                              **(device_figures or {})), indent=2))
 
     # ----- network files -----------------------------------------------------

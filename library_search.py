@@ -20,6 +20,8 @@ import random
 import numpy as np
 
 from library_evaluation import Status, Task
+from library_inheritance import inherited_weights
+from library_predictor import rank_correlation
 from library_records import SearchState, child_record, light_state
 from library_search_space import ConstraintError
 from library_strategies import SearchStopped
@@ -29,7 +31,8 @@ class Search:
     """One run's loop. pieces: a dict with settings (library_settings' names), data, records
     (RunRecords), trials (Trials), space (SearchSpace), strategy, ranking and front_ranking
     (library_objectives.Ranking), budget (library_budget), clock (RunClock), stop
-    (StopSignals), make_evaluator(folds) and listeners (a list, called in order)."""
+    (StopSignals), make_evaluator(folds), listeners (a list, called in order) and predictor
+    (library_predictor.Predictor, or None without proposal_pool)."""
 
     def __init__(self, **pieces):
         self.__dict__.update(pieces)
@@ -39,6 +42,7 @@ class Search:
         self.failures_in_a_row = 0
         self.evaluator = None
         self.population = []
+        self.parents = {}  # child_id -> the evaluated networks the generation's children are made of
 
     # ----- events ------------------------------------------------------------------
     def emit(self, event, *arguments):
@@ -100,8 +104,11 @@ class Search:
     def generation(self, population, folds):
         """One generation: the strategy's children, evaluated, then its selection. Returns the next population."""
         self.emit("generation_started")
+        self.parents = {network.child_id: network for network in population}
+        self.prepare_predictor()
         children = self.strategy.propose(population, self.trials.keys)
         self.evaluate(children, folds)
+        self.check_predictor(children)
         next_population = self.strategy.select(population, children, self.i_gen)
         improved = self.update_best(children)
         self.end_generation(next_population, children, improved)
@@ -152,11 +159,19 @@ class Search:
             self.emit("evaluation_ended")
 
     def task_of(self, child):
-        settings = self.settings
+        """child's Task; with inherit_weights, the weights its parents' folds give it, and its epochs
+        cut to inherit_epochs (set on child too, as its network file will say)."""
+        settings, inherit = self.settings, None
+        if settings["inherit_weights"]:
+            weights, givers, n_layers = inherited_weights(child, self.parents)
+            if n_layers:
+                inherit = {"from": givers, "weights": weights}
+                epochs = settings["inherit_epochs"] or max(1, round(settings["epochs"] / 3))
+                child.train_settings["epochs"] = min(child.train_settings["epochs"], epochs)
         return Task(child.architecture(), dict(child.train_settings), child.deploy_precision,
                     settings["use_full_training"],
                     settings["is_train"] if settings["use_full_training"] else settings["is_train_proxy"],
-                    settings["num_selected_folds"])
+                    settings["num_selected_folds"], inherit=inherit)
 
     def evaluate_all(self, tasks, folds, children):
         """The evaluator's (index, Result) of tasks as they finish; with a budget that trains the
@@ -215,6 +230,38 @@ class Search:
                        f"stopping. Every failure and its reason is in {self.records.records_path}")
             self.say(message)
             raise SearchStopped(message)
+
+    # ----- the predictor in front of training ---------------------------------------------
+    def prepare_predictor(self):
+        """With proposal_pool: once predictor_warmup networks are trained, the predictor is fitted on
+        every network trained to the full budget and chooses, of each pool of candidates, the one
+        it ranks first (before: the first drawn)."""
+        if self.predictor is None:
+            return
+        trained = [(network, self.ranking.fitness(network)) for _, network in self.trials.trained()]
+        trained = [(network, score) for network, score in trained if score is not None]
+        if len(trained) < self.settings["predictor_warmup"]:
+            self.space.chooser = None
+            return
+        self.predictor.fit([network for network, _ in trained], [score for _, score in trained])
+
+        def best_predicted(candidates):
+            predicted = self.predictor.predict(candidates)
+            best = int(predicted.argmax())
+            candidates[best].predicted_score = float(predicted[best])
+            return candidates[best]
+
+        self.space.chooser = best_predicted
+
+    def check_predictor(self, children):
+        """Tells the listeners how well the predictor ranked this generation's children (Spearman's
+        correlation of its predictions and their measured first objective)."""
+        if self.predictor is None or self.space.chooser is None:
+            return
+        predicted = [getattr(child, "predicted_score", None) for child in children]
+        measured = [None if child.stopped_early else self.ranking.fitness(child) for child in children]
+        self.emit("predictor_checked", rank_correlation(predicted, measured), sum(p is not None for p in predicted),
+                  self.predictor.n_fitted)
 
     # ----- the best and the front -------------------------------------------------------
     def update_best(self, children):

@@ -11,6 +11,7 @@ import random
 
 import library_objectives as objectives_lib
 from library_block import Block
+from library_inheritance import own_sources
 from library_encoding import InputStage, check_byte_data
 from library_net import Net, chain_blocks
 
@@ -122,6 +123,8 @@ class SearchSpace:
         self.constraints, self.rng = constraints, rng
         self.data = data
         self.train_settings, self.deploy_precision = train_settings, deploy_precision
+        self.proposal_pool = None  # candidates drawn per network proposed (None: the first valid one is taken)
+        self.chooser = None  # function(candidates) -> the one proposed (None: the first drawn)
 
     @classmethod
     def from_settings(cls, settings, constraints, data, train_settings):
@@ -134,9 +137,11 @@ class SearchSpace:
                    "pool_size": list(settings["pool_size_choices"])}
         inputs = input_choices_on(data, settings["input_encoding_choices"], settings["embedding_dim_choices"],
                                   settings["input_length_choices"])
-        return cls(choices, settings["head_choices"], settings["max_depth"], settings["dropout_min"],
-                   settings["dropout_max"], settings["n_mutations"], settings["max_attempts"], constraints,
-                   random.Random(settings["seed"]), data, train_settings, settings["deploy_precision"], inputs)
+        space = cls(choices, settings["head_choices"], settings["max_depth"], settings["dropout_min"],
+                    settings["dropout_max"], settings["n_mutations"], settings["max_attempts"], constraints,
+                    random.Random(settings["seed"]), data, train_settings, settings["deploy_precision"], inputs)
+        space.proposal_pool = settings["proposal_pool"]
+        return space
 
     # ----- networks -----------------------------------------------------------
     def new_net(self, blocks, head, data=None, input_stage=None):
@@ -215,13 +220,22 @@ class SearchSpace:
         ConstraintError naming `what`, each threshold or constraint no candidate met
         and the smallest value seen for it."""
         smallest_seen, valid_repeat = {}, None
-        for _ in range(self.max_attempts):
+        pool, pool_keys = [], set()  # with proposal_pool: that many new candidates, the chooser picks one
+        wanted = self.proposal_pool or 1
+        for _ in range(self.max_attempts * wanted):
             candidate = make_candidate()
             if self.constraints.violations(candidate, smallest_seen):
                 continue
-            if candidate.architecture_key() not in seen_keys:
-                return candidate
-            valid_repeat = valid_repeat or candidate
+            key = candidate.architecture_key()
+            if key in seen_keys or key in pool_keys:
+                valid_repeat = valid_repeat or candidate
+                continue
+            pool.append(candidate)
+            pool_keys.add(key)
+            if len(pool) == wanted:
+                break
+        if pool:
+            return self.chooser(pool) if self.chooser is not None else pool[0]
         if valid_repeat is not None:
             return valid_repeat
         raise self.constraints.error(smallest_seen, what, self.max_attempts)
@@ -249,7 +263,9 @@ class SearchSpace:
     def mutate(self, parent, data=None):
         """One mutation of parent: add, remove or change a block, switch the head, or change
         the input stage (its encoding, embedding size or length). Returns a new Net."""
-        blocks = [block.copy(layer_weights=None) for block in parent.block_list]
+        sources = own_sources(parent)
+        blocks = [block.copy(layer_weights=None, source=source) for block, source in zip(parent.block_list,
+                                                                                          sources["blocks"])]
         actions = ["change"]
         if len(blocks) < self.max_depth:
             actions.append("add")
@@ -272,6 +288,7 @@ class SearchSpace:
         else:
             head = self.rng.choice([choice for choice in self.head_choices if choice != parent.head])
         child = self.new_net(blocks, head, data, input_stage)
+        child.input_source, child.head_source = sources["input"], sources["head"]
         # Chained mutations (n_mutations > 1) of a not yet evaluated mutant read "add+change".
         chained = parent.child_id is None and parent.mutation
         child.mutation = f"{parent.mutation}+{action}" if chained else action
@@ -308,18 +325,24 @@ class SearchSpace:
             if 1 <= len(blocks) <= self.max_depth:
                 break
         else:  # every draw was empty or too deep: keep the first parent's blocks
-            blocks, cut_first = first.block_list, len(first.block_list)
-        input_stage = first.input_stage if cut_first > 0 else second.input_stage
-        child = self.new_net([block.copy(layer_weights=None) for block in blocks],
-                             self.rng.choice([first.head, second.head]), input_stage=input_stage)
+            blocks, cut_first, cut_second = first.block_list, len(first.block_list), len(second.block_list)
+        sources = own_sources(first)["blocks"][:cut_first] + own_sources(second)["blocks"][cut_second:]
+        input_giver = first if cut_first > 0 else second
+        head_giver = self.rng.choice([first, second])
+        child = self.new_net([block.copy(layer_weights=None, source=source) for block, source in zip(blocks, sources)],
+                             head_giver.head, input_stage=input_giver.input_stage)
+        child.input_source, child.head_source = own_sources(input_giver)["input"], own_sources(head_giver)["head"]
         child.mutation = "crossover"
         child.parent_ids = (first.child_id, second.child_id)
         return child
 
     def copy_of(self, network):
         """network's architecture as a new, untrained Net (a GA child without crossover)."""
-        child = self.new_net([block.copy(layer_weights=None) for block in network.block_list], network.head,
-                             input_stage=network.input_stage)
+        sources = own_sources(network)
+        child = self.new_net([block.copy(layer_weights=None, source=source)
+                              for block, source in zip(network.block_list, sources["blocks"])],
+                             network.head, input_stage=network.input_stage)
+        child.input_source, child.head_source = sources["input"], sources["head"]
         child.parent_ids = (network.child_id,)
         return child
 

@@ -117,6 +117,10 @@ SETTINGS = {
     "max_failures_in_a_row": Setting(10, count(1), resumable=True),
     "time_budget_s": Setting(None, optional(positive, "no limit"), resumable=True),
     "objectives": Setting(["val_accuracy"], anything),  # checked with the custom objectives (check)
+    "inherit_weights": Setting(False, flag),
+    "inherit_epochs": Setting(None, optional(count(1), "a third of epochs")),
+    "proposal_pool": Setting(None, optional(count(2), "off: the first candidate drawn is trained")),
+    "predictor_warmup": Setting(10, count(2)),
     # population GA
     "population_size": Setting(6, count(1)),
     "n_elites": Setting(2, count(0)),

@@ -87,6 +87,8 @@ def start_fold(net, model, i_fold):
     for layer, fresh_layer in zip(model.layers, fresh.layers):
         for variable, fresh_variable in zip(layer.variables, fresh_layer.variables):
             variable.assign(fresh_variable)  # weights, BatchNorm statistics, dropout's seed state
+    for name, weights in (net.inherit or {}).get(i_fold, {}).items():  # a parent's trained layers of this fold
+        model.get_layer(name).set_weights(weights)
     for variable in model.optimizer.variables:  # step count and Adam's moments (built by compiled_model)
         variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
     model.optimizer.learning_rate = net.train_settings["learning_rate"]  # ReduceLROnPlateau lowers it
@@ -105,7 +107,8 @@ def fit_one_fold(net, model, is_train, folds, i_fold):
         training_state.restore(model, saved)
         keras.utils.set_random_seed(training_state.continuation_seed(settings["seed"] + i_fold, saved["epochs_done"]))
     epoch_val_accuracy = list(saved["epoch_val_accuracy"]) if saved else []
-    if is_train and not (saved and saved["finished"]):
+    # a fold ended by early stopping, or already at its budget (an inheriting network's shorter one), trains no more
+    if is_train and not (saved and (saved["finished"] or saved["epochs_done"] >= settings["epochs"])):
         early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings["patience"],
                                                        restore_best_weights=True)
         # Halving the step before early stopping gives the net a second chance.
@@ -135,12 +138,13 @@ def cross_validate(net, is_train, folds, fold_ids):
     weights in net. Returns (mean validation accuracy, test metrics). Raises TrainingFailed."""
     start = time.perf_counter()
     fold_metrics, fold_weights, net.epoch_val_accuracy = [], [], []
-    net.fold_states = {}
+    net.fold_states, net.fold_weights = {}, {}
     model = compiled_model(net)
     for i_fold in fold_ids:
         metrics, epoch_val_accuracy = fit_one_fold(net, model, is_train, folds, i_fold)
         fold_metrics.append(metrics)
         fold_weights.append(model.get_weights())
+        net.fold_weights[i_fold] = {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
         net.epoch_val_accuracy.append(epoch_val_accuracy)
     model.set_weights(fold_weights[best_fold(fold_metrics)])
     net.val_metrics = mean_over_folds(fold_metrics)

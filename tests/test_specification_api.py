@@ -70,19 +70,14 @@ def test_specified_defaults_are_kept():
     assert inspect.signature(library_load_and_split_data.fold_index).parameters["num_splits"].default == 2
 
 
-def test_nas_takes_every_search_parameter_of_the_main_script():
-    import ast
-    import os
-    from conftest import PROJECT_DIR
-    script = open(os.path.join(PROJECT_DIR, "B01_NAS.py")).read()
-    parameter_block = script.split("# ------")[0]  # the parameters stand above the rule line
-    script_parameters = {target.id for node in ast.parse(parameter_block).body if isinstance(node, ast.Assign)
-                         for target in node.targets if isinstance(target, ast.Name)}
-    data_and_output = {"images_path", "labels_path", "num_classes", "test_size", "num_folds", "logs_dir",
-                       "run_name", "resume_from"}  # used by the script itself, before the search
-    nas_parameters = set(inspect.signature(library_nas.NAS.__init__).parameters)
-    assert script_parameters - data_and_output <= nas_parameters
-    assert len(script_parameters) > 30
+def test_nas_takes_every_search_parameter_of_the_main_script(small_data, tmp_path):
+    """Its keyword arguments are library_settings' (test_structure holds B01_NAS.py's block to them)."""
+    import library_settings
+    from test_structure import main_script_parameters
+    searched = {name: value for name, value in main_script_parameters().items() if name in library_settings.SETTINGS}
+    assert len(searched) > 50
+    nas = library_nas.NAS(run_dir=str(tmp_path / "run"), preloaded_data=small_data[0], **searched)
+    assert nas.settings == dict(library_settings.DEFAULTS, **searched)
 
 
 def test_load_and_preprocess_data_returns_the_originals_order(demo_subset_files):

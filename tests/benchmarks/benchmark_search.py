@@ -80,38 +80,45 @@ def trained_epochs(run_dir):
 
 
 def run_configuration(configuration, seed, arguments, logs_dir):
-    """Runs (or reads, when finished before) one configuration on one seed. Returns its run folder.
+    """Runs (or reads, when finished before) one configuration on one seed. Returns its run folder."""
+    name, halving = CONFIGURATIONS[configuration]
+    overrides, first_generation, per_generation = STRATEGIES[name]
+    run_name = f"seed{seed}_" + "".join(c if c.isalnum() else "_" for c in configuration)
+    return run_search([*overrides, *(HALVING if halving else []), "smart_start=False", f"flash_thr={FLASH_THR}"],
+                      first_generation, per_generation, halving, seed, arguments.budget, arguments.epochs,
+                      arguments.workers, logs_dir, run_name)
+
+
+def run_search(overrides, first_generation, per_generation, halving, seed, budget, epochs, workers, logs_dir, run_name):
+    """Runs (or reads, when finished before) B01_NAS.py with overrides until it has trained budget
+    fold-epochs. Returns its run folder.
 
     The run gets the generations the budget needs if no network failed or stopped
     sooner, then one more generation at a time (a resume) until it has trained the
     budget: what it trains beyond the budget is not counted, so it is kept small."""
-    name, halving = CONFIGURATIONS[configuration]
-    overrides, first_generation, per_generation = STRATEGIES[name]
-    run_name = f"seed{seed}_" + "".join(c if c.isalnum() else "_" for c in configuration)
     existing = sorted(glob.glob(os.path.join(logs_dir, f"*_{run_name}")))
     if existing and os.path.exists(os.path.join(existing[-1], DONE_MARKER)):
         return existing[-1]
-    spent, generations = generation_epochs(first_generation, arguments.epochs, halving), 0
-    while spent < arguments.budget:
-        spent += generation_epochs(per_generation, arguments.epochs, halving)
+    spent, generations = generation_epochs(first_generation, epochs, halving), 0
+    while spent < budget:
+        spent += generation_epochs(per_generation, epochs, halving)
         generations += 1
-    command = [sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), *overrides, *(HALVING if halving else []),
-               f"seed={seed}", f"n_generations={generations}", "smart_start=False",
-               f"epochs={arguments.epochs}", "num_selected_folds=1", f"flash_thr={FLASH_THR}",
-               f"n_workers={arguments.workers}", f"logs_dir={logs_dir}", f"run_name={run_name}"]
+    command = [sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), *overrides, f"seed={seed}",
+               f"n_generations={generations}", f"epochs={epochs}", "num_selected_folds=1", f"n_workers={workers}",
+               f"logs_dir={logs_dir}", f"run_name={run_name}"]
     run_dir = existing[-1] if existing and os.path.exists(os.path.join(existing[-1], "checkpoint.pkl")) else None
     wall_seconds = 0.0
     while True:
         if run_dir is not None:  # an interrupted benchmark, or a run short of its budget, continues
             command = command[:2] + [f"resume_from={run_dir}", f"n_generations={generations}"]
-        print(f"running {configuration}, seed {seed}: {' '.join(command[2:])}", flush=True)
+        print(f"running {run_name}: {' '.join(command[2:])}", flush=True)
         start = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_DIR)
         wall_seconds += time.perf_counter() - start
         if result.returncode != 0:
-            raise RuntimeError(f"{configuration}, seed {seed} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+            raise RuntimeError(f"{run_name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         run_dir = run_dir or sorted(glob.glob(os.path.join(logs_dir, f"*_{run_name}")))[-1]
-        if trained_epochs(run_dir) >= arguments.budget:
+        if trained_epochs(run_dir) >= budget:
             break
         generations = max(generations, int(max(row["generation"] for row in report.read_records(run_dir)))) + 1
     with open(os.path.join(run_dir, DONE_MARKER), "w") as marker:

@@ -1,0 +1,109 @@
+"""Benchmark: more accuracy per trained network? Inheritance and a predictor, at equal compute.
+
+Runs B01_NAS.py on a data set for today's recommended configurations (the GA ranked by accuracy;
+the mutation loop with successive halving) and for each with inherit_weights, with a predictor in
+front of training (proposal_pool), and with both, on every seed, at an equal budget of fold-epochs
+(benchmark_search.py's: one epoch on one fold = 1, every network a run trains counted, reused ones
+free; each run starts from random networks and trains a network on one fold). Per configuration:
+the median [min, max] over the seeds of the best validation accuracy among fully trained networks
+and that network's test accuracy; per seed, whether it beats the baseline it extends, with a
+one-sided sign test over the seeds; and the fold-epochs at which it first reached the median best
+of its baseline (the compute it needs for today's result).
+
+    python tests/benchmarks/benchmark_levers.py --dataset mnist --seeds 0 1 2 3 4 5 6 7 8 9 [--budget 130]
+        [--out docs/benchmark_levers_mnist.md]
+"""
+import argparse
+import math
+import os
+import statistics
+
+import benchmark_setup  # noqa: F401  (the project and the tests' helpers on the path)
+
+from benchmark_search import HALVING, measure, run_search  # noqa: E402
+
+PROJECT_DIR = benchmark_setup.PROJECT_DIR
+DATASETS = {"demo": ("data/demo_sessions.idx3", "data/demo_labels.idx1"),
+            "mnist": ("data/mnist5k_images.idx3", "data/mnist5k_labels.idx1"),
+            "ustc": ("data/ustc_benign_l7_images.idx3.gz", "data/ustc_benign_l7_labels.idx1.gz")}
+BASELINES = {  # name -> (B01_NAS.py overrides, networks of generation 0, of each later generation, halving)
+    "GA, accuracy": (["search_strategy=ga", "population_size=4", "n_child=4", "n_elites=2"], 4, 4, False),
+    "mutation + halving": (["search_strategy=mutation", "n_child=4", *HALVING], 1, 4, True),
+}
+LEVERS = {"": [], " + inheritance": ["inherit_weights=True"],
+          " + predictor": ["proposal_pool=8", "predictor_warmup=10"],
+          " + both": ["inherit_weights=True", "proposal_pool=8", "predictor_warmup=10"]}
+CONFIGURATIONS = {baseline + lever: (baseline, lever) for baseline in BASELINES for lever in LEVERS}
+
+
+def sign_test(wins, losses):
+    """One-sided p-value of at least `wins` wins in wins + losses fair coin tosses (ties dropped)."""
+    n = wins + losses
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n if n else 1.0
+
+
+def reached_at(run_dir, target, budget):
+    """Fold-epochs a run had spent when a fully trained network first reached target (None: never)."""
+    return measure(run_dir, budget, target)["reached"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=list(DATASETS), default="mnist")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--budget", type=int, default=130, help="fold-epochs per run")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs per fully trained network (one fold)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS), choices=list(CONFIGURATIONS))
+    parser.add_argument("--out")
+    arguments = parser.parse_args()
+    images, labels = DATASETS[arguments.dataset]
+    logs_dir = os.path.join(PROJECT_DIR, "logs", f"benchmark_levers_{arguments.dataset}")
+    os.makedirs(logs_dir, exist_ok=True)
+    results, run_dirs = {name: {} for name in arguments.configurations}, {name: {} for name in arguments.configurations}
+    for seed in arguments.seeds:  # seed-major: an early stop still leaves every configuration compared
+        for name in arguments.configurations:
+            baseline, lever = CONFIGURATIONS[name]
+            overrides, first, per_generation, halving = BASELINES[baseline]
+            run_name = f"seed{seed}_" + "".join(c if c.isalnum() else "_" for c in name)
+            run_dir = run_search([f"images_path={images}", f"labels_path={labels}", *overrides, *LEVERS[lever],
+                                  "smart_start=False"], first, per_generation, halving, seed, arguments.budget,
+                                 arguments.epochs, arguments.workers, logs_dir, run_name)
+            run_dirs[name][seed] = run_dir
+            results[name][seed] = measure(run_dir, arguments.budget)
+            print(f"  {name}, seed {seed}: best val {results[name][seed]['best_val']:.4f}", flush=True)
+    lines = [f"Data: {arguments.dataset}; budget {arguments.budget} fold-epochs per run; seeds {arguments.seeds}; "
+             f"{arguments.epochs} epochs for a fully trained network (one fold); every run from random networks.",
+             "", "| configuration | best validation accuracy | its test accuracy | networks trained | "
+             "beats its baseline (seeds) | sign test p | reaches the baseline's median best (fold-epochs) |",
+             "| --- | --- | --- | ---: | --- | ---: | --- |"]
+    for name, per_seed in results.items():
+        baseline, lever = CONFIGURATIONS[name]
+        vals = [r["best_val"] for r in per_seed.values()]
+        tests = [r["best_test"] for r in per_seed.values()]
+        beats, p_value, reached = "-", "-", "-"
+        if lever and baseline in results:
+            base = results[baseline]
+            wins = sum(per_seed[s]["best_val"] > base[s]["best_val"] for s in per_seed if s in base)
+            losses = sum(per_seed[s]["best_val"] < base[s]["best_val"] for s in per_seed if s in base)
+            beats, p_value = f"{wins} of {len(per_seed)} ({losses} worse)", f"{sign_test(wins, losses):.3f}"
+        if baseline in results:
+            target = statistics.median(r["best_val"] for r in results[baseline].values())
+            at = [reached_at(run_dirs[name][s], target, arguments.budget) for s in per_seed]
+            hit = sorted(a for a in at if a is not None)
+            reached = (f"{len(hit)} of {len(at)} seeds, median {statistics.median(hit):.0f}" if hit else f"0 of {len(at)}")
+        lines.append(f"| {name} | {_spread(vals)} | {_spread(tests)} | "
+                     f"{statistics.median(r['networks'] for r in per_seed.values()):.0f} | {beats} | {p_value} | {reached} |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    if arguments.out:
+        with open(arguments.out, "w") as out_file:
+            out_file.write(table + "\n")
+
+
+def _spread(values):
+    return f"{statistics.median(values):.4f} [{min(values):.4f}, {max(values):.4f}]"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Study: which regressor ranks a search's next networks best, from the networks it trained before.
+
+For each run folder given, generation by generation: fit each regressor on every network trained
+(to the full budget) in the generations before, predict the networks of this generation, and take
+Spearman's correlation of the predictions with their measured validation accuracy, as the search's
+predictor is used (library_predictor). The parameter count alone (fewer parameters ranked higher,
+and more ranked higher) is the baseline a model has to beat: no zero-cost proxy did
+(docs/study_zero_cost.md). Prints, per regressor, the median and mean correlation over every
+generation of every run with at least 3 networks, and how often it beats the parameter count.
+
+    python tests/benchmarks/study_predictor.py RUN_DIR [RUN_DIR ...] [--min-train 10] [--out docs/study_predictor.md]
+"""
+import argparse
+import json
+import os
+import statistics
+
+import benchmark_setup  # noqa: F401  (the project and the tests' helpers on the path)
+
+import numpy as np  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor  # noqa: E402
+from sklearn.gaussian_process import GaussianProcessRegressor  # noqa: E402
+from sklearn.gaussian_process.kernels import ConstantKernel, RBF, WhiteKernel  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+import library_load_and_split_data as data_lib  # noqa: E402
+import library_report as report  # noqa: E402
+from library_net import net_from_architecture  # noqa: E402
+from library_predictor import features  # noqa: E402
+
+REGRESSORS = {
+    "random forest": lambda: RandomForestRegressor(n_estimators=200, min_samples_leaf=2, random_state=0, n_jobs=1),
+    "gradient boosting": lambda: GradientBoostingRegressor(n_estimators=150, max_depth=3, learning_rate=0.05,
+                                                           subsample=0.8, random_state=0),
+    "Gaussian process": lambda: make_pipeline(StandardScaler(), GaussianProcessRegressor(
+        ConstantKernel() * RBF(length_scale=3.0) + WhiteKernel(), normalize_y=True, random_state=0)),
+}
+
+
+def run_networks(run_dir):
+    """(generation, features, validation accuracy) of every network a run trained to the full budget."""
+    parameters = json.load(open(os.path.join(run_dir, "parameters.json")))
+    length = json.load(open(os.path.join(run_dir, "data.json")))["training_samples"][1]
+    n_classes = json.load(open(os.path.join(run_dir, "data.json")))["num_classes"]
+    placeholder = data_lib.SessionData(np.zeros((2, length, 1), np.float32), np.eye(n_classes, dtype=np.float32)[[0, 1]],
+                                       np.zeros((2, length, 1), np.float32), np.eye(n_classes, dtype=np.float32)[[0, 1]])
+    rows = []
+    for row in report.trained_records(run_dir):
+        net = net_from_architecture(row["architecture"], None, placeholder)
+        figures = {name: row[name] for name in ("n_params", "max_tens", "flops", "flash_size", "ram_size", "latency_ms")}
+        rows.append((int(row["generation"]), features(net, figures, parameters.get("max_depth", 6)), row["val_accuracy"],
+                     row["n_params"]))
+    return rows
+
+
+def study(run_dirs, min_train):
+    correlations = {name: [] for name in [*REGRESSORS, "parameter count (fewer first)", "parameter count (more first)"]}
+    for run_dir in run_dirs:
+        rows = run_networks(run_dir)
+        for generation in sorted({g for g, _, _, _ in rows}):
+            train = [r for r in rows if r[0] < generation]
+            test = [r for r in rows if r[0] == generation]
+            if len(train) < min_train or len(test) < 3 or len({r[2] for r in test}) < 2:
+                continue
+            X, y = np.stack([r[1] for r in train]), np.array([r[2] for r in train])
+            measured = [r[2] for r in test]
+            for name, make in REGRESSORS.items():
+                model = make().fit(X, y)
+                correlations[name].append(spearmanr(model.predict(np.stack([r[1] for r in test])), measured).statistic)
+            correlations["parameter count (fewer first)"].append(spearmanr([-r[3] for r in test], measured).statistic)
+            correlations["parameter count (more first)"].append(spearmanr([r[3] for r in test], measured).statistic)
+    return {name: [c for c in values if np.isfinite(c)] for name, values in correlations.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("--min-train", type=int, default=10)
+    parser.add_argument("--out", default=None)
+    arguments = parser.parse_args()
+    correlations = study(arguments.run_dirs, arguments.min_train)
+    baseline = max(("parameter count (fewer first)", "parameter count (more first)"),
+                   key=lambda name: statistics.median(correlations[name]) if correlations[name] else -1)
+    lines = [f"Generations predicted: {len(correlations[baseline])}, from {len(arguments.run_dirs)} runs "
+             f"(at least {arguments.min_train} networks trained before each).", "",
+             "| ranking | median Spearman | mean | generations above the parameter count |",
+             "| --- | ---: | ---: | ---: |"]
+    for name, values in correlations.items():
+        if not values:
+            continue
+        wins = sum(v > b for v, b in zip(values, correlations[baseline])) if name in REGRESSORS else "-"
+        lines.append(f"| {name} | {statistics.median(values):+.3f} | {statistics.fmean(values):+.3f} | {wins} |")
+    print("\n".join(lines))
+    if arguments.out:
+        with open(arguments.out, "w") as out_file:
+            out_file.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
