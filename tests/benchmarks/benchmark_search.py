@@ -30,6 +30,7 @@ so an interrupted benchmark continues where it stopped.
 import argparse
 import glob
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -118,9 +119,13 @@ def run_search(overrides, first_generation, per_generation, halving, seed, budge
         if result.returncode != 0:
             raise RuntimeError(f"{run_name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         run_dir = run_dir or sorted(glob.glob(os.path.join(logs_dir, f"*_{run_name}")))[-1]
-        if trained_epochs(run_dir) >= budget:
+        spent = trained_epochs(run_dir)
+        if spent >= budget:
             break
-        generations = max(generations, int(max(row["generation"] for row in report.read_records(run_dir)))) + 1
+        # short (failures, or children that inherit and train fewer epochs): as many more generations
+        # as the fold-epochs per generation so far say the rest of the budget needs
+        done = int(max(row["generation"] for row in report.read_records(run_dir))) + 1
+        generations = max(generations, done) + max(1, math.ceil((budget - spent) / max(spent / done, 1)))
     with open(os.path.join(run_dir, DONE_MARKER), "w") as marker:
         json.dump({"wall_seconds": round(wall_seconds, 1)}, marker)
     print(f"  done in {wall_seconds:.0f} s", flush=True)

@@ -3,7 +3,8 @@ halving, on one worker and two, made by one checkout and compared with another's
 
 A change to how the search is built (not to what it does) must leave every result as it was:
 children.csv and pareto.csv equal but for the timing columns, the saved models' weights, their
-deployed flatbuffers and C headers equal byte for byte.
+deployed flatbuffers and C headers equal byte for byte. Columns (and record fields) that only the
+newer checkout writes are listed, not counted as differences: they record something new.
 
     python tests/benchmarks/compare_runs.py run OUT_DIR          # this checkout's 12 runs into OUT_DIR
     python tests/benchmarks/compare_runs.py compare DIR_A DIR_B  # exit 1 and each difference, or "identical"
@@ -62,6 +63,16 @@ def rows(path):
         return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(csv_file)]
 
 
+def common_fields(records_a, records_b, added):
+    """records_a and records_b cut to the fields both have; the fields only in b go into added."""
+    keys_a = set().union(*(record.keys() for record in records_a)) if records_a else set()
+    keys_b = set().union(*(record.keys() for record in records_b)) if records_b else set()
+    added.update(keys_b - keys_a)
+    common = keys_a & keys_b
+    return ([{k: v for k, v in r.items() if k in common} for r in records_a],
+            [{k: v for k, v in r.items() if k in common} for r in records_b])
+
+
 def model_files(run_dir):
     """{relative path: content to compare} of the saved models: weights as arrays, the rest as bytes,
     the .json records without timing fields."""
@@ -82,7 +93,7 @@ def model_files(run_dir):
     return contents
 
 
-def compare(dir_a, dir_b):
+def compare(dir_a, dir_b, added):
     import numpy as np
     differences = []
     runs_a = {os.path.basename(p).split("_", 1)[1]: p for p in glob.glob(os.path.join(dir_a, "runs", "*"))}
@@ -92,7 +103,7 @@ def compare(dir_a, dir_b):
     for name in sorted(runs_a):
         a, b = runs_a[name], runs_b[name]
         for file_name in ("children.csv", "pareto.csv"):
-            rows_a, rows_b = rows(os.path.join(a, file_name)), rows(os.path.join(b, file_name))
+            rows_a, rows_b = common_fields(rows(os.path.join(a, file_name)), rows(os.path.join(b, file_name)), added)
             if rows_a != rows_b:
                 columns = sorted({key for row_a, row_b in zip(rows_a, rows_b) for key in row_a if row_a.get(key) != row_b.get(key)})
                 differences.append(f"{name}/{file_name}: {len(rows_a)} and {len(rows_b)} rows; columns differing: {columns}")
@@ -101,6 +112,8 @@ def compare(dir_a, dir_b):
             differences.append(f"{name}/models: files {sorted(set(models_a) ^ set(models_b))} in one only")
         for path in sorted(set(models_a) & set(models_b)):
             x, y = models_a[path], models_b[path]
+            if isinstance(x, dict):
+                [x], [y] = common_fields([x], [y], added)
             same = (len(x) == len(y) and all(np.array_equal(u, v) for u, v in zip(x, y))) if isinstance(x, list) else x == y
             if not same:
                 differences.append(f"{name}/{path} differs")
@@ -116,7 +129,10 @@ def main():
     if arguments.what == "run":
         run_all(arguments.dirs[0])
         return
-    differences = compare(*arguments.dirs[:2])
+    added = set()
+    differences = compare(*arguments.dirs[:2], added)
+    if added:
+        print(f"fields only the second writes (not compared): {sorted(added)}")
     print("\n".join(differences) if differences else "identical: children.csv and pareto.csv (but timings), models")
     sys.exit(1 if differences else 0)
 
