@@ -34,7 +34,7 @@ time_budget_s = None  # seconds; the search ends, saving everything, after the g
 inherit_weights = False  # True: a child starts each fold from its parent's trained weights of that fold, for the layers its mutation left unchanged
 inherit_epochs = None  # most epochs a child that inherits trains (None = a third of epochs)
 proposal_pool = None  # candidates drawn per child; a predictor fitted on the networks trained picks the one to train (None = off: the first drawn)
-predictor_warmup = 10  # networks trained before the predictor picks (until then, the first drawn)
+predictor_warmup = 10  # networks trained before the predictor picks (until then, children are drawn as without a pool)
 objectives = ["val_accuracy"]  # the first decides the best network (and the mutation loop's parent); the GA ranks by all (NSGA-II); pareto.csv is over all (one alone: against flash and RAM)
 
 # population GA (search_strategy = "ga"; population_size is also random search's generation 0)

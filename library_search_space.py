@@ -220,8 +220,10 @@ class SearchSpace:
         ConstraintError naming `what`, each threshold or constraint no candidate met
         and the smallest value seen for it."""
         smallest_seen, valid_repeat = {}, None
-        pool, pool_keys = [], set()  # with proposal_pool: that many new candidates, the chooser picks one
-        wanted = self.proposal_pool or 1
+        # with a chooser (the predictor, once warm): proposal_pool new candidates, it picks one; without:
+        # the first, drawn as without a pool (the networks before the warm-up are a search's without one)
+        pool, pool_keys = [], set()
+        wanted = self.proposal_pool if self.chooser is not None and self.proposal_pool else 1
         for _ in range(self.max_attempts * wanted):
             candidate = make_candidate()
             if self.constraints.violations(candidate, smallest_seen):

@@ -92,6 +92,19 @@ def test_the_predictor_learns_a_ranking_and_says_how_well_it_ranked(tmp_path, sm
     assert rank_correlation([0.1, 0.2], [0.3, 0.4]) is None and rank_correlation([1, 2, 3], [3, 2, 1]) == -1.0
 
 
+def test_before_the_warm_up_a_pool_draws_the_networks_of_a_search_without_one(tmp_path, small_data):
+    data, _ = small_data
+    without = NAS(run_dir=str(tmp_path / "a"), preloaded_data=data, seed=5, **TIGHT)
+    pooled = NAS(run_dir=str(tmp_path / "b"), preloaded_data=data, seed=5, proposal_pool=4, **TIGHT)
+    keys = [[nas.space.random_network(4, set(), "a test network").architecture_key() for _ in range(5)]
+            for nas in (without, pooled)]
+    assert keys[0] == keys[1]
+    offered = []
+    pooled.space.chooser = lambda candidates: offered.append(len(candidates)) or candidates[-1]
+    pooled.space.random_network(4, set(), "a test network")
+    assert offered == [4]
+
+
 LEVERS = ("inherit_weights=True", "inherit_epochs=1", "proposal_pool=3", "predictor_warmup=2",
           "search_strategy=ga", "population_size=3", "n_elites=2", "smart_start=False", "num_selected_folds=2")
 
