@@ -106,7 +106,8 @@ def test_before_the_warm_up_a_pool_draws_the_networks_of_a_search_without_one(tm
 
 
 LEVERS = ("inherit_weights=True", "inherit_epochs=1", "proposal_pool=3", "predictor_warmup=2",
-          "search_strategy=ga", "population_size=3", "n_elites=2", "smart_start=False", "num_selected_folds=2")
+          "search_strategy=ga", "population_size=3", "n_elites=2", "smart_start=False", "num_selected_folds=2",
+          "halving_eta=2", "min_epochs=1")
 
 
 def rows_without_timings(run_dir):

@@ -26,7 +26,7 @@ ray = pytest.importorskip("ray")
 # What must not depend on how networks are trained at once (timings may).
 COMPARED_COLUMNS = ("child_id", "generation", "status", "mutation", "parents", "architecture", "flops_keras_flops",
                     "flash_measured", "ram_measured", "val_accuracy", "val_f1", "test_accuracy",
-                    "deployed_test_accuracy", "reason")
+                    "deployed_test_accuracy", "reason", "inherited_from", "layers_inherited")
 
 
 def compared(run_dir):
@@ -35,14 +35,17 @@ def compared(run_dir):
 
 
 def test_local_one_worker_and_ray_two_workers_give_the_same_children_csv(tmp_path_factory, demo_subset_files):
-    # Two folds: generation 0's lone network and generation 1's third network train them on both Ray workers.
-    settings = (*TINY_RUN, "n_generations=1", "n_child=3", "num_selected_folds=2", "threads_per_worker=1")
+    # Two folds: generation 0's lone network and generation 1's third network train them on both Ray workers;
+    # generation 1's children start from their parent's weights of each fold, which travel with their tasks.
+    settings = (*TINY_RUN, "n_generations=1", "n_child=3", "num_selected_folds=2", "threads_per_worker=1",
+                "inherit_weights=True")
     one_worker, _, _, _ = real_run(tmp_path_factory, demo_subset_files, "local_1",
                                    (*settings, "executor=local", "n_workers=1"))
     ray_two, stdout, _, _ = real_run(tmp_path_factory, demo_subset_files, "ray_2",
                                      (*settings, "executor=ray", "n_workers=2"))
     rows = compared(one_worker)
     assert len(rows) == 4 and all(row["status"] == Status.OK for row in rows)
+    assert any(row["inherited_from"] == "g000_c0001" and int(row["layers_inherited"]) > 0 for row in rows)
     assert compared(ray_two) == rows
     log_text = open(os.path.join(ray_two, "nas_log.txt")).read()
     assert "ray executor (Ray at a new local instance), 2 networks at once" in log_text

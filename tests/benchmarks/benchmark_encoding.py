@@ -241,7 +241,7 @@ def report(path):
         for row in sorted(searches, key=lambda r: (r["dataset"], r["seed"], r["search"])):
             lines.append(f"| {row['dataset']} | {row['seed']} | {row['search']} | {row['networks']} | "
                          f"{row['val_accuracy']:.4f} | {row['test_accuracy']:.4f} | {row['int8_test_accuracy']:.4f} | "
-                         f"{row['flash_bytes']} | {row['arena_bytes']} | {row['forest']:.4f} | {row['architecture']} |")
+                         f"{row['flash_bytes']} | {row['arena_bytes']} | {row['forest']:.4f} | `{escaped(row['architecture'])}` |")
         lines.append("")
     # What the figures mean is written by hand below NOTES_HEADING; a new report keeps it.
     notes = ""
@@ -252,6 +252,11 @@ def report(path):
     with open(path, "w") as report_file:
         report_file.write("\n".join(lines) + ("\n" + notes if notes else ""))
     print(f"wrote {path}")
+
+
+def escaped(architecture_text):
+    """The architecture text inside a markdown table cell: its block separators are not column breaks."""
+    return architecture_text.replace("|", "\\|")
 
 
 def _spread(values):

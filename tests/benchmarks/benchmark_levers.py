@@ -21,10 +21,11 @@ import argparse
 import math
 import os
 import statistics
+import warnings
 
 import benchmark_setup  # noqa: F401  (the project and the tests' helpers on the path)
 
-from benchmark_search import HALVING, measure, run_search  # noqa: E402
+from benchmark_search import HALVING, measure, run_search, within_budget  # noqa: E402
 
 PROJECT_DIR = benchmark_setup.PROJECT_DIR
 DATASETS = {"demo": ("data/demo_sessions.idx3", "data/demo_labels.idx1"),
@@ -51,6 +52,50 @@ def reached_at(run_dir, target, budget):
     return measure(run_dir, budget, target)["reached"]
 
 
+def best_so_far(run_dir, budget):
+    """[(fold-epochs spent, best validation accuracy of a fully trained network so far)] within budget."""
+    best, curve = None, []
+    for spent, row in within_budget(run_dir, budget):
+        if row["status"] == "ok":
+            best = row["val_accuracy"] if best is None else max(best, row["val_accuracy"])
+        if best is not None:
+            curve.append((spent, best))
+    return curve
+
+
+def plot_curves(run_dirs, budget, dataset, path):
+    """Per configuration, the median over the seeds of the best validation accuracy so far against
+    the fold-epochs spent (the band: the seeds' quartiles)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    grid = np.arange(0, budget + 1, 2)
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for name, per_seed in run_dirs.items():
+        curves = []
+        for run_dir in per_seed.values():
+            curve = best_so_far(run_dir, budget)
+            at = [next((best for spent, best in reversed(curve) if spent <= x), np.nan) for x in grid]
+            curves.append(at)
+        curves = np.array(curves, dtype=float)
+        with warnings.catch_warnings():  # before a run's first network every seed is NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.nanmedian(curves, axis=0)
+            quartiles = np.nanpercentile(curves, [25, 75], axis=0)
+        axes.plot(grid, median, label=name)
+        axes.fill_between(grid, quartiles[0], quartiles[1], alpha=0.15)
+    axes.set_xlabel("fold-epochs spent")
+    axes.set_ylabel("best validation accuracy so far")
+    axes.set_title(f"{dataset}: median over {len(next(iter(run_dirs.values())))} seeds (band: quartiles)")
+    lower = np.nanmin([np.nanmedian([best_so_far(d, budget)[-1][1] for d in s.values()]) for s in run_dirs.values()])
+    axes.set_ylim(max(0.0, lower - 0.15), None)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=list(DATASETS), default="mnist")
@@ -60,7 +105,8 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--configurations", nargs="+", default=[c for c in CONFIGURATIONS if c.startswith("GA")],
                         choices=list(CONFIGURATIONS))
-    parser.add_argument("--out")
+    parser.add_argument("--out", help="the table (markdown) goes here")
+    parser.add_argument("--figure", help="the curves of best accuracy against fold-epochs go here (png)")
     arguments = parser.parse_args()
     images, labels = DATASETS[arguments.dataset]
     logs_dir = os.path.join(PROJECT_DIR, "logs", f"benchmark_levers_{arguments.dataset}")
@@ -104,6 +150,8 @@ def main():
     if arguments.out:
         with open(arguments.out, "w") as out_file:
             out_file.write(table + "\n")
+    if arguments.figure:
+        plot_curves(run_dirs, arguments.budget, arguments.dataset, arguments.figure)
 
 
 def _spread(values):

@@ -132,17 +132,25 @@ def run_search(overrides, first_generation, per_generation, halving, seed, budge
     return run_dir
 
 
+def within_budget(run_dir, budget):
+    """(fold-epochs spent so far, row) for each network a run trained, in order, until the budget:
+    reused networks cost nothing and are left out."""
+    spent = 0
+    for row in report.read_records(run_dir):
+        if row["status"] == "reused":
+            continue
+        if spent + (row["epochs_trained"] or 0) > budget:
+            return
+        spent += row["epochs_trained"] or 0
+        yield spent, row
+
+
 def measure(run_dir, budget, target=None):
     """Best validation accuracy, its test accuracy and the hypervolume of the networks a run
     trained within `budget` fold-epochs, and the fold-epochs it had spent when a fully trained
     network first reached `target` validation accuracy (None: not within the budget)."""
     within, spent, reached = [], 0, None
-    for row in report.read_records(run_dir):
-        if row["status"] == "reused":
-            continue
-        if spent + (row["epochs_trained"] or 0) > budget:
-            break
-        spent += row["epochs_trained"] or 0
+    for spent, row in within_budget(run_dir, budget):
         within.append(row)
         if target is not None and reached is None and row["status"] == "ok" and row["val_accuracy"] >= target:
             reached = spent

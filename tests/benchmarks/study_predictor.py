@@ -6,7 +6,8 @@ Spearman's correlation of the predictions with their measured validation accurac
 predictor is used (library_predictor). The parameter count alone (fewer parameters ranked higher,
 and more ranked higher) is the baseline a model has to beat: no zero-cost proxy did
 (docs/study_zero_cost.md). Prints, per regressor, the median and mean correlation over every
-generation of every run with at least 3 networks, and how often it beats the parameter count.
+generation of every run with at least 3 networks and, per run, the correlation over every network
+it predicted, and how often each beats the parameter count.
 
     python tests/benchmarks/study_predictor.py RUN_DIR [RUN_DIR ...] [--min-train 10] [--out docs/study_predictor.md]
 """
@@ -21,6 +22,7 @@ import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor  # noqa: E402
 from sklearn.gaussian_process import GaussianProcessRegressor  # noqa: E402
+from sklearn.linear_model import RidgeCV  # noqa: E402
 from sklearn.gaussian_process.kernels import ConstantKernel, RBF, WhiteKernel  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -36,6 +38,7 @@ REGRESSORS = {
                                                            subsample=0.8, random_state=0),
     "Gaussian process": lambda: make_pipeline(StandardScaler(), GaussianProcessRegressor(
         ConstantKernel() * RBF(length_scale=3.0) + WhiteKernel(), normalize_y=True, random_state=0)),
+    "ridge regression": lambda: make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 11))),
 }
 
 
@@ -55,23 +58,42 @@ def run_networks(run_dir):
     return rows
 
 
+ENCODINGS = {"full": slice(None),  # library_predictor.features: figures, input, head, depth, every block
+             "compact": slice(0, 11)}  # its figures, input, head and depth only
+
+
+BASELINES = ("parameter count (fewer first)", "parameter count (more first)")
+
+
 def study(run_dirs, min_train):
-    correlations = {name: [] for name in [*REGRESSORS, "parameter count (fewer first)", "parameter count (more first)"]}
+    """{ranking: [Spearman of each generation predicted]} and {ranking: [Spearman, per run, over every
+    network it predicted]}: each generation is predicted by a model fitted on the generations before."""
+    rankings = [*(f"{name}, {encoding}" for name in REGRESSORS for encoding in ENCODINGS), *BASELINES]
+    per_generation, per_run = {name: [] for name in rankings}, {name: [] for name in rankings}
     for run_dir in run_dirs:
         rows = run_networks(run_dir)
+        predicted, measured = {name: [] for name in rankings}, []
         for generation in sorted({g for g, _, _, _ in rows}):
             train = [r for r in rows if r[0] < generation]
             test = [r for r in rows if r[0] == generation]
-            if len(train) < min_train or len(test) < 3 or len({r[2] for r in test}) < 2:
+            if len(train) < min_train or len(test) < 2:
                 continue
-            X, y = np.stack([r[1] for r in train]), np.array([r[2] for r in train])
-            measured = [r[2] for r in test]
-            for name, make in REGRESSORS.items():
-                model = make().fit(X, y)
-                correlations[name].append(spearmanr(model.predict(np.stack([r[1] for r in test])), measured).statistic)
-            correlations["parameter count (fewer first)"].append(spearmanr([-r[3] for r in test], measured).statistic)
-            correlations["parameter count (more first)"].append(spearmanr([r[3] for r in test], measured).statistic)
-    return {name: [c for c in values if np.isfinite(c)] for name, values in correlations.items()}
+            X, y, X_test = np.stack([r[1] for r in train]), np.array([r[2] for r in train]), np.stack([r[1] for r in test])
+            scores = {f"{name}, {encoding}": list(make().fit(X[:, columns], y).predict(X_test[:, columns]))
+                      for name, make in REGRESSORS.items() for encoding, columns in ENCODINGS.items()}
+            scores[BASELINES[0]], scores[BASELINES[1]] = [-r[3] for r in test], [r[3] for r in test]
+            for name, values in scores.items():
+                predicted[name] += values
+                if len(test) >= 3 and len({r[2] for r in test}) >= 2:
+                    per_generation[name].append(spearmanr(values, [r[2] for r in test]).statistic)
+            measured += [r[2] for r in test]
+        if len(measured) >= 5:
+            for name in rankings:
+                per_run[name].append(spearmanr(predicted[name], measured).statistic)
+    # A ranking that ties every network (constant predictions, equal parameter counts) has no
+    # correlation: it counts as 0, no information, so every list stays aligned with the baseline's.
+    no_nan = lambda table: {name: [c if np.isfinite(c) else 0.0 for c in values] for name, values in table.items()}  # noqa: E731
+    return no_nan(per_generation), no_nan(per_run)
 
 
 def main():
@@ -80,18 +102,23 @@ def main():
     parser.add_argument("--min-train", type=int, default=10)
     parser.add_argument("--out", default=None)
     arguments = parser.parse_args()
-    correlations = study(arguments.run_dirs, arguments.min_train)
-    baseline = max(("parameter count (fewer first)", "parameter count (more first)"),
-                   key=lambda name: statistics.median(correlations[name]) if correlations[name] else -1)
-    lines = [f"Generations predicted: {len(correlations[baseline])}, from {len(arguments.run_dirs)} runs "
-             f"(at least {arguments.min_train} networks trained before each).", "",
-             "| ranking | median Spearman | mean | generations above the parameter count |",
-             "| --- | ---: | ---: | ---: |"]
-    for name, values in correlations.items():
-        if not values:
+    per_generation, per_run = study(arguments.run_dirs, arguments.min_train)
+    baseline = max(BASELINES, key=lambda name: statistics.median(per_run[name]) if per_run[name] else -1)
+    lines = [f"{len(per_run[baseline])} runs, {len(per_generation[baseline])} generations predicted (at least "
+             f"{arguments.min_train} networks trained before each).", "",
+             "| ranking | per run: median Spearman [min, max] | runs above the parameter count | "
+             "per generation: median | mean | generations above the parameter count |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for name in per_run:
+        if not per_run[name]:
             continue
-        wins = sum(v > b for v, b in zip(values, correlations[baseline])) if name in REGRESSORS else "-"
-        lines.append(f"| {name} | {statistics.median(values):+.3f} | {statistics.fmean(values):+.3f} | {wins} |")
+        is_model = name not in BASELINES
+        run_wins = sum(v > b for v, b in zip(per_run[name], per_run[baseline])) if is_model else "-"
+        generation_wins = sum(v > b for v, b in zip(per_generation[name], per_generation[baseline])) if is_model else "-"
+        values = per_run[name]
+        lines.append(f"| {name} | {statistics.median(values):+.3f} [{min(values):+.2f}, {max(values):+.2f}] | {run_wins} | "
+                     f"{statistics.median(per_generation[name]):+.3f} | {statistics.fmean(per_generation[name]):+.3f} | "
+                     f"{generation_wins} |")
     print("\n".join(lines))
     if arguments.out:
         with open(arguments.out, "w") as out_file:
