@@ -96,6 +96,12 @@ def study(run_dirs, min_train):
     return no_nan(per_generation), no_nan(per_run)
 
 
+def above_below(values, baseline_values):
+    """'a / b': how many correlations are above, and below, the baseline's on the same run or generation."""
+    above = sum(v > b for v, b in zip(values, baseline_values))
+    return f"{above} / {sum(v < b for v, b in zip(values, baseline_values))}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+")
@@ -106,15 +112,15 @@ def main():
     baseline = max(BASELINES, key=lambda name: statistics.median(per_run[name]) if per_run[name] else -1)
     lines = [f"{len(per_run[baseline])} runs, {len(per_generation[baseline])} generations predicted (at least "
              f"{arguments.min_train} networks trained before each).", "",
-             "| ranking | per run: median Spearman [min, max] | runs above the parameter count | "
-             "per generation: median | mean | generations above the parameter count |",
+             "| ranking | per run: median Spearman [min, max] | runs above / below the parameter count | "
+             "per generation: median | mean | generations above / below the parameter count |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for name in per_run:
         if not per_run[name]:
             continue
         is_model = name not in BASELINES
-        run_wins = sum(v > b for v, b in zip(per_run[name], per_run[baseline])) if is_model else "-"
-        generation_wins = sum(v > b for v, b in zip(per_generation[name], per_generation[baseline])) if is_model else "-"
+        run_wins = above_below(per_run[name], per_run[baseline]) if is_model else "-"
+        generation_wins = above_below(per_generation[name], per_generation[baseline]) if is_model else "-"
         values = per_run[name]
         lines.append(f"| {name} | {statistics.median(values):+.3f} [{min(values):+.2f}, {max(values):+.2f}] | {run_wins} | "
                      f"{statistics.median(per_generation[name]):+.3f} | {statistics.fmean(per_generation[name]):+.3f} | "
