@@ -8,6 +8,8 @@ Where a layer comes from is its source: each block keeps the (child_id, block in
 evaluated block it was copied from (library_search_space's operators set it; a block drawn new
 has none), and a network keeps the child_id of the network its input stage and its head come from.
 """
+from library_encoding import TABLE_LAYER_NAME
+from library_head import CLASSIFIER
 
 
 def own_sources(net):
@@ -27,10 +29,11 @@ def inherited_weights(child, parents):
     layers inherited), a layer only when its weights have the shapes the child's layer needs."""
     pairs = []  # (child layer, parent id, parent layer)
     for block in child.block_list:
-        if block.source is not None:
+        if block.source is not None and block.source[0] in parents:
             parent_id, index = block.source
-            pairs += [(f"b{block.block_index}{suffix}", parent_id, f"b{index}{suffix}") for suffix in ("_conv", "_bn")]
-    pairs += [("byte_table", child.input_source, "byte_table"), ("classifier", child.head_source, "classifier")]
+            ours, theirs = block.layer_names(), parents[parent_id].block_list[index].layer_names()
+            pairs += [(ours[kind], parent_id, theirs[kind]) for kind in ("conv", "batchnorm")]
+    pairs += [(TABLE_LAYER_NAME, child.input_source, TABLE_LAYER_NAME), (CLASSIFIER, child.head_source, CLASSIFIER)]
     shapes = child.weight_shapes()
     weights, givers, n_layers = {}, [], 0
     for child_layer, parent_id, parent_layer in pairs:

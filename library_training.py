@@ -137,16 +137,16 @@ def cross_validate(net, is_train, folds, fold_ids):
     fold's weights, the mean validation metrics over the folds and the test metrics of the kept
     weights in net. Returns (mean validation accuracy, test metrics). Raises TrainingFailed."""
     start = time.perf_counter()
-    fold_metrics, fold_weights, net.epoch_val_accuracy = [], [], []
+    fold_metrics, net.epoch_val_accuracy = [], []
     net.fold_states, net.fold_weights = {}, {}
     model = compiled_model(net)
     for i_fold in fold_ids:
         metrics, epoch_val_accuracy = fit_one_fold(net, model, is_train, folds, i_fold)
         fold_metrics.append(metrics)
-        fold_weights.append(model.get_weights())
         net.fold_weights[i_fold] = {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
         net.epoch_val_accuracy.append(epoch_val_accuracy)
-    model.set_weights(fold_weights[best_fold(fold_metrics)])
+    for name, weights in net.fold_weights[list(net.fold_weights)[best_fold(fold_metrics)]].items():
+        model.get_layer(name).set_weights(weights)
     net.val_metrics = mean_over_folds(fold_metrics)
     net.val_score = net.val_metrics["accuracy"]
     net.test_metrics = compute_descriptors(net.data.Y_test, model.predict(net.data.X_test, batch_size=512, verbose=0))
