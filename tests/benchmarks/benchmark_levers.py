@@ -7,7 +7,8 @@ front of training (proposal_pool), and with both, on every seed, at an equal bud
 free; each run starts from random networks and trains a network on one fold). Per configuration:
 the median [min, max] over the seeds of the best validation accuracy among fully trained networks
 and that network's test accuracy; per seed, whether it beats the baseline it extends, with a
-one-sided sign test over the seeds; and the fold-epochs at which it first reached the median best
+one-sided sign test over the seeds, on validation (what the search chose by) and on test (whether the
+choice holds on sessions no search saw); and the fold-epochs at which it first reached the median best
 of its baseline (the compute it needs for today's result).
 
     python tests/benchmarks/benchmark_levers.py --dataset mnist --seeds 0 1 2 3 4 5 6 7 8 9 [--budget 200]
@@ -63,6 +64,27 @@ def best_so_far(run_dir, budget):
     return curve
 
 
+def seed_curves(run_dirs, budget, step=2):
+    """The fold-epochs grid, and over the seeds the median and the quartiles of the best validation
+    accuracy so far at each point of it."""
+    import numpy as np
+    grid = np.arange(0, budget + 1, step)
+    curves = []
+    for run_dir in run_dirs:
+        curve = best_so_far(run_dir, budget)
+        curves.append([next((best for spent, best in reversed(curve) if spent <= x), np.nan) for x in grid])
+    curves = np.array(curves, dtype=float)
+    with warnings.catch_warnings():  # before a run's first network every seed is NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return grid, np.nanmedian(curves, axis=0), np.nanpercentile(curves, [25, 75], axis=0)
+
+
+def median_curve_reaches(run_dirs, target, budget):
+    """Fold-epochs at which the median over the seeds of the best so far first reaches target (None: never)."""
+    grid, median, _ = seed_curves(run_dirs, budget)
+    return next((int(x) for x, best in zip(grid, median) if best >= target), None)
+
+
 def plot_curves(run_dirs, budget, dataset, path):
     """Per configuration, the median over the seeds of the best validation accuracy so far against
     the fold-epochs spent (the band: the seeds' quartiles)."""
@@ -70,19 +92,9 @@ def plot_curves(run_dirs, budget, dataset, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    grid = np.arange(0, budget + 1, 2)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for name, per_seed in run_dirs.items():
-        curves = []
-        for run_dir in per_seed.values():
-            curve = best_so_far(run_dir, budget)
-            at = [next((best for spent, best in reversed(curve) if spent <= x), np.nan) for x in grid]
-            curves.append(at)
-        curves = np.array(curves, dtype=float)
-        with warnings.catch_warnings():  # before a run's first network every seed is NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            median = np.nanmedian(curves, axis=0)
-            quartiles = np.nanpercentile(curves, [25, 75], axis=0)
+        grid, median, quartiles = seed_curves(per_seed.values(), budget)
         axes.plot(grid, median, label=name)
         axes.fill_between(grid, quartiles[0], quartiles[1], alpha=0.15)
     axes.set_xlabel("fold-epochs spent")
@@ -126,25 +138,30 @@ def main():
     lines = [f"Data: {arguments.dataset}; budget {arguments.budget} fold-epochs per run; seeds {arguments.seeds}; "
              f"{arguments.epochs} epochs for a fully trained network (one fold); every run from random networks.",
              "", "| configuration | best validation accuracy | its test accuracy | networks trained | "
-             "beats its baseline (seeds) | sign test p | reaches the baseline's median best (fold-epochs) |",
-             "| --- | --- | --- | ---: | --- | ---: | --- |"]
+             "beats its baseline (seeds) | sign test p | its test beats the baseline's (seeds) | "
+             "reaches the baseline's median best (fold-epochs) | its median curve reaches it (fold-epochs) |",
+             "| --- | --- | --- | ---: | --- | ---: | --- | --- | ---: |"]
     for name, per_seed in results.items():
         baseline, lever = CONFIGURATIONS[name]
         vals = [r["best_val"] for r in per_seed.values()]
         tests = [r["best_test"] for r in per_seed.values()]
-        beats, p_value, reached = "-", "-", "-"
+        beats, p_value, test_beats, reached, curve_reaches = "-", "-", "-", "-", "-"
         if lever and baseline in results:
-            base = results[baseline]
-            wins = sum(per_seed[s]["best_val"] > base[s]["best_val"] for s in per_seed if s in base)
-            losses = sum(per_seed[s]["best_val"] < base[s]["best_val"] for s in per_seed if s in base)
+            (wins, losses), (test_wins, test_losses) = (_paired(per_seed, results[baseline], key)
+                                                        for key in ("best_val", "best_test"))
             beats, p_value = f"{wins} of {len(per_seed)} ({losses} worse)", f"{sign_test(wins, losses):.3f}"
+            test_p = sign_test(test_wins, test_losses)
+            test_beats = f"{test_wins} of {len(per_seed)} ({test_losses} worse, p {test_p:.3f})"
         if baseline in results:
             target = statistics.median(r["best_val"] for r in results[baseline].values())
             at = [reached_at(run_dirs[name][s], target, arguments.budget) for s in per_seed]
             hit = sorted(a for a in at if a is not None)
             reached = (f"{len(hit)} of {len(at)} seeds, median {statistics.median(hit):.0f}" if hit else f"0 of {len(at)}")
+            curve_reaches = median_curve_reaches(run_dirs[name].values(), target, arguments.budget)
+            curve_reaches = "never" if curve_reaches is None else curve_reaches
         lines.append(f"| {name} | {_spread(vals)} | {_spread(tests)} | "
-                     f"{statistics.median(r['networks'] for r in per_seed.values()):.0f} | {beats} | {p_value} | {reached} |")
+                     f"{statistics.median(r['networks'] for r in per_seed.values()):.0f} | {beats} | {p_value} | "
+                     f"{test_beats} | {reached} | {curve_reaches} |")
     table = "\n".join(lines)
     print("\n" + table)
     if arguments.out:
@@ -152,6 +169,13 @@ def main():
             out_file.write(table + "\n")
     if arguments.figure:
         plot_curves(run_dirs, arguments.budget, arguments.dataset, arguments.figure)
+
+
+def _paired(per_seed, base, key):
+    """Seeds on which a configuration's figure is above, and below, its baseline's on the same seed."""
+    shared = [seed for seed in per_seed if seed in base]
+    return (sum(per_seed[seed][key] > base[seed][key] for seed in shared),
+            sum(per_seed[seed][key] < base[seed][key] for seed in shared))
 
 
 def _spread(values):

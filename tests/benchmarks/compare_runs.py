@@ -1,12 +1,14 @@
-"""Same runs, same results: the tiny runs of the three strategies, with and without successive
-halving, on one worker and two, made by one checkout and compared with another's.
+"""Same runs, same results: the tiny runs of the three strategies (and of the GA with inheritance
+and a predictor), with and without successive halving, on one worker and two, made by one checkout
+and compared with another's.
 
 A change to how the search is built (not to what it does) must leave every result as it was:
 children.csv and pareto.csv equal but for the timing columns, the saved models' weights, their
 deployed flatbuffers and C headers equal byte for byte. Columns (and record fields) that only the
 newer checkout writes are listed, not counted as differences: they record something new.
 
-    python tests/benchmarks/compare_runs.py run OUT_DIR          # this checkout's 12 runs into OUT_DIR
+    python tests/benchmarks/compare_runs.py run OUT_DIR          # this checkout's 16 runs into OUT_DIR
+        [--strategies ga_levers ...]                            # or only some
     python tests/benchmarks/compare_runs.py compare DIR_A DIR_B  # exit 1 and each difference, or "identical"
 
 Run `run` in each checkout (a git worktree of the other commit), then `compare`.
@@ -28,11 +30,14 @@ TINY = ["test_size=0.2", "num_folds=3", "num_selected_folds=2", "n_generations=2
 STRATEGIES = {"mutation": ["search_strategy=mutation"],
               "ga": ["search_strategy=ga", "population_size=3", "n_elites=2", "smart_start=False",
                      'objectives=["val_accuracy","flash_size"]', "save_pareto_models=True"],
-              "random": ["search_strategy=random", "population_size=3"]}
+              "random": ["search_strategy=random", "population_size=3"],
+              # inheritance and a predictor warm after 3 networks, so the second generation uses both
+              "ga_levers": ["search_strategy=ga", "population_size=3", "n_elites=2", "smart_start=False",
+                            "inherit_weights=True", "proposal_pool=4", "predictor_warmup=3"]}
 HALVING = {"full": [], "halving": ["halving_eta=2", "min_epochs=1"]}
 
 
-def run_all(out_dir):
+def run_all(out_dir, strategies):
 
     import numpy as np
     import library_load_and_split_data as data_lib
@@ -42,7 +47,8 @@ def run_all(out_dir):
     for name, array in (("sessions.idx3", images), ("labels.idx1", labels)):
         with open(os.path.join(out_dir, name), "wb") as file:
             file.write(data_lib.idx_bytes(np.asarray(array)))
-    for strategy, strategy_overrides in STRATEGIES.items():
+    for strategy in strategies:
+        strategy_overrides = STRATEGIES[strategy]
         for budget, budget_overrides in HALVING.items():
             for n_workers in (1, 2):
                 run_name = f"{strategy}_{budget}_{n_workers}w"
@@ -125,9 +131,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["run", "compare"])
     parser.add_argument("dirs", nargs="+")
+    parser.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES),
+                        help="run only these (ga_levers needs a checkout with inherit_weights and proposal_pool)")
     arguments = parser.parse_args()
     if arguments.what == "run":
-        run_all(arguments.dirs[0])
+        run_all(arguments.dirs[0], arguments.strategies)
         return
     added = set()
     differences = compare(*arguments.dirs[:2], added)
