@@ -77,7 +77,7 @@ class InputStage:
         return self.length, self.channels
 
     def short_name(self):
-        """'in:scaled[784]' or 'in:emb8[784]'."""
+        """'in:scaled[<length>]' or 'in:emb<dim>[<length>]', the length the network reads."""
         name = "scaled" if self.encoding == "scaled" else f"emb{self.embedding_dim}"
         return f"in:{name}[{self.length}]"
 

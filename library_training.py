@@ -145,7 +145,7 @@ def cross_validate(net, is_train, folds, fold_ids):
         fold_metrics.append(metrics)
         net.fold_weights[i_fold] = {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
         net.epoch_val_accuracy.append(epoch_val_accuracy)
-    for name, weights in net.fold_weights[list(net.fold_weights)[best_fold(fold_metrics)]].items():
+    for name, weights in net.fold_weights[fold_ids[best_fold(fold_metrics)]].items():
         model.get_layer(name).set_weights(weights)
     net.val_metrics = mean_over_folds(fold_metrics)
     net.val_score = net.val_metrics["accuracy"]
