@@ -164,6 +164,8 @@ try:
         print(f"Warning: {warning}", file=sys.stderr)
     if len(dataset.class_numbers) < 2:
         n_classes = len(dataset.class_numbers)
+        for note in dataset.notes:
+            print(f"- {note}", file=sys.stderr)
         sys.exit(f"\n{table}\n\nB00_pcap_to_idx.py: {n_classes} class{'es' * (n_classes != 1)} kept (see the "
                  f"table and the notes above); B01_NAS.py needs two at least, so nothing was written")
     shown_parameters = {name: ("(secret)" if name == "hash_salt" and value else value)

@@ -55,6 +55,11 @@ def labelled_sessions(file_results, file_classes, label_by, rules):
     labelled = Labelled([], collections.defaultdict(collections.Counter), collections.defaultdict(set),
                         collections.Counter())
     for path in sorted(file_results):
+        if label_by != "port":  # the file's class is known even when the file holds no IP session
+            counts = labelled.per_class[file_classes[path]]
+            labelled.files_of_class[file_classes[path]].add(path)
+            counts["frames"] += file_results[path].counts["packets"]
+            counts["not_ip_frames"] += file_results[path].counts["not_ip_packets"]
         for session in file_results[path].sessions:
             name = file_classes.get(path) if label_by != "port" else labels_lib.session_label(
                 session.server_port, session.client_port, rules)
@@ -97,7 +102,16 @@ def skipped_notes(labelled, numbers):
         notes.append(f"{sum(unlabelled.values())} sessions have no port in label_mapping and are skipped; "
                      f"their most common server ports (sessions): {common}")
     for name in sorted(set(labelled.per_class) - set(numbers)):
-        notes.append(f"class {name}: no session kept, so it has no label")
+        counts = labelled.per_class[name]
+        if counts["sessions"] == 0 and counts["frames"]:
+            why = (f"its {len(labelled.files_of_class[name])} file(s) hold no TCP or UDP session over IP "
+                   f"({counts['frames']} frames, {counts['not_ip_frames']} of them not IP: ARP or other link-layer "
+                   f"frames)")
+        elif counts["sessions"] == 0:
+            why = f"its {len(labelled.files_of_class[name])} file(s) hold no packet"
+        else:
+            why = f"none of its {counts['sessions']} sessions was kept (see its row)"
+        notes.append(f"class {name}: {why}, so it is left out and has no label")
     return notes
 
 
@@ -200,9 +214,14 @@ def class_warnings(rows):
                 warnings.append(f"class {row['class']}: {row[column]} of its {row['sessions']} sessions were "
                                 f"dropped as {what}, more than half; {row['kept']} kept")
         if row["kept"] < SMALL_CLASS_SESSIONS or row["kept"] < SMALL_CLASS_FRACTION * largest["kept"]:
-            warnings.append(f"class {row['class']}: {row['kept']} sessions kept, fewer than "
+            split = (f" ({row['kept'] - row['test']} training, {row['test']} test: B01_NAS.py needs num_folds "
+                     f"training sessions of each class)" if "test" in row else "")
+            warnings.append(f"class {row['class']}: {row['kept']} sessions kept{split}, fewer than "
                             f"{SMALL_CLASS_SESSIONS} or than {SMALL_CLASS_FRACTION:.0%} of the largest class's "
                             f"({largest['class']}, {largest['kept']})")
+        if "test" in row and row["kept"] and not row["test"]:
+            warnings.append(f"class {row['class']}: its test tenth of {row['kept']} sessions rounds to none, so the "
+                            f"test figures say nothing of it")
     return warnings
 
 

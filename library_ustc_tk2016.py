@@ -221,6 +221,7 @@ def build_dataset(file_results, file_classes, label_by, rules, seed=0, cap=CAP_P
             images.append(session.head + bytes(SESSION_BYTES - len(session.head)))
             labels.append(number)
         n_test[name] = len(test)
+    _check_split(numbers, by_class, n_test)
     kept_by_class = {name: [_kept(session) for _, session in sessions] for name, sessions in by_class.items()}
     rows = dataset_lib.statistics_rows(labelled, numbers, kept_by_class, SESSION_BYTES,
                                        extra=lambda name: {"test": n_test.get(name, 0) if name else len(parts["test"][1])})
@@ -231,6 +232,24 @@ def build_dataset(file_results, file_classes, label_by, rules, seed=0, cap=CAP_P
 
     return UstcDataset(arrays(*parts["train"]), arrays(*parts["test"]), numbers, rows,
                        dataset_lib.skipped_notes(labelled, numbers))
+
+
+MIN_TRAINING_SESSIONS = 2  # B01_NAS.py folds each class: two folds at the fewest
+
+
+def _check_split(numbers, by_class, n_test):
+    """Raises ValueError when the split would give files B01_NAS.py refuses (before any is written): a
+    test set of no session (every class's tenth rounds to 0), a class with fewer than
+    MIN_TRAINING_SESSIONS training sessions (its folds would be empty)."""
+    if len(numbers) >= 2 and not sum(n_test.values()):
+        raise ValueError(f"the test tenth of every class rounds to 0 sessions (each has fewer than 5: "
+                         f"{', '.join(f'{name} {len(by_class[name])}' for name in numbers)}), so the t10k files "
+                         f"would be empty; add captures, or use recipe='origin' and B01_NAS.py's test_size")
+    too_small = [f"{name} ({len(by_class[name]) - n_test[name]})" for name in numbers
+                 if len(by_class[name]) - n_test[name] < MIN_TRAINING_SESSIONS]
+    if too_small:
+        raise ValueError(f"classes with fewer than {MIN_TRAINING_SESSIONS} training sessions, too few to fold: "
+                         f"{', '.join(too_small)}; add captures of them or leave their folders out")
 
 
 def _kept(session):

@@ -550,3 +550,32 @@ def test_a_class_in_trouble_is_warned_about_and_one_class_is_refused(tmp_path):
     failed = run_b00(tmp_path, f"input_dirs=['{only_one}']", "output_name=one", expect_ok=False)
     assert "1 class kept" in failed.stderr and "nothing was written" in failed.stderr
     assert not [name for name in os.listdir(tmp_path / "out") if name.startswith("one")]
+
+
+def arp_frames(count):
+    """Ethernet frames carrying ARP requests (not IP): what a capture of a quiet host may hold alone."""
+    return [(i * 1.0, b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x07" + struct.pack(">H", 0x0806)
+             + struct.pack(">HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, b"\x02\x00\x00\x00\x00\x07", bytes([10, 0, 0, 7]),
+                           bytes(6), bytes([10, 0, 0, i + 1])) + bytes(18)) for i in range(count)]
+
+
+@pytest.mark.parametrize("recipe", ["origin", "USTC-TK2016"])
+def test_a_class_of_non_ip_frames_only_is_named_not_dropped_silently(tmp_path, recipe):
+    root = tmp_path / "captures"
+    two_classes(root, sessions=30)
+    (root / "quiet").mkdir()
+    write_pcap(str(root / "quiet" / "arp.pcap"), arp_frames(12))
+    result = run_b00(tmp_path, f"input_dirs=['{root}']", f"recipe={recipe}", "output_name=arp")
+    note = ("class quiet: its 1 file(s) hold no TCP or UDP session over IP (12 frames, 12 of them not IP: ARP or "
+            "other link-layer frames), so it is left out and has no label")
+    report = (tmp_path / "out" / "arp_report.txt").read_text()
+    assert note in result.stdout and note in report
+    assert "Warnings: none" not in report and "class quiet: 0 sessions kept" in report
+    assert json.loads((tmp_path / "out" / "arp_labels.json").read_text()) == {"alpha": 0, "beta": 1}
+    # every class of non-IP frames only: refused, and the notes say why
+    only_arp = tmp_path / "only_arp"
+    for name in ("one", "two"):
+        (only_arp / name).mkdir(parents=True)
+        write_pcap(str(only_arp / name / "arp.pcap"), arp_frames(3))
+    refused = run_b00(tmp_path, f"input_dirs=['{only_arp}']", f"recipe={recipe}", "output_name=none", expect_ok=False)
+    assert "0 classes kept" in refused.stderr and "class one: its 1 file(s) hold no TCP or UDP session" in refused.stderr

@@ -261,3 +261,27 @@ def test_captures_to_the_published_files_to_a_search_on_their_own_test_split(tmp
     assert float(rows[-1]["deployed_f1"]) == pytest.approx(summary["deployed_test_macro_f1"], abs=1e-4)
     assert os.path.getsize(os.path.join(run_dir, "confusion.png")) > 10_000
     assert "macro-F1" in open(os.path.join(run_dir, "nas_log.txt")).read()
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ({"Facetime": 1, "Gmail": 4}, "the test tenth of every class rounds to 0 sessions (each has fewer than 5: "
+                                  "Facetime 1, Gmail 4), so the t10k files would be empty"),
+    ({"Facetime": 30, "Gmail": 1}, "classes with fewer than 2 training sessions, too few to fold: Gmail (1)"),
+])
+def test_a_split_b01_would_refuse_is_refused_by_name_and_nothing_is_written(tmp_path, sizes, message):
+    root = tmp_path / "captures"
+    write_classes(root, {name: [200 + i for i in range(n)] for name, n in sizes.items()})
+    refused = run_b00(tmp_path, f"input_dirs=['{root}']", "recipe=USTC-TK2016", "output_name=small", expect_ok=False)
+    assert message in refused.stderr and "Traceback" not in refused.stderr
+    assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
+
+
+def test_a_class_without_a_test_session_is_warned_about_and_searched(tmp_path):
+    root = tmp_path / "captures"
+    write_classes(root, {"Facetime": [200 + i for i in range(30)], "Gmail": [400 + i for i in range(4)]})
+    result = run_b00(tmp_path, f"input_dirs=['{root}']", "recipe=USTC-TK2016", "output_name=few")
+    warning = "class Gmail: its test tenth of 4 sessions rounds to none, so the test figures say nothing of it"
+    assert warning in result.stdout and warning in (tmp_path / "out" / "few_report.txt").read_text()
+    assert "(4 training, 0 test: B01_NAS.py needs num_folds training sessions of each class)" in result.stdout
+    out = tmp_path / "out"
+    assert data_lib.read_idx1(str(out / "few-t10k-labels-idx1-ubyte.gz")).tolist() == [0, 0, 0]
