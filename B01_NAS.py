@@ -31,6 +31,7 @@ is_random_walk = False  # True: the best child always becomes the parent; False:
 max_attempts = 200  # mutation attempts per child before the thresholds are declared impossible
 max_failures_in_a_row = 10  # networks failing in a row (diverging loss, errors) before the search stops
 time_budget_s = None  # seconds; the search ends, saving everything, after the generation in which they run out (None = no limit)
+max_search_sessions = 2000  # most sessions a candidate trains on in each fold (and is validated and tested on): stratified samples drawn once from the seed (None = every session)
 inherit_weights = False  # True: a child starts each fold from its parent's trained weights of that fold, for the layers its mutation left unchanged
 inherit_epochs = None  # most epochs a child that inherits trains (None = a third of epochs)
 proposal_pool = None  # candidates drawn per child; a predictor fitted on the networks trained picks the one to train (None = off: the first drawn)
@@ -84,6 +85,8 @@ learning_rate = 1e-3  # Adam's initial step size
 halving_eta = None  # successive halving in each generation: every network trains min_epochs, the best 1/halving_eta continue their training up to halving_eta x as many epochs, and so on up to epochs (3 = a third go on; None = all train the full budget)
 min_epochs = 3  # epochs of successive halving's first rung (used when halving_eta is set)
 verbose = 0  # 0: progress lines only; 1: plus Keras' per-epoch bar and TensorFlow's own messages; 2: one line per epoch
+final_training = True  # True: after the search, the best network (and with save_pareto_models the front) is trained again on every training session; that model is saved
+final_epochs = 30  # most epochs of the final training (early stopping on a stratified tenth of the training split held out)
 
 # evaluation: how many networks train at once, and where
 executor = "local"  # "local": worker processes on this machine; "ray": Ray tasks (this machine or a cluster, see ray_address)
@@ -124,6 +127,9 @@ import library_settings  # noqa: E402
 project_dir = os.path.dirname(os.path.abspath(__file__))
 try:
     overrides = library_config.parse_overrides(sys.argv[1:], parameters)
+    for name, optional in (("images_path", False), ("labels_path", False), ("test_images_path", True),
+                           ("test_labels_path", True), ("logs_dir", False), ("resume_from", True)):
+        library_config.check_path(name, overrides.get(name, parameters[name]), optional)
     resume_dir = overrides.get("resume_from", parameters["resume_from"])
     if resume_dir is None:
         parameters.update(overrides)
@@ -142,6 +148,7 @@ with library_config.quiet_native_output(enabled=parameters["verbose"] == 0):
     from library_nas import NAS, ConstraintError, SearchStopped, check_search_parameters, search_parameter_names
     from library_objectives import UserFunctionError
     from library_records import RecordsError
+    import library_listeners
 if parameters["verbose"] == 0:
     library_config.quiet_tensorflow_logs()
 # The search takes its own parameters; a helper variable of yours above the rule line stays yours.
@@ -157,10 +164,11 @@ except ValueError as error:
 try:
     test_pair = {name: os.path.join(project_dir, parameters[name]) if parameters[name] is not None else None
                  for name in ("test_images_path", "test_labels_path")}
-    X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(
+    X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(  # the sessions' bytes, scaled batch by batch
         parameters["num_classes"], parameters["test_size"], encode_labels=False,
         images_path=os.path.join(project_dir, parameters["images_path"]),
-        labels_path=os.path.join(project_dir, parameters["labels_path"]), seed=parameters["seed"], **test_pair)
+        labels_path=os.path.join(project_dir, parameters["labels_path"]), seed=parameters["seed"], keep_bytes=True,
+        **test_pair)
 except ValueError as error:  # DataFileError names the file; the others name the parameter
     sys.exit(f"B01_NAS.py: {error}")
 try:
@@ -193,7 +201,9 @@ try:
     print(f"Run folder: {library_config.display_path(run_dir)}")
     test_source = "its own test pair" if parameters["test_images_path"] else f"test_size={parameters['test_size']}"
     print(f"Data: {len(X_train)} training / {len(X_test)} test sessions ({test_source}) of length {data.input_shape[0]}, "
-          f"{n_classes} classes, {len(folds)} folds")
+          f"{n_classes} classes, {len(folds)} folds.{library_listeners.empty_labels_text(data)}")
+    for notice in nas.notices:
+        print(f"Note: {notice}.")
     last_parent, best = nas.run_NAS(folds)
 except (ConstraintError, SearchStopped, UserFunctionError, RecordsError, library_config.RunFolderBusy) as error:
     # unmet thresholds, failures, a broken custom function, a run folder whose records do not fit
@@ -206,14 +216,16 @@ except KeyboardInterrupt:  # Ctrl-C or SIGTERM
     sys.stdout.flush()
     os._exit(1)  # everything is written and closed; TensorFlow's teardown would make Ctrl-C wait seconds
 
-# report
+# report (best: the final model, trained again on every training session, when final_training is on)
 n_params, max_tens, flops, flash_size, ram_size = best.hw_measures()
-print(f"\nBest network: {best.architecture_text()}")
+print(f"\nBest network: {best.child_id}, {best.architecture_text()}")
 print(f"  params {n_params}, FLOPs {flops}, flash {flash_size} B, RAM {ram_size} B (estimated)")
 if best.deployed:
     print(f"  {best.deploy_precision} TFLite measured: flash {best.deployed['flash_bytes']} B, "
           f"TFLM arena {best.deployed['arena_bytes']} B, test accuracy {best.deployed['test_accuracy']:.4f}")
-print(f"  validation accuracy {best.val_score:.4f}, test accuracy {best.test_metrics['accuracy']:.4f}")
+final_text = "the final model's " if nas.search.final_models else ""
+print(f"  validation accuracy {nas.search.absolute_best.val_score:.4f} (search), {final_text}test accuracy "
+      f"{best.test_metrics['accuracy']:.4f}")
 print(f"  NAS log: {library_config.display_path(nas.log_path)}")
 print(f"  Pareto front: {library_config.display_path(nas.pareto_path)}")
 if best.trained:

@@ -14,14 +14,17 @@ def compute_descriptors(y_true, y_pred):
 
     y_true, y_pred: integer labels (N,), or one-hot / probabilities (N, C).
     Macro averaging weighs every traffic class equally, so a rare class that
-    is always missed shows in the scores.
+    is always missed shows in the scores. It is over the classes y_true holds
+    (a class with no sample has no F1 to average; a sample predicted as it still
+    lowers its true class's recall): the one definition of macro-F1 of this
+    toolkit, per_class_descriptors' macro row included.
     Returns a dict with keys accuracy, precision, recall, f1 (floats in [0, 1]).
     """
     labels_true, labels_pred = _to_labels(y_true), _to_labels(y_pred)
     if labels_true.shape != labels_pred.shape:
         raise ValueError(f"y_true has {labels_true.shape[0]} samples, y_pred {labels_pred.shape[0]}")
     precision, recall, f1, _ = precision_recall_fscore_support(
-        labels_true, labels_pred, average="macro", zero_division=0)
+        labels_true, labels_pred, labels=np.unique(labels_true), average="macro", zero_division=0)
     return {"accuracy": float(accuracy_score(labels_true, labels_pred)),
             "precision": float(precision), "recall": float(recall), "f1": float(f1)}
 
@@ -36,6 +39,13 @@ def per_class_descriptors(y_true, y_pred, n_classes):
         labels_true, labels_pred, labels=classes, average=None, zero_division=0)
     return ({"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
              "support": support.tolist()}, confusion_matrix(labels_true, labels_pred, labels=classes))
+
+
+def macro_average(values, support):
+    """The macro average of per-class values over the classes with samples (support > 0), as
+    compute_descriptors averages."""
+    present = [value for value, n in zip(values, support) if n > 0]
+    return float(np.mean(present)) if present else 0.0
 
 
 def mean_over_folds(fold_metrics):

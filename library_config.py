@@ -81,6 +81,14 @@ def check_count(name, value, minimum=0):
         raise ParameterError(f"{name}={value!r}: must be an integer of {minimum} or more")
 
 
+def check_path(name, value, optional=False):
+    """Raises ParameterError unless value is a path (a non-empty text), or None when optional."""
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value:
+        raise ParameterError(f"{name}={value!r}: must be a path (text){' or None' if optional else ''}")
+
+
 def check_run_name(run_name):
     """Raises ParameterError unless run_name can name a folder inside logs_dir."""
     if not run_name or "/" in run_name or os.sep in run_name or run_name in (".", "..") or "\0" in run_name:

@@ -1,8 +1,8 @@
 """What a network sees of a session: its input stage, searched and priced like a block.
 
-The data hold each session as bytes scaled to [0, 1] (float32 (N, length, 1),
-library_load_and_split_data). A network reads the first `length` of them, in one
-of two encodings:
+The data hold each session as its bytes (uint8 (N, length, 1)) or as bytes scaled to
+[0, 1] (float32, library_load_and_split_data). A network reads the first `length` of
+them, in one of two encodings:
   scaled:    each byte as its value / 255, one channel (the original toolkit's input);
   embedding: each byte value 0..255 looks up a row of a learned table of 256 rows of
              embedding_dim values. Payload bytes are categories (a record type, a
@@ -22,6 +22,8 @@ operators a device runs) is computed here from its settings alone, as a block's
 is, so the search checks it before any Keras model exists.
 """
 import numpy as np
+
+from library_load_and_split_data import scaled
 
 ENCODINGS = ("scaled", "embedding")
 BYTE_VALUES = 256
@@ -153,16 +155,20 @@ class InputStage:
         return layers
 
     def device_input(self, X):
-        """What the device model takes, from the data's samples X (float32 (N, data length, 1),
-        bytes / 255): their first `length` values as they are (scaled), or as int32 byte
-        values (N, length) (embedding)."""
-        X = X[:, :self.length]
-        return X if self.encoding == "scaled" else byte_values(X)
+        """What the device model takes, from the data's samples X (uint8 bytes or float32 bytes
+        / 255, (N, data length, 1)): their first `length` values scaled (scaled), or as int32
+        byte values (N, length) (embedding)."""
+        X = np.asarray(X[:, :self.length])
+        return scaled(X) if self.encoding == "scaled" else byte_values(X)
 
 
 def byte_values(X):
-    """The int32 byte values 0..255 of samples scaled to [0, 1] (bytes / 255), shape (N, length).
-    Raises ValueError when X is not such data (the embedding reads bytes, nothing else)."""
+    """The int32 byte values 0..255 of samples, shape (N, length): of bytes (uint8) as they are,
+    of samples scaled to [0, 1] (bytes / 255) scaled back. Raises ValueError when X is neither
+    (the embedding reads bytes, nothing else)."""
+    X = np.asarray(X)
+    if X.dtype == np.uint8:
+        return X.reshape(len(X), -1).astype(np.int32)
     values = np.asarray(X, dtype=np.float32).reshape(len(X), -1) * 255.0
     rounded = np.rint(values)
     if values.size and (np.abs(values - rounded).max() > 1e-3 or rounded.min() < 0 or rounded.max() > 255):
@@ -186,12 +192,12 @@ def takes_byte_values(input_dtype):
 
 
 def device_samples(X, length, integer_input):
-    """Samples X as a device model of that input length takes them: the data's samples
-    (float32 (N, data length, 1), bytes / 255) are cut to length and, for an integer input
-    (a byte table's), turned into byte values; integer samples are taken as byte values already."""
+    """Samples X as a device model of that input length takes them: the data's samples (uint8
+    bytes or float32 bytes / 255, (N, data length, 1)) are cut to length and scaled, or, for an
+    integer input (a byte table's), turned into byte values; integer samples are byte values already."""
     X = np.asarray(X)[:, :length]
     if not integer_input:
-        return X.astype(np.float32)
+        return scaled(X)
     return X.reshape(len(X), length).astype(np.int32) if X.dtype.kind in "iu" else byte_values(X)
 
 

@@ -43,6 +43,7 @@ class Task:
     keep_training_state: bool = False
     only_fold: object = None
     inherit: object = None  # {"from": parents' child_ids, "weights": {fold: {layer: weights}}} (library_inheritance)
+    progress: object = None  # a name to print a line per epoch under (a long training), or None: silent
 
     def n_folds(self, folds):
         """How many folds evaluate trains for this task on folds."""
@@ -77,6 +78,9 @@ def evaluate(task, data, folds):
     from library_net import net_from_architecture
     net = net_from_architecture(task.architecture, None, data, task.train_settings, task.deploy_precision)
     net.continue_from = task.continue_from
+    if task.progress is not None:
+        from library_training import EpochProgress
+        net.callbacks = [EpochProgress(task.progress, task.train_settings["epochs"])]
     if task.inherit is not None:
         net.inherit, net.inherited_from = task.inherit["weights"], tuple(task.inherit["from"])
         net.layers_inherited = len(next(iter(task.inherit["weights"].values()), {}))

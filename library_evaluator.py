@@ -4,8 +4,10 @@ An evaluator takes tasks {task id: library_evaluation.Task} (architecture, setti
 and the network's seed) and yields (task id, library_evaluation.Result) as
 each network finishes, in whatever order they finish; the search records them
 in id order, so the result of a search does not depend on how many networks
-run at once. The data set goes to each worker process (local) or into Ray's
-object store (once per node), never with each task.
+run at once. The data set is in memory once per machine, whatever the number of
+workers: mapped by each worker process from one shared file (local,
+library_shared_data) or read from Ray's object store (once per node); it never
+travels with a task.
 
 Networks that would train while workers wait (fewer networks than workers,
 the last of an uneven batch) train their folds on separate workers
@@ -18,10 +20,13 @@ recorded as failed with the reason.
 import contextlib
 import os
 import queue
+import subprocess
+import sys
 import threading
 
 import library_fold_tasks as fold_tasks_lib
 from library_evaluation import Result
+from library_shared_data import SharedData
 from library_worker import EvaluationWorker, WorkerDied, evaluate_in_ray_task
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -77,7 +82,8 @@ class LocalEvaluator(Evaluator):
     def __init__(self, data, folds, n_workers=1, threads_per_worker=None, quiet=True, max_tries=MAX_TRIES,
                  tasks_per_worker=TASKS_PER_WORKER):
         self.folds, self.n_workers = folds, n_workers
-        self.workers = [EvaluationWorker(data, folds, quiet, tasks_per_worker, threads_per_worker)
+        self.shared_data = SharedData(data)
+        self.workers = [EvaluationWorker(self.shared_data, folds, quiet, tasks_per_worker, threads_per_worker)
                         for _ in range(n_workers)]
         self.max_tries = max_tries
         self.stopping = threading.Event()
@@ -128,6 +134,7 @@ class LocalEvaluator(Evaluator):
     def close(self):
         for worker in self.workers:
             worker.close()
+        self.shared_data.close()
 
 
 class RayEvaluator(Evaluator):
@@ -145,12 +152,18 @@ class RayEvaluator(Evaluator):
         import ray
         self.ray, self.folds = ray, folds
         self.started_ray = not ray.is_initialized()
+        self.session_watch = None
         if self.started_ray:
             ray.init(address=ray_address, runtime_env=RAY_RUNTIME_ENV, include_dashboard=False,
                      log_to_driver=not quiet, logging_level="ERROR" if quiet else "INFO")
+            if ray_address is None:  # a session of this process's own: it must not outlive it
+                self.session_watch = watch_ray_session(ray._private.worker._global_node.session_name)
         self.data_ref = ray.put((data, folds))
-        self.n_workers, self.threads, self.quiet, self.max_tries = n_workers, threads_per_worker, quiet, max_tries
-        self.remote = ray.remote(num_cpus=threads_per_worker or 1, max_retries=max_tries - 1,
+        # A task asking for more CPUs than any node has would wait for ever: at most the largest node's.
+        largest_node = max((node["Resources"].get("CPU", 1) for node in ray.nodes() if node["Alive"]), default=1)
+        threads = min(threads_per_worker or 1, max(1, int(largest_node)))
+        self.n_workers, self.threads, self.quiet, self.max_tries = n_workers, threads, quiet, max_tries
+        self.remote = ray.remote(num_cpus=threads, max_retries=max_tries - 1,
                                  max_calls=tasks_per_worker)(evaluate_in_ray_task)
 
     def _evaluate_each(self, tasks):
@@ -178,3 +191,34 @@ class RayEvaluator(Evaluator):
     def close(self):
         if self.started_ray:
             self.ray.shutdown()
+        if self.session_watch is not None:
+            os.close(self.session_watch)
+            self.session_watch = None
+
+
+def watch_ray_session(session_name):
+    """Starts a small process that ends the local Ray session's processes once this process ends, in
+    any way (kill -9 included): left alone, Ray's dashboard and runtime-env agents outlive a killed
+    driver by minutes. Returns the descriptor whose closing (or this process's end) sets it off."""
+    lifeline_read, lifeline_write = os.pipe()
+    subprocess.Popen([sys.executable, "-c", f"import library_evaluator; library_evaluator.end_ray_session("
+                      f"{lifeline_read}, {session_name!r})"], pass_fds=(lifeline_read,), cwd=PROJECT_DIR,
+                     start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+    os.close(lifeline_read)
+    return lifeline_write
+
+
+def end_ray_session(lifeline_fd, session_name):
+    """Waits for the lifeline's end, then kills every process of the Ray session (its command line
+    names the session) and their children."""
+    import psutil
+    os.read(lifeline_fd, 1)  # returns (empty) only when the search's end of the pipe is closed
+    session = [process for process in psutil.process_iter(["cmdline"])
+               if session_name in " ".join(process.info["cmdline"] or [])]
+    for process in session:
+        try:
+            for member in [*process.children(recursive=True), process]:
+                member.kill()
+        except psutil.Error:  # it ended by itself meanwhile
+            pass

@@ -59,7 +59,12 @@ def network_result(task, fold_results):
     seconds = seconds_before + sum(state["train_seconds"] - seconds_before for state in states)
     val_metrics = mean_over_folds(fold_metrics)
     # The best fold's weights, test metrics and deployed model are the network's; the scores are all folds'.
+    phase_seconds = {}
+    for state in states:
+        for phase, phase_time in (state.get("phase_seconds") or {}).items():
+            phase_seconds[phase] = phase_seconds.get(phase, 0.0) + phase_time
     state = dict(states[best], val_metrics=val_metrics, val_score=val_metrics["accuracy"], train_seconds=seconds,
+                 phase_seconds=phase_seconds,
                  epochs_trained=sum(state["epochs_trained"] for state in states),
                  epoch_val_accuracy=[state["epoch_val_accuracy"][0] for state in states],
                  fold_weights={fold: weights for state in states for fold, weights in state["fold_weights"].items()})

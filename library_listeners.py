@@ -6,7 +6,8 @@ Events, with the search as their first argument: started(folds), resumed(populat
 generation_started(), evaluation_started(children), rung_started(children, rung, budget,
 indices, last), network_finished(), ranked(children, indices), network_recorded(child, record,
 flops_keras_flops), evaluation_ended(), generation_ended(population, children, improved),
-predictor_checked(correlation, n_predicted, n_fitted), message(text), interrupted(), ended(population).
+predictor_checked(correlation, n_predicted, n_fitted), message(text), final_trained(final_models),
+restarted(kept_path, n_records), interrupted(), ended(population).
 """
 import os
 
@@ -33,6 +34,8 @@ class Listener:
     def generation_ended(self, search, population, children, improved): pass
     def message(self, search, text): pass
     def predictor_checked(self, search, correlation, n_predicted, n_fitted): pass
+    def final_trained(self, search, final_models): pass
+    def restarted(self, search, kept_path, n_records): pass
     def interrupted(self, search): pass
     def ended(self, search, population): pass
 
@@ -53,6 +56,10 @@ class LogListener(Listener):
     def resumed(self, search, population):
         self.records.log(f"\n== Resumed after generation {search.i_gen} ({search.trials.n_evaluated} networks "
                          f"evaluated) ==")
+
+    def restarted(self, search, kept_path, n_records):
+        self.records.log(f"\n== Started again: the run folder has no checkpoint (no finished generation, or it was "
+                         f"deleted); the {n_records} networks recorded before are kept in {kept_path} ==")
 
     def generation_started(self, search):
         self.records.log(f"\n== Generation {search.i_gen} of {search.settings['n_generations']}"
@@ -79,6 +86,22 @@ class LogListener(Listener):
         self.records.log(f"Predictor (fitted on {n_fitted} networks): Spearman correlation of its predictions and the "
                          f"measured scores of the {n_predicted} networks it chose: {text}.")
 
+    def final_trained(self, search, final_models):
+        objective = search.ranking.objectives.names[0]
+        for model in final_models:
+            searched, final, cap = model.searched, model.final, search.settings["max_search_sessions"]
+            test, deployed = final.test_metrics, final.deployed or {}
+            best = " (the best by " + objective + ")" if searched.child_id == search.absolute_best.child_id else ""
+            self.records.log(
+                f"Final model of {searched.child_id}{best}: trained on {model.sessions} sessions, "
+                f"{final.epochs_trained} epochs in {final.train_seconds:.0f} s (early stopping on {model.holdout_sessions})."
+                f"\n  search: validation accuracy {searched.val_score:.4f} (mean over its folds"
+                f"{'' if cap is None else f', at most {cap} sessions of each part'})"
+                f"\n  final:  test accuracy {test['accuracy']:.4f} (Keras, float32), "
+                + (f"{deployed['test_accuracy']:.4f} as {final.deploy_precision} on TFLM; " if deployed else "")
+                + f"macro-F1 {test['f1']:.4f}" + (f" / {deployed['test_f1']:.4f}" if deployed else "")
+                + f"; on all {len(final.data.Y_test)} test sessions")
+
     def interrupted(self, search):
         self.records.log(f"\nInterrupted during generation {search.i_gen}; every file up to the last finished "
                          f"generation is saved. To continue: resume_from={self.records.run_dir}")
@@ -101,6 +124,10 @@ class ProgressListener(Listener):
     def resumed(self, search, population):
         self.started(search, None)
         self.generations.update(search.i_gen + 1)
+
+    def restarted(self, search, kept_path, n_records):
+        tqdm.write(f"No checkpoint in {display_path(search.records.run_dir)}: the search starts again from generation 0; "
+                   f"the {n_records} networks recorded before are kept in {display_path(kept_path)}.")
 
     def evaluation_started(self, search, children):
         self.children = tqdm(total=len(children), desc=f"generation {search.i_gen}", unit="child", position=1,
@@ -196,18 +223,32 @@ class ModelListener(Listener):
                 self.records.save_model(net, name, search.i_gen, device_figures=self.device_figures(net))
                 search.say(f"{name} ({net.child_id}) was missing from {self.records.models_dir}: written again.")
 
+    def final_trained(self, search, final_models):
+        """The best network's final model replaces the search's as the saved best."""
+        best = final_models[0] if final_models else None
+        if best is None or best.searched.child_id != search.absolute_best.child_id:
+            return  # its final training failed: the search's model stays saved
+        self.records.save_model(best.final, self.saved_names["best"], search.i_gen,
+                                device_figures=self.device_figures(best.final), more={"final_training": final_record(best, search.settings["max_search_sessions"])})
+        self.write_class_results(best.final, self.records.run_dir, "")
+        search.say(f"Saved the final model of {best.searched.child_id} as {self.saved_names['best']} (and its per-class "
+                   f"results).")
+
     def ended(self, search, population):
         if not search.settings["save_pareto_models"]:
             return
         folder = os.path.join(self.records.models_dir, "pareto")
+        finals = {model.searched.child_id: model.final for model in search.final_models}
         saved = []
         for child_id, network, _ in search.front_members():
             if network.trained:
                 network.take_results(self.records.network_state(child_id))
+                network = finals.get(child_id, network)
                 self.records.save_model(network, child_id, search.i_gen, folder)
                 self.write_class_results(network, folder, f"{child_id}_")
                 saved.append(child_id)
-        search.say(f"Saved the Pareto front's models in {folder}: {', '.join(saved) or 'none (dry run)'}.")
+        search.say(f"Saved the Pareto front's models in {folder}: {', '.join(saved) or 'none (dry run)'}"
+                   f"{' (their final models)' if finals else ''}.")
 
 
 class ReportListener(Listener):
@@ -231,6 +272,11 @@ class ReportListener(Listener):
                              [(figure, self.thresholds[threshold_of[figure]], labels[figure])
                               for figure in self.device_figures_shown])
 
+    def final_trained(self, search, final_models):
+        if final_models and final_models[0].searched.child_id == search.absolute_best.child_id:
+            report.write_best_architecture(self.records.run_dir, final_models[0].final, self.device)
+        report.write_summary(self.records.run_dir, search.clock.elapsed_seconds(), search.i_gen)
+
     def write_front(self, search):
         """pareto.csv: the networks no other trained network beats in every front objective,
         each with its own row of children.csv, objective values first."""
@@ -241,20 +287,49 @@ class ReportListener(Listener):
         return rows
 
 
+def over_classes(net):
+    """' (macro averages over the N classes with test sessions)' when some class has none, else ''."""
+    present, n_classes = int((net.data.Y_test.sum(axis=0) > 0).sum()), net.data.num_classes
+    return "" if present == n_classes else f" (macro averages over the {present} of {n_classes} classes with test sessions)"
+
+
+def empty_labels_text(data):
+    """A sentence on the labels num_classes counts that no session has ('' when there is none)."""
+    empty = data.empty_labels()
+    if not empty:
+        return ""
+    return (f" Label{'s' * (len(empty) > 1)} {', '.join(map(str, empty))} ha{'ve' if len(empty) > 1 else 's'} no "
+            f"session: the networks have an output for {'them' if len(empty) > 1 else 'it'} that nothing trains or "
+            f"tests, and the macro averages leave {'them' if len(empty) > 1 else 'it'} out.")
+
+
+def final_record(model, max_search_sessions):
+    """What models/best_model.json and summary.json say of a final training (a library_final.FinalModel):
+    what it trained on and how long, its score on the held-out sessions, and the search's scores beside."""
+    searched, final = model.searched, model.final
+    return {"sessions": model.sessions, "holdout_sessions": model.holdout_sessions,
+            "epochs_trained": final.epochs_trained, "train_seconds": round(final.train_seconds or 0.0, 1),
+            "holdout_val_accuracy": final.val_score, "search_val_accuracy": searched.val_score,
+            "search_val_f1": (searched.val_metrics or {}).get("f1"), "max_search_sessions": max_search_sessions}
+
+
 class RunDescription:
     """The NAS log's set-up and summary text of a run (what LogListener writes at its start and end)."""
 
     def __init__(self, records, device, thresholds, constraints, executor_settings, device_figures_shown,
-                 saved_names, budget):
+                 saved_names, budget, data, notices=()):
+        self.data = data  # the whole SessionData (the search's candidates may see samples of it)
+        self.notices = list(notices)  # settings this search cannot honour (library_settings.unheeded)
         self.records, self.device, self.thresholds = records, device, thresholds
         self.constraints, self.executor_settings = constraints, executor_settings
         self.device_figures_shown, self.saved_names, self.budget = device_figures_shown, saved_names, budget
 
     def setup_lines(self, search, folds):
-        data = search.data
+        data = self.data
         lines = [f"NAS run in {display_path(self.records.run_dir)}",
                  f"Data: {len(data.X_train)} training and {len(data.X_test)} test samples of length "
-                 f"{data.input_shape[0]}, {data.num_classes} classes, {len(folds)} folds.",
+                 f"{data.input_shape[0]}, {data.num_classes} classes, {len(folds)} folds." + empty_labels_text(data),
+                 *self.budget_lines(search, folds),
                  "Thresholds: " + ", ".join(f"{name} = {value if value is not None else 'none'}"
                                             for name, value in self.thresholds.items())
                  + ("" if self.constraints.check_hw else " (not checked: check_hw is False)")
@@ -277,12 +352,29 @@ class RunDescription:
                      f"{'s' * (settings['n_workers'] > 1)} at once, {threads} TensorFlow thread{'s' * (threads > 1)} each.")
         if self.budget.describe():
             lines.append(self.budget.describe())
+        return lines + [f"Note: {notice}." for notice in self.notices]
+
+    def budget_lines(self, search, folds):
+        """What the candidates train, are validated and tested on, and the final training."""
+        settings, sampled = search.settings, search.sampled(folds)
+        cap, lines = settings["max_search_sessions"], []
+        if cap is not None:
+            lines.append(f"Data budget (max_search_sessions={cap}): a candidate trains on {len(sampled[0][0])} of a "
+                         f"fold's {len(folds[0][0])} training sessions, is validated on {len(sampled[0][1])} of its "
+                         f"{len(folds[0][1])} and tested on {len(search.data.Y_test)} of the {len(self.data.Y_test)} test "
+                         f"sessions (stratified samples, drawn once from the seed).")
+        if settings["final_training"]:
+            lines.append(f"Final training: the best network{' and the Pareto front' * settings['save_pareto_models']} "
+                         f"trained again on every training session, at most {settings['final_epochs']} epochs, after "
+                         f"the search{' (and its time budget)' if settings['time_budget_s'] else ''}.")
         return lines
 
     def summary_lines(self, search):
         best, trials, elapsed = search.absolute_best, search.trials, search.clock.elapsed_seconds()
         n_params, max_tens, flops, flash_size, ram_size = best.hw_measures()
-        test, deployed = best.test_metrics, best.deployed or {}
+        final = next((model.final for model in search.final_models if model.searched.child_id == best.child_id), None)
+        tested = final or best  # what the run saved as its best: the final model when there is one
+        test, deployed = tested.test_metrics, tested.deployed or {}
         lines = ["\n== Result ==",
                  f"Evaluated {trials.n_evaluated} networks ({trials.n_trained} trained, "
                  f"{trials.n_evaluated - trials.n_trained} reused) in {elapsed:.0f} s over {search.i_gen} generations "
@@ -291,8 +383,9 @@ class RunDescription:
                  f"Absolute best: {best.child_id}, {best.architecture_text()}",
                  f"  params {n_params}, max tensor {max_tens} elements, FLOPs {flops}",
                  f"  validation accuracy {best.val_score:.4f} (mean over the trained folds)",
+                 *([f"  final model (trained again on every training session): its figures below"] if final else []),
                  f"  test accuracy {test['accuracy']:.4f}, precision {test['precision']:.4f}, "
-                 f"recall {test['recall']:.4f}, macro-F1 {test['f1']:.4f} (Keras, float32)"]
+                 f"recall {test['recall']:.4f}, macro-F1 {test['f1']:.4f} (Keras, float32){over_classes(tested)}"]
         if deployed:
             lines += [f"  deployed as {best.deploy_precision} TFLite: flash {deployed['flash_bytes']} B measured "
                       f"({flash_size} B estimated), TFLM arena {deployed['arena_bytes']} B measured "
@@ -301,7 +394,7 @@ class RunDescription:
                       f"  test accuracy of the deployed model run by TFLM: {deployed['test_accuracy']:.4f}, "
                       f"macro-F1 {deployed['test_f1']:.4f}; per class: "
                       f"{display_path(os.path.join(self.records.run_dir, 'per_class.csv'))}"]
-        if best.trained:
+        if tested.trained:
             name = self.saved_names["best"]
             lines.append(f"  saved as {display_path(os.path.join(self.records.models_dir, name + '.keras'))} and "
                          f"{name}_{best.deploy_precision}.tflite / .h beside it")

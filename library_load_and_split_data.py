@@ -164,7 +164,7 @@ def _check_dataset(images, labels, images_path, labels_path, num_classes, test_s
 
 def load_and_preprocess_data(num_classes=None, test_size=0.1, encode_labels=False,
                              images_path=DEFAULT_IMAGES_PATH, labels_path=DEFAULT_LABELS_PATH,
-                             seed=0, test_images_path=None, test_labels_path=None):
+                             seed=0, test_images_path=None, test_labels_path=None, keep_bytes=False):
     """Loads an IDX3/IDX1 pair and splits off a stratified test set, or takes a data set's
     own test pair.
 
@@ -173,8 +173,11 @@ def load_and_preprocess_data(num_classes=None, test_size=0.1, encode_labels=Fals
         test_images_path and test_labels_path give the test pair (as published data
         sets do: MNIST's and USTC-TK2016's t10k files), which is the test set as it is.
     seed: seed of the split, so the test set is the same on every run.
+    keep_bytes: True keeps the samples as the file's bytes, uint8 (N, L, 1), a quarter of
+        float32's memory (SessionData scales them batch by batch); the split is the same.
     Returns X_train, y_train, X_test, y_test, the original toolkit's order:
-    features float32 (N, L, 1) in [0, 1]; labels integer, or one-hot when encode_labels.
+    features float32 (N, L, 1) in [0, 1] (uint8 with keep_bytes); labels integer, or one-hot
+    when encode_labels.
     Raises DataFileError naming the file for missing or malformed data, and naming both
     pairs when their session lengths or classes do not fit together.
     """
@@ -195,6 +198,9 @@ def load_and_preprocess_data(num_classes=None, test_size=0.1, encode_labels=Fals
         X_train, y_train = images, labels
     if num_classes is None:
         num_classes = int(max(y_train.max(), y_test.max())) + 1
+    if keep_bytes:
+        return (X_train.reshape(len(X_train), -1, 1), one_hot(y_train, num_classes) if encode_labels else y_train,
+                X_test.reshape(len(X_test), -1, 1), one_hot(y_test, num_classes) if encode_labels else y_test)
     X_train, y_train = preprocess_data(X_train, y_train, num_classes, encode_labels)
     X_test, y_test = preprocess_data(X_test, y_test, num_classes, encode_labels)
     return X_train, y_train, X_test, y_test
@@ -282,20 +288,40 @@ def get_fold_split(X, Y, folds, i_fold):
 def data_fingerprint(data, folds):
     """What a search is run on, to check a resume against: the shapes, the number of
     classes and folds, and one SHA-256 of the split data and the fold indices
-    (another file, seed, test_size or num_folds changes it)."""
+    (another file, seed, test_size or num_folds changes it). Samples kept as bytes are
+    hashed as the float32 values / 255 they stand for, chunk by chunk, so a run searched
+    on float32 samples resumes on the same data kept as bytes."""
     digest = hashlib.sha256()
     for array in (*data, *(indices for fold in folds for indices in fold)):
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(array)
+        array = np.asarray(array)
+        as_float = array.dtype == np.uint8 and array.ndim == 3
+        digest.update(f"{np.dtype(np.float32) if as_float else array.dtype}{array.shape}".encode())
+        for start in range(0, max(len(array), 1), FINGERPRINT_CHUNK):
+            chunk = np.ascontiguousarray(array[start:start + FINGERPRINT_CHUNK])
+            digest.update(scaled(chunk) if as_float else chunk)
     return {"training_samples": list(data.X_train.shape), "test_samples": list(data.X_test.shape),
             "num_classes": data.num_classes, "num_folds": len(folds), "sha256": digest.hexdigest()}
+
+
+FINGERPRINT_CHUNK = 8192  # samples hashed at once: the float32 view of a chunk, never of the whole set
+
+
+def scaled(X):
+    """Samples as a model takes them: bytes (uint8) as float32 values / 255, float samples as
+    float32 (bytes / 255 already, or a user's own features)."""
+    X = np.asarray(X)
+    if X.dtype == np.uint8:
+        return X.astype(np.float32) / np.float32(255.0)
+    return X.astype(np.float32, copy=False)
 
 
 class SessionData(NamedTuple):
     """The data a search works on: training split (folds are made on it) and test split.
 
-    X_*: float32 (N, length, 1); Y_*: one-hot float32 (N, num_classes).
+    X_*: (N, length, 1) samples, either the sessions' bytes as read (uint8: a quarter of the
+    memory; scaled() turns them into a model's input batch by batch) or float32 samples
+    (bytes / 255, as load_and_preprocess_data gives them, or a user's own features);
+    Y_*: one-hot float32 (N, num_classes).
     """
     X_train: np.ndarray
     Y_train: np.ndarray
@@ -334,7 +360,7 @@ class SessionData(NamedTuple):
                              f"{Y_test.shape[1]} in the test labels")
 
         def as_sequences(X):  # (batch, length, channels), as the Conv1D blocks take it
-            X = X.astype(np.float32)
+            X = X.astype(np.float32)  # the original's samples as given (a uint8 array stays 0..255)
             return X.reshape(len(X), -1, 1) if X.ndim != 3 or X.shape[2] != 1 else X
 
         return cls(as_sequences(X_train), Y_train.astype(np.float32), as_sequences(X_test), Y_test.astype(np.float32))
@@ -346,3 +372,76 @@ class SessionData(NamedTuple):
     @property
     def num_classes(self):
         return int(self.Y_train.shape[1])
+
+    def empty_labels(self):
+        """The labels below num_classes that no training or test sample has (num_classes counts
+        them: the largest label + 1, or the one-hot width given)."""
+        counts = self.Y_train.sum(axis=0) + self.Y_test.sum(axis=0)
+        return [int(label) for label in np.flatnonzero(counts == 0)]
+
+    @property
+    def holds_bytes(self):
+        """Whether the samples are the sessions' bytes (uint8), scaled batch by batch."""
+        return self.X_train.dtype == np.uint8
+
+
+# ----- the data budget of a search, and the final training's split ---------------------------
+def stratified_sample(indices, labels, n_samples, rng):
+    """At most n_samples of indices, drawn without replacement by class in proportion to the
+    class's share (largest remainders first), every class present keeping at least one; sorted.
+    labels: the integer label of each index. All of them when n_samples is None or not smaller."""
+    indices, labels = np.asarray(indices), np.asarray(labels)
+    if n_samples is None or n_samples >= len(indices):
+        return indices
+    classes, counts = np.unique(labels, return_counts=True)
+    if n_samples < len(classes):
+        raise ValueError(f"a sample of {n_samples} cannot hold each of the {len(classes)} classes")
+    shares = counts * (n_samples - len(classes)) / len(indices)  # one per class first, the rest by share
+    taken = np.minimum(1 + np.floor(shares).astype(int), counts)
+    by_remainder = np.argsort(-(shares - np.floor(shares)), kind="stable")
+    for position in by_remainder:
+        if taken.sum() >= n_samples:
+            break
+        if taken[position] < counts[position]:
+            taken[position] += 1
+    chosen = [rng.choice(indices[labels == label], size, replace=False) for label, size in zip(classes, taken)]
+    return np.sort(np.concatenate(chosen))
+
+
+def test_sample(data, max_sessions, seed):
+    """The data candidates of a search are tested on when each may use at most max_sessions
+    sessions of a part: the test split as a stratified sample of at most max_sessions, drawn
+    once from seed (the same for every candidate, and after a resume); data as it is when the
+    test split is no larger or max_sessions is None. Raises ValueError naming max_sessions
+    when it cannot hold every class."""
+    if max_sessions is not None and max_sessions < data.num_classes:
+        raise ValueError(f"max_search_sessions={max_sessions} is below the data's {data.num_classes} classes: "
+                         f"a candidate's sample of a fold must hold every class")
+    y_test = data.Y_test.argmax(axis=1)
+    test = stratified_sample(np.arange(len(y_test)), y_test, max_sessions, np.random.default_rng([seed, 2]))
+    if len(test) == len(y_test):
+        return data
+    return data._replace(X_test=data.X_test[test], Y_test=data.Y_test[test])
+
+
+def fold_samples(folds, y, max_sessions, seed):
+    """The folds candidates of a search train and are validated on when each may use at most
+    max_sessions sessions of a part: each fold's training and validation parts as stratified
+    samples of at most max_sessions (y: the integer labels), drawn once from seed (a stream of
+    its own: the split and the folds use seed itself); the folds as they are when max_sessions is None."""
+    if max_sessions is None:
+        return folds
+    y, rng = np.asarray(y), np.random.default_rng([seed, 3])
+    return [(stratified_sample(train, y[train], max_sessions, rng),
+             stratified_sample(validation, y[validation], max_sessions, rng)) for train, validation in folds]
+
+
+def holdout_split(Y, fraction=0.1, seed=0):
+    """The final training's one fold: (training indices, validation indices), a stratified
+    fraction of the samples (one-hot labels Y) held out for early stopping, from seed."""
+    labels = np.asarray(Y).argmax(axis=1)
+    n_classes = len(np.unique(labels))
+    n_validation = max(n_classes, math.ceil(fraction * len(labels)))  # every class on both sides
+    train, validation = train_test_split(np.arange(len(labels)), test_size=n_validation, stratify=labels,
+                                         random_state=seed)
+    return np.sort(train), np.sort(validation)

@@ -17,8 +17,9 @@ from library_budget import budget_of
 from library_config import display_path, hold_run_folder, make_run_dir
 from library_device import TargetDevice
 from library_evaluator import make_evaluator
+from library_final import FinalTraining
 from library_listeners import LogListener, ModelListener, ProgressListener, ReportListener, RunDescription
-from library_load_and_split_data import SessionData, data_fingerprint
+from library_load_and_split_data import SessionData, data_fingerprint, test_sample
 from library_predictor import Predictor
 from library_records import RunRecords
 from library_run_control import RunClock, StopSignals
@@ -80,11 +81,14 @@ class NAS:
         if unknown:
             raise TypeError(f"NAS got unexpected keyword arguments {unknown}; its settings: {sorted(settings_lib.SETTINGS)}")
         positional = {name: value for name, value in locals().items() if name in settings_lib.SETTINGS}
-        self.settings = settings_lib.with_defaults(dict(positional, **settings))
+        # What a script leaves out takes the original toolkit's value (B01_NAS.py gives every setting).
+        self.settings = settings_lib.with_defaults(dict(positional, **settings), original=True)
         settings_lib.check(self.settings, None, custom_constraints, custom_objectives, custom_devices)
         if preloaded_data is None:
             raise ValueError("NAS needs preloaded_data: a SessionData or (X_train_val, y_train_val, X_test, y_test)")
         self.preloaded_data = SessionData.from_preloaded(preloaded_data)
+        self.search_data = test_sample(self.preloaded_data, self.settings["max_search_sessions"], self.settings["seed"])
+        self.notices = settings_lib.unheeded(self.settings)  # settings that do nothing here, said up front
         if run_dir is None:  # the original's calling convention: the run is named from nas_saver_name
             run_dir = make_run_dir(logs_dir, _run_name_from(nas_saver_name))
             print(f"NAS run folder: {display_path(run_dir)}")
@@ -100,7 +104,7 @@ class NAS:
 
     def _assemble(self, custom_constraints, custom_objectives, custom_devices):
         """The search's pieces, from the settings."""
-        s, data = self.settings, self.preloaded_data
+        s, data = self.settings, self.search_data
         thresholds = {name: s[name] for name in HW_THRESHOLDS}
         device = TargetDevice.named(s["target_device"], custom_devices, s["clock_mhz"], s["flops_per_cycle"], s["power_mw"])
         constraints = Constraints(thresholds, custom_constraints, s["check_hw"], device)
@@ -120,8 +124,12 @@ class NAS:
         training = s["is_train"] if s["use_full_training"] else s["is_train_proxy"]
         budget = budget_of(s, training)
         executor = {name: s[name] for name in ("executor", "n_workers", "threads_per_worker", "ray_address")}
+
+        def evaluator_of(data_set, folds, n_workers, threads):
+            return make_evaluator(executor["executor"], data_set, folds, n_workers, threads, executor["ray_address"],
+                                  s["verbose"] == 0)
         description = RunDescription(self.records, device, thresholds, constraints, executor, device_figures_shown,
-                                     self.saved_names, budget)
+                                     self.saved_names, budget, self.preloaded_data, self.notices)
         listeners = [LogListener(self.records, description), ProgressListener(),
                      ModelListener(self.records, self.saved_names, self.device_figures, self.write_class_results),
                      ReportListener(self.records, device, thresholds, device_figures_shown)]
@@ -130,9 +138,10 @@ class NAS:
                       space=space, strategy=strategy, ranking=ranking, front_ranking=front_ranking, budget=budget,
                       constraints=constraints, clock=RunClock(s["time_budget_s"]), stop=StopSignals(),
                       listeners=listeners, predictor=Predictor(constraints.figures, s["max_depth"], s["seed"])
-                      if s["proposal_pool"] else None, make_evaluator=lambda folds: make_evaluator(
-                          executor["executor"], data, folds, executor["n_workers"], executor["threads_per_worker"],
-                          executor["ray_address"], s["verbose"] == 0))
+                      if s["proposal_pool"] else None, make_evaluator=lambda folds: evaluator_of(
+                          data, folds, executor["n_workers"], executor["threads_per_worker"]),
+                      final=FinalTraining(self.preloaded_data, s, evaluator_of, self.records, lambda text: self.search.say(text))
+                      if s["final_training"] else None)
 
     # ----- the run ----------------------------------------------------------------
     def run_NAS(self, folds):
@@ -141,7 +150,8 @@ class NAS:
         Returns (last parent, absolute best), both Nets with their trained weights, as the
         original toolkit does: the mutation loop's parent (the GA's and random search's
         best ranked network of the last population), and the network best by the first
-        objective among every network trained. After every generation the run folder gets
+        objective among every network trained (with final_training: that network trained
+        again on every training session, library_final, the model saved as the best). After every generation the run folder gets
         a checkpoint, and its summary.json, pareto.csv, best_architecture.txt, per_class.csv,
         progress.png and tradeoff.png are brought up to date. With time_budget_s, the search
         ends after the generation in which the budget runs out, as a normal end does. When
@@ -154,7 +164,8 @@ class NAS:
         check_search_parameters(dict(self.settings), n_folds=len(folds))
         self.claim_run_folder(folds)
         population = self.search.run(folds)
-        return population[0], self.search.absolute_best
+        final_models = self.search.final_models
+        return population[0], final_models[0].final if final_models else self.search.absolute_best
 
     def claim_run_folder(self, folds):
         """Makes this process the run folder's only writer, and checks a resumed run is given the
@@ -162,8 +173,11 @@ class NAS:
         RunFolderBusy or RecordsError (which names the file) before anything in the folder changes."""
         hold_run_folder(self.run_dir)
         self.records.check_data(data_fingerprint(self.preloaded_data, folds))
-        if self.records.has_checkpoint():  # readable, and children.csv belongs to it
-            self.records.first_records(self.records.load_checkpoint().n_evaluated)
+        if self.records.has_checkpoint():  # readable, children.csv and the network files belong to it
+            state = self.records.load_checkpoint()
+            rows = self.records.first_records(state.n_evaluated)
+            if state.history is None:  # (a version 1 checkpoint holds its networks itself)
+                self.records.check_networks([row["child_id"] for row in rows if row["status"] != "reused"])
 
     # the search's state, as the specification's NAS held it
     i_gen = property(lambda self: self.search.i_gen, lambda self, value: setattr(self.search, "i_gen", value))
@@ -186,7 +200,7 @@ class NAS:
 
     def write_class_results(self, net, folder, prefix):
         """Writes net's per-class results on the test split (library_report.write_class_results)."""
-        report.write_class_results(folder, prefix, self.preloaded_data.Y_test, net.test_predictions(),
+        report.write_class_results(folder, prefix, net.data.Y_test, net.test_predictions(),
                                    self.class_names, net.deploy_precision)
 
     # ----- the specification's methods --------------------------------------------

@@ -3,6 +3,7 @@ state (scores, measured figures, weights), with the specification's methods. Bui
 training its Keras model is library_training's; converting and measuring it library_deploy's.
 """
 import json
+import time
 
 import keras
 
@@ -58,6 +59,8 @@ class Net:
         self.input_source = self.head_source = None  # child_ids its input stage and head come from (library_inheritance)
         self.inherited_from, self.layers_inherited = (), 0
         self.rung = None  # successive halving: the last rung it trained at (library_budget)
+        self.phase_seconds = {}  # seconds of its evaluation by phase: building, tracing, training, predicting, ...
+        self.callbacks = []  # Keras callbacks its fits add (the final training's progress lines)
         self.stopped_early = False  # successive halving stopped it below the full budget: not comparable
         self.trained = False
         self.deployed = None  # measured figures of the deployed model (measure_deployed)
@@ -216,12 +219,13 @@ class Net:
 
     def keras_flops(self):
         """FLOPs of this network measured by keras-flops on its device model (the reference)."""
+        started = time.perf_counter()
         model = self.device_model()
         try:
             return keras_flops_count(model)
-        finally:
-            del model
+        finally:  # (the model goes with this call; its graph with the session)
             keras.backend.clear_session()
+            training.add_seconds(self, "keras_flops", time.perf_counter() - started)
 
     def cross_validate(self, is_train, folds, fold_ids):
         """Fits the network on each fold of fold_ids (library_training.cross_validate)."""
@@ -251,8 +255,12 @@ class Net:
     def measure_deployed(self, model_bytes=None):
         """Measures the deployed model (library_deploy.measure_network); returns and keeps in
         self.deployed: flash_bytes, arena_bytes, arena_activations, arena_persistent, test_accuracy, test_f1."""
+        started = time.perf_counter()
         self.deployed_model_bytes = model_bytes if model_bytes is not None else self.export_tflite()
+        converted = time.perf_counter()
+        training.add_seconds(self, "conversion", converted - started)
         self.deployed = deploy.measure_network(self, self.deployed_model_bytes)
+        training.add_seconds(self, "tflm", time.perf_counter() - converted)
         return self.deployed
 
     def test_predictions(self):
@@ -284,7 +292,7 @@ class Net:
                 "input_weights": self.input_weights, "head_weights": self.head_weights, "val_score": self.val_score, "val_metrics": self.val_metrics,
                 "test_metrics": self.test_metrics, "train_seconds": self.train_seconds, "trained": self.trained,
                 "epochs_trained": self.epochs_trained, "epoch_val_accuracy": self.epoch_val_accuracy,
-                "rung": self.rung, "stopped_early": self.stopped_early,
+                "rung": self.rung, "stopped_early": self.stopped_early, "phase_seconds": self.phase_seconds,
                 "deployed": self.deployed, "deployed_model_bytes": self.deployed_model_bytes,
                 "child_id": self.child_id, "mutation": self.mutation}
 
@@ -306,14 +314,10 @@ class Net:
         for name in ("input_weights", "head_weights", "val_score", "val_metrics", "test_metrics", "train_seconds", "trained",
                      "deployed", "deployed_model_bytes", "epochs_trained", "epoch_val_accuracy", "rung"):
             setattr(self, name, state.get(name))
+        self.phase_seconds = dict(state.get("phase_seconds") or {})
         self.stopped_early = bool(state.get("stopped_early"))
         self.fold_weights = state.get("fold_weights") or {}
         self.inherited_from, self.layers_inherited = tuple(state.get("inherited_from") or ()), state.get("layers_inherited") or 0
-
-    def adjustments_text(self):
-        """The adjustments a short input forced on the blocks, as one line ('' when none)."""
-        return "; ".join(f"block {block.block_index}: {text}" for block in self.block_list
-                         for text in block.adjustments)
 
 
 

@@ -50,6 +50,21 @@ class Predictor:
         self.model.fit(np.stack([features(net, self.figures_of(net), self.max_depth) for net in networks]), scores)
         self.n_fitted = len(networks)
 
+    def chooser(self, trained, warmup):
+        """Of trained [(network, score)]: None while fewer than warmup; else, fitted on them, a function
+        that takes candidates and returns the one predicted best (its predicted_score set)."""
+        if len(trained) < warmup:
+            return None
+        self.fit([network for network, _ in trained], [score for _, score in trained])
+
+        def best_predicted(candidates):
+            predicted = self.predict(candidates)
+            best = int(predicted.argmax())
+            candidates[best].predicted_score = float(predicted[best])
+            return candidates[best]
+
+        return best_predicted
+
     def predict(self, networks):
         return self.model.predict(np.stack([features(net, self.figures_of(net), self.max_depth) for net in networks]))
 

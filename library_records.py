@@ -222,9 +222,16 @@ class RunRecords:
     def has_records(self):
         return os.path.exists(self.records_path)
 
-    def remove(self):
-        if os.path.exists(self.records_path):
-            os.remove(self.records_path)
+    def set_aside(self):
+        """Renames children.csv to children_earlier.csv (children_earlier_2.csv, ... when taken), so
+        a run that starts again keeps what was recorded before. Returns (the new path, its records)."""
+        n_records = len(self.read())
+        path, number = os.path.join(self.run_dir, "children_earlier.csv"), 1
+        while os.path.exists(path):
+            number += 1
+            path = os.path.join(self.run_dir, f"children_earlier_{number}.csv")
+        os.replace(self.records_path, path)
+        return path, n_records
 
     def write_pareto(self, rows, fields):
         """Writes pareto.csv (atomically): rows (dicts) over fields."""
@@ -235,10 +242,10 @@ class RunRecords:
         write_atomically(self.pareto_path, lines.getvalue())
 
     # ----- models --------------------------------------------------------------
-    def save_model(self, net, name, generation, folder=None, device_figures=None):
+    def save_model(self, net, name, generation, folder=None, device_figures=None, more=None):
         """Saves a trained net as <folder>/<name>.keras, its deployed model as
-        <name>_<precision>.tflite / .h, and (in models/) <name>.json with its record
-        and device_figures (its latency and energy on the target)."""
+        <name>_<precision>.tflite / .h, and (in models/) <name>.json with its record,
+        device_figures (its latency and energy on the target) and the fields of more."""
         folder = folder or self.models_dir
         os.makedirs(folder, exist_ok=True)
         net.save_keras(os.path.join(folder, f"{name}.keras"))
@@ -246,7 +253,7 @@ class RunRecords:
         if folder == self.models_dir:
             write_atomically(os.path.join(folder, f"{name}.json"),
                              json.dumps(dict(model_record(net), child_id=net.child_id, generation=generation,
-                                             **(device_figures or {})), indent=2))
+                                             **(device_figures or {}), **(more or {})), indent=2))
 
     # ----- network files -----------------------------------------------------
     def network_path(self, child_id):
@@ -263,6 +270,15 @@ class RunRecords:
     def network_state(self, child_id):
         """The network state (Net.to_state(), with weights and deployed bytes) of child_id's result."""
         return self.load_network(child_id).state
+
+    def check_networks(self, child_ids):
+        """Raises RecordsError naming the first network file of child_ids that is missing or cannot be
+        read (what a resume reads, checked before it changes anything)."""
+        for child_id in child_ids:
+            if not self.has_network(child_id):
+                raise RecordsError(f"{self.network_path(child_id)} is missing; children.csv records {child_id} as "
+                                   f"evaluated, so the run cannot go on from its checkpoint")
+            self.load_network(child_id)
 
     def load_network(self, child_id):
         """The Result save_network wrote for child_id. Raises RecordsError naming the file."""

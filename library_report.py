@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import library_objectives as objectives_lib  # noqa: E402
-from library_compute_stats import per_class_descriptors  # noqa: E402
+from library_compute_stats import macro_average, per_class_descriptors  # noqa: E402
 from library_config import write_atomically  # noqa: E402
 from library_evaluation import Status  # noqa: E402
 
@@ -76,6 +76,8 @@ def write_summary(run_dir, elapsed_seconds, generations_done):
         # macro averaging weighs every class alike: what the papers' per-class tables average
         "test_macro_f1": ((best or {}).get("test_metrics") or {}).get("f1"),
         "deployed_test_macro_f1": ((best or {}).get("deployed_measured") or {}).get("test_f1"),
+        # the best network trained again on every training session (library_final), when it was
+        "final_training": (best or {}).get("final_training"),
         "parameters": parameters,
     }
     _write_json(os.path.join(run_dir, "summary.json"), summary)
@@ -228,7 +230,8 @@ def write_class_results(folder, prefix, Y_test, predictions, class_names, deploy
     then their macro averages) and <prefix>confusion.png (both confusion matrices).
 
     Y_test: one-hot test labels; predictions: {"float": outputs, "deployed": outputs or None};
-    class_names: a name per label. Returns the paths written."""
+    class_names: a name per label. The macro row averages over the classes with test sessions
+    (library_compute_stats.compute_descriptors' macro-F1, the log's and summary.json's). Returns the paths written."""
     n_classes = Y_test.shape[1]
     results = {kind: per_class_descriptors(Y_test, outputs, n_classes)
                for kind, outputs in predictions.items() if outputs is not None}
@@ -242,10 +245,13 @@ def write_class_results(folder, prefix, Y_test, predictions, class_names, deploy
                 row.update({f"{prefix_text}{name}": round(results[kind][0][name][label], 4)
                             for name in ("precision", "recall", "f1")})
         writer.writerow(row)
-    macro = {"label": "", "class": "macro average", "support": int(sum(results["float"][0]["support"]))}
+    support = results["float"][0]["support"]
+    n_present = sum(n > 0 for n in support)
+    macro = {"label": "", "class": "macro average" if n_present == n_classes else
+             f"macro average (the {n_present} classes with test sessions)", "support": int(sum(support))}
     for kind, prefix_text in (("float", ""), ("deployed", "deployed_")):
         if kind in results:
-            macro.update({f"{prefix_text}{name}": round(statistics.fmean(results[kind][0][name]), 4)
+            macro.update({f"{prefix_text}{name}": round(macro_average(results[kind][0][name], support), 4)
                           for name in ("precision", "recall", "f1")})
     writer.writerow(macro)
     csv_path = os.path.join(folder, f"{prefix}per_class.csv")

@@ -21,6 +21,7 @@ import numpy as np
 
 from library_evaluation import Status, Task
 from library_inheritance import inherited_weights
+from library_load_and_split_data import fold_samples
 from library_predictor import rank_correlation
 from library_records import SearchState, child_record, light_state
 from library_search_space import ConstraintError
@@ -31,11 +32,14 @@ class Search:
     """One run's loop. pieces: a dict with settings (library_settings' names), data, records
     (RunRecords), trials (Trials), space (SearchSpace), strategy, ranking and front_ranking
     (library_objectives.Ranking), budget (library_budget), clock (RunClock), stop
-    (StopSignals), make_evaluator(folds), listeners (a list, called in order) and predictor
-    (library_predictor.Predictor, or None without proposal_pool)."""
+    (StopSignals), make_evaluator(folds), listeners (a list, called in order), predictor
+    (library_predictor.Predictor, or None without proposal_pool) and final
+    (library_final.FinalTraining, or None without final_training)."""
 
     def __init__(self, **pieces):
         self.__dict__.update(pieces)
+        self.final_models = []  # the final training's FinalModels, the best first
+        self._folds_given = self._folds_sampled = None
         self.i_gen = 0
         self.absolute_best = None  # the best network by the first objective, trained to the full budget
         self.best_record = None  # its children.csv record, as the console shows it
@@ -64,6 +68,8 @@ class Search:
                 while self.i_gen < self.settings["n_generations"] and not self.time_is_up():
                     self.i_gen += 1
                     population = self.generation(population, folds)
+                self.close_evaluator()  # its workers' memory goes before the final training's
+                self.train_final()
         except ConstraintError as error:
             self.say(str(error))
             raise
@@ -71,17 +77,27 @@ class Search:
             self.emit("interrupted")
             raise
         finally:
-            if self.evaluator is not None:
-                self.evaluator.close()
-                self.evaluator = None
+            self.close_evaluator()
         self.emit("ended", population)
         return population
 
+    def close_evaluator(self):
+        if self.evaluator is not None:
+            self.evaluator.close()
+            self.evaluator = None
+
+    def train_final(self):
+        """With final_training: the chosen networks trained again on every training session
+        (library_final.FinalTraining.train); the listeners save them."""
+        if self.final is not None:
+            self.final_models = self.final.train(self)
+            self.stop.check()
+            self.emit("final_trained", self.final_models)
+
     def start(self, folds):
         """Generation 0: the strategy's first networks, evaluated; returns the first population."""
-        if self.records.has_records():  # a run killed before its first checkpoint
-            self.records.remove()
-            self.say("\n== Started again: the run had no finished generation ==")
+        if self.records.has_records():  # a run killed before its first checkpoint, or whose checkpoint went
+            self.emit("restarted", *self.records.set_aside())
         self.clock.start()
         self.emit("started", folds)
         first = self.strategy.first_generation()
@@ -136,6 +152,7 @@ class Search:
         for index, child in enumerate(children):
             key = self.trials.open(child, self.i_gen)
             if key not in self.trials.keys:
+                task = self.task_of(child)  # first: an inheriting child's epochs are cut, as its saved result says
                 # Halving ranks the generation's networks together: a resumed generation trains them all again.
                 saved = None if self.budget.trains_together else self.trials.saved_before_resume(child)
                 if saved is not None:
@@ -143,7 +160,7 @@ class Search:
                     self.say(f"{child.child_id} finished before the run was interrupted: its saved result is used, "
                              f"not trained again.")
                 else:
-                    tasks[index] = self.task_of(child)
+                    tasks[index] = task
             self.trials.keys.add(key)
             keys.append(key)
         self.emit("evaluation_started", children)
@@ -176,9 +193,9 @@ class Search:
     def evaluate_all(self, tasks, folds, children):
         """The evaluator's (index, Result) of tasks as they finish; with a budget that trains the
         generation together, stops after the network that finishes next when a stop was asked."""
+        folds = self.sampled(folds)
         if self.evaluator is None or self.evaluator.folds is not folds:
-            if self.evaluator is not None:
-                self.evaluator.close()
+            self.close_evaluator()
             self.evaluator = self.make_evaluator(folds)
         for index in self.evaluator.to_split(tasks):
             self.say(f"{children[index].child_id}: its {tasks[index].n_folds(folds)} folds train on separate workers "
@@ -189,6 +206,15 @@ class Search:
                 if self.budget.trains_together:
                     self.stop.check()
                 yield index, result
+
+    def sampled(self, folds):
+        """folds as candidates use them: each part a stratified sample of at most max_search_sessions
+        (library_load_and_split_data.fold_samples), drawn once per run from the seed."""
+        if self._folds_given is not folds:
+            labels = self.data.Y_train.argmax(axis=1)
+            self._folds_given = folds
+            self._folds_sampled = fold_samples(folds, labels, self.settings["max_search_sessions"], self.settings["seed"])
+        return self._folds_sampled
 
     def ranked(self, children, results):
         """The indices of results {index: Result} that have scores, best first by the ranking."""
@@ -233,25 +259,13 @@ class Search:
 
     # ----- the predictor in front of training ---------------------------------------------
     def prepare_predictor(self):
-        """With proposal_pool: once predictor_warmup networks are trained, the predictor is fitted on
-        every network trained to the full budget and chooses, of each pool of candidates, the one
-        it ranks first (before: the first drawn)."""
-        if self.predictor is None:
-            return
-        trained = [(network, self.ranking.fitness(network)) for _, network in self.trials.trained()]
-        trained = [(network, score) for network, score in trained if score is not None]
-        if len(trained) < self.settings["predictor_warmup"]:
-            self.space.chooser = None
-            return
-        self.predictor.fit([network for network, _ in trained], [score for _, score in trained])
-
-        def best_predicted(candidates):
-            predicted = self.predictor.predict(candidates)
-            best = int(predicted.argmax())
-            candidates[best].predicted_score = float(predicted[best])
-            return candidates[best]
-
-        self.space.chooser = best_predicted
+        """With proposal_pool: once predictor_warmup networks are trained, the predictor, fitted on
+        every network trained to the full budget, chooses of each pool of candidates the one it
+        ranks first (before: the first drawn)."""
+        if self.predictor is not None:
+            trained = [(network, self.ranking.fitness(network)) for _, network in self.trials.trained()]
+            self.space.chooser = self.predictor.chooser([(network, score) for network, score in trained
+                                                         if score is not None], self.settings["predictor_warmup"])
 
     def check_predictor(self, children):
         """Tells the listeners how well the predictor ranked this generation's children (Spearman's

@@ -152,9 +152,33 @@ class SearchSpace:
                    input_stage=input_stage or self.smart_start_input())
 
     def smart_start_network(self, input_stage=None):
-        """The hand-crafted network on input_stage (None: the first of smart_start_inputs)."""
-        return self.new_net([Block(**settings, dropout_rate=0.0) for settings in SMART_START_BLOCKS],
-                            SMART_START_HEAD, input_stage=input_stage or self.smart_start_input())
+        """The hand-crafted network on input_stage (None: the first of smart_start_inputs), fitted
+        into the search space (smart_start_fitted)."""
+        blocks, head, _ = self.smart_start_fitted()
+        return self.new_net([Block(**settings, dropout_rate=0.0) for settings in blocks], head,
+                            input_stage=input_stage or self.smart_start_input())
+
+    def smart_start_fitted(self):
+        """The hand-crafted blocks and head within the user's choices: each setting the choices
+        do not hold becomes the nearest choice (the first, for a name), the head the first
+        choice when Flatten is not one, and no more than max_depth blocks (the first ones).
+        Returns (block settings, head, the changes as text: [] when it fits as it is)."""
+        blocks, changes = [], []
+        for index, settings in enumerate(SMART_START_BLOCKS[:self.max_depth]):
+            fitted = dict(settings)
+            for name, value in settings.items():
+                choices = self.choices[name]
+                if value not in choices:
+                    fitted[name] = (min(choices, key=lambda choice: (abs(choice - value), choice))
+                                    if isinstance(value, int) else choices[0])
+                    changes.append(f"block {index} {name} {value} -> {fitted[name]}")
+            blocks.append(fitted)
+        if len(SMART_START_BLOCKS) > self.max_depth:
+            changes.append(f"{len(SMART_START_BLOCKS)} blocks -> {self.max_depth} (max_depth)")
+        head = SMART_START_HEAD if SMART_START_HEAD in self.head_choices else self.head_choices[0]
+        if head != SMART_START_HEAD:
+            changes.append(f"head {SMART_START_HEAD} -> {head}")
+        return blocks, head, changes
 
     # ----- input stages -----------------------------------------------------------
     def smart_start_inputs(self):

@@ -19,11 +19,14 @@ ABSENT = object()
 
 class Setting(NamedTuple):
     """A setting: its default, check(value) -> a problem's text or None, whether a resume may
-    change it, and the value that reproduces what runs searched before it existed (ABSENT: the default)."""
+    change it, the value that reproduces what runs searched before it existed (ABSENT: the
+    default), and the original toolkit's value where this toolkit's default differs from it
+    (ABSENT: the same): what NAS(...) takes when a script leaves the setting out."""
     default: object
     check: object
     resumable: bool = False
     before_added: object = ABSENT
+    original: object = ABSENT
 
 
 def count(minimum):
@@ -117,6 +120,7 @@ SETTINGS = {
     "max_failures_in_a_row": Setting(10, count(1), resumable=True),
     "time_budget_s": Setting(None, optional(positive, "no limit"), resumable=True),
     "objectives": Setting(["val_accuracy"], anything),  # checked with the custom objectives (check)
+    "max_search_sessions": Setting(2000, optional(count(2), "every session"), before_added=None, original=None),
     "inherit_weights": Setting(False, flag),
     "inherit_epochs": Setting(None, optional(count(1), "a third of epochs")),
     "proposal_pool": Setting(None, optional(count(2), "off: the first candidate drawn is trained")),
@@ -166,6 +170,8 @@ SETTINGS = {
     "halving_eta": Setting(None, optional(above_one, "every network gets the full budget")),
     "min_epochs": Setting(3, count(1)),
     "verbose": Setting(0, verbosity, resumable=True),
+    "final_training": Setting(True, flag, resumable=True, before_added=False, original=False),
+    "final_epochs": Setting(30, count(1), resumable=True),
     # evaluation
     "executor": Setting("local", one_of(EXECUTORS), resumable=True),
     "n_workers": Setting(2, count(1), resumable=True),
@@ -180,11 +186,24 @@ DEFAULTS = {name: setting.default for name, setting in SETTINGS.items()}
 RESUMABLE = tuple(name for name, setting in SETTINGS.items() if setting.resumable)
 # Settings added after runs were made, and the values that reproduce what those runs searched.
 BEFORE_ADDED = {name: setting.before_added for name, setting in SETTINGS.items() if setting.before_added is not ABSENT}
+# The original toolkit's values of the settings whose default here differs: what a script written for it gets.
+ORIGINAL = {name: setting.original for name, setting in SETTINGS.items() if setting.original is not ABSENT}
 
 
-def with_defaults(settings):
-    """settings (a dict of some of SETTINGS) completed with the defaults; other keys are kept."""
-    return {**DEFAULTS, **settings}
+def with_defaults(settings, original=False):
+    """settings (a dict of some of SETTINGS) completed with the defaults (original: with the
+    original toolkit's values where they differ, as NAS(...) completes a script's); other keys are kept."""
+    return {**DEFAULTS, **(ORIGINAL if original else {}), **settings}
+
+
+def unheeded(settings):
+    """Sentences about the settings a search cannot honour as given (said once, up front, in the log
+    and on the console): settings valid alone that another setting makes do nothing."""
+    notices = []
+    if settings["inherit_weights"] and settings["search_strategy"] == "random":
+        notices.append("inherit_weights=True does nothing under search_strategy='random': its networks are drawn "
+                       "new, with no parent to inherit from")
+    return notices
 
 
 def check(settings, n_folds=None, custom_constraints=None, custom_objectives=None, custom_devices=None):

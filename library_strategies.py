@@ -65,6 +65,9 @@ class Strategy:
         it may read (library_search_space.SearchSpace.smart_start_inputs, the first that
         does), else a random valid one."""
         if self.smart_start:
+            _, _, changes = self.space.smart_start_fitted()
+            if changes:
+                self.log("The smart-start network, fitted into the search space's choices: " + "; ".join(changes) + ".")
             broken = []
             for input_stage in self.space.smart_start_inputs():
                 parent = self.space.smart_start_network(input_stage)

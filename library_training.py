@@ -1,6 +1,10 @@
 """A network's Keras model and its training: the model built from the network's description,
 fitted fold by fold, and the trained weights kept with the network (library_net.Net).
 
+The data stay as they are held (the sessions' bytes, uint8, or float samples); the rows a step
+needs are gathered and scaled batch by batch (batches), so training takes no float32 copy of a
+fold and the memory a worker needs does not grow with the data set.
+
 One compiled model serves every fold of an evaluation (tracing costs seconds, as much as a few
 epochs of a small network); each fold starts from the weights a fresh model gets from the
 fold's seed (the network's seed + the fold), or from where successive halving's previous rung
@@ -14,6 +18,7 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 import library_load_and_split_data as data_lib
 import library_training_state as training_state
@@ -23,6 +28,72 @@ from library_head import CLASSIFIER
 
 DEFAULT_TRAIN_SETTINGS = {"epochs": 20, "batch_size": 64, "patience": 5,
                           "learning_rate": 1e-3, "seed": 0, "verbose": 0}
+PREDICT_BATCH = 512  # samples per prediction step
+
+
+def batches(X, Y, indices, batch_size, shuffle_seed=None):
+    """A tf.data pipeline of the rows indices of X (and of Y, when given), batch by batch, as
+    the model takes them (library_load_and_split_data.scaled: bytes become float32 / 255 only
+    in the batch). shuffle_seed: the order is shuffled from it anew each epoch (None: in order)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    pipeline = tf.data.Dataset.from_tensor_slices(indices)
+    if shuffle_seed is not None:
+        pipeline = pipeline.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
+    sample_shape = (None,) + tuple(X.shape[1:])
+
+    def gather(batch_indices):
+        return (data_lib.scaled(X[batch_indices]),) + ((Y[batch_indices],) if Y is not None else ())
+
+    def load(batch_indices):
+        outputs = tf.numpy_function(gather, [batch_indices], [tf.float32] * (1 if Y is None else 2))
+        outputs[0].set_shape(sample_shape)
+        if Y is None:
+            return outputs[0]
+        outputs[1].set_shape((None, Y.shape[1]))
+        return tuple(outputs)
+
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1  # the worker's one thread per network; the gather is light
+    options.autotune.enabled = False
+    return pipeline.batch(batch_size).map(load).prefetch(1).with_options(options)
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Seconds of each epoch of a fit (validation included), appended to `seconds`: the first
+    one beyond the others' is the tracing of the training and validation steps."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.started)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """A line per epoch on the console for a long training: its name, the epoch, the validation
+    accuracy and loss, the seconds it took."""
+
+    def __init__(self, name, epochs):
+        super().__init__()
+        self.name, self.epochs = name, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        print(f"{self.name}: epoch {epoch + 1}/{self.epochs}, validation accuracy {logs.get('val_accuracy', float('nan')):.4f}, "
+              f"loss {logs.get('val_loss', float('nan')):.4f}, {time.perf_counter() - self.started:.1f} s", flush=True)
+
+
+def predict(model, X, indices=None):
+    """The model's outputs on the rows indices of X (None: all of them), batch by batch."""
+    return model.predict(batches(X, None, np.arange(len(X)) if indices is None else indices, PREDICT_BATCH),
+                         verbose=0)
 
 
 class TrainingFailed(RuntimeError):
@@ -71,7 +142,7 @@ def compiled_model(net):
     # variables is traced a second time: building them here, eagerly on one session, saves
     # that second trace (1-2 s per network, docs/benchmark_training.md).
     model.optimizer.build(model.trainable_variables)
-    x, y = net.data.X_train[:1], net.data.Y_train[:1]
+    x, y = data_lib.scaled(net.data.X_train[:1]), net.data.Y_train[:1]
     predicted = model(x)
     model.compute_loss(x, y, predicted)
     model.compute_metrics(x, y, predicted, sample_weight=None)
@@ -98,14 +169,16 @@ def start_fold(net, model, i_fold):
 def fit_one_fold(net, model, is_train, folds, i_fold):
     """Fits model on fold i_fold from the fold's initial weights, or from where a previous rung
     left it (net.continue_from); returns (val metrics, validation accuracy after each epoch)."""
-    settings = net.train_settings
-    X_train, X_val, Y_train, Y_val = data_lib.get_fold_split(net.data.X_train, net.data.Y_train, folds, i_fold)
+    settings, (X, Y) = net.train_settings, (net.data.X_train, net.data.Y_train)
+    train_indices, val_indices = folds[i_fold]
     saved = (net.continue_from or {"folds": {}})["folds"].get(i_fold)
     if saved is None:
         start_fold(net, model, i_fold)
+        seed = settings["seed"] + i_fold
     else:
         training_state.restore(model, saved)
-        keras.utils.set_random_seed(training_state.continuation_seed(settings["seed"] + i_fold, saved["epochs_done"]))
+        seed = training_state.continuation_seed(settings["seed"] + i_fold, saved["epochs_done"])
+        keras.utils.set_random_seed(seed)
     epoch_val_accuracy = list(saved["epoch_val_accuracy"]) if saved else []
     # a fold ended by early stopping, or already at its budget (an inheriting network's shorter one), trains no more
     if is_train and not (saved and (saved["finished"] or saved["epochs_done"] >= settings["epochs"])):
@@ -116,20 +189,27 @@ def fit_one_fold(net, model, is_train, folds, i_fold):
                                                       patience=max(1, settings["patience"] // 2))
         fold_state = training_state.FoldTrainingState(early_stopping, reduce_lr, settings["epochs"],
                                                       epoch_val_accuracy, saved)
-        history = model.fit(X_train, Y_train, validation_data=(X_val, Y_val),
-                            initial_epoch=saved["epochs_done"] if saved else 0,
-                            epochs=settings["epochs"], batch_size=settings["batch_size"],
-                            callbacks=[keras.callbacks.TerminateOnNaN(), early_stopping, reduce_lr, fold_state],
+        epoch_seconds, fit_started = [], time.perf_counter()
+        history = model.fit(batches(X, Y, train_indices, settings["batch_size"], shuffle_seed=seed),
+                            validation_data=batches(X, Y, val_indices, PREDICT_BATCH),
+                            initial_epoch=saved["epochs_done"] if saved else 0, epochs=settings["epochs"], shuffle=False,
+                            callbacks=[keras.callbacks.TerminateOnNaN(), early_stopping, reduce_lr, fold_state,
+                                       EpochClock(epoch_seconds), *net.callbacks],
                             verbose=settings["verbose"])
         losses = history.history.get("loss", [])
         if not losses or not all(math.isfinite(loss) for loss in losses):
             raise TrainingFailed(f"fold {i_fold}: training loss became {losses[-1] if losses else 'empty'}")
         epoch_val_accuracy, saved = fold_state.epoch_val_accuracy, fold_state.saved
+        add_seconds(net, "training", time.perf_counter() - fit_started)
+        if len(epoch_seconds) > 1:  # the first epoch's excess: the steps traced into graphs
+            add_seconds(net, "tracing", max(0.0, epoch_seconds[0] - float(np.median(epoch_seconds[1:]))))
     net.fold_states[i_fold] = saved
-    val_probabilities = model.predict(X_val, batch_size=512, verbose=0)
+    predict_started = time.perf_counter()
+    val_probabilities = predict(model, X, val_indices)
+    add_seconds(net, "predicting", time.perf_counter() - predict_started)
     if not np.all(np.isfinite(val_probabilities)):
         raise TrainingFailed(f"fold {i_fold}: the model predicts non-finite values")
-    return compute_descriptors(Y_val, val_probabilities), epoch_val_accuracy
+    return compute_descriptors(Y[val_indices], val_probabilities), epoch_val_accuracy
 
 
 def cross_validate(net, is_train, folds, fold_ids):
@@ -140,6 +220,7 @@ def cross_validate(net, is_train, folds, fold_ids):
     fold_metrics, net.epoch_val_accuracy = [], []
     net.fold_states, net.fold_weights = {}, {}
     model = compiled_model(net)
+    add_seconds(net, "building", time.perf_counter() - start)
     for i_fold in fold_ids:
         metrics, epoch_val_accuracy = fit_one_fold(net, model, is_train, folds, i_fold)
         fold_metrics.append(metrics)
@@ -149,7 +230,9 @@ def cross_validate(net, is_train, folds, fold_ids):
         model.get_layer(name).set_weights(weights)
     net.val_metrics = mean_over_folds(fold_metrics)
     net.val_score = net.val_metrics["accuracy"]
-    net.test_metrics = compute_descriptors(net.data.Y_test, model.predict(net.data.X_test, batch_size=512, verbose=0))
+    predict_started = time.perf_counter()
+    net.test_metrics = compute_descriptors(net.data.Y_test, predict(model, net.data.X_test))
+    add_seconds(net, "predicting", time.perf_counter() - predict_started)
     store_weights(net, model)
     net.trained = bool(is_train)
     net.epochs_trained = sum(map(len, net.epoch_val_accuracy))  # a continued fold's earlier epochs included
@@ -159,11 +242,16 @@ def cross_validate(net, is_train, folds, fold_ids):
     return net.val_score, net.test_metrics
 
 
+def add_seconds(net, phase, seconds):
+    """Counts seconds of an evaluation's phase in net.phase_seconds (where a network's time goes)."""
+    net.phase_seconds[phase] = net.phase_seconds.get(phase, 0.0) + seconds
+
+
 def test_outputs(net):
     """The trained Keras model's outputs on net's test split."""
     model = keras_model(net, load_weights=True)
     try:
-        return model.predict(net.data.X_test, batch_size=512, verbose=0)
+        return predict(model, net.data.X_test)
     finally:
         del model
 

@@ -25,7 +25,8 @@ class WorkerDied(RuntimeError):
 class EvaluationWorker:
     """Runs library_evaluation.evaluate(task, data, folds) in a worker process.
 
-    data, folds: what every task is evaluated on (sent once per worker).
+    data: the library_shared_data.SharedData every task is evaluated on (its file is mapped
+    by the worker, not copied); folds: the folds (sent once per worker).
     quiet: silence TensorFlow's native and Python messages in the worker.
     tasks_per_worker: networks per worker process. A worker grows by some 20 MB
     per network trained; a new one costs a few seconds of TensorFlow start-up,
@@ -75,15 +76,15 @@ class EvaluationWorker:
         # this process closes it or ends in any way (kill -9 included); the worker then ends too.
         lifeline_read, lifeline_write = os.pipe()
         command = [sys.executable, "-c", f"import library_worker; library_worker.serve("
-                   f"{write_fd}, {lifeline_read}, {self.quiet}, {self.threads})"]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=(write_fd, lifeline_read),
-                                        cwd=PROJECT_DIR)
+                   f"{write_fd}, {lifeline_read}, {self.data.fd}, {self.quiet}, {self.threads})"]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE,
+                                        pass_fds=(write_fd, lifeline_read, self.data.fd), cwd=PROJECT_DIR)
         os.close(write_fd)
         os.close(lifeline_read)
         self.results, self.lifeline = os.fdopen(read_fd, "rb"), lifeline_write
         self.tasks_done = 0
         self._finalizer = weakref.finalize(self, _stop, [self.process, self.results, self.lifeline])
-        pickle.dump((self.data, self.folds), self.process.stdin)
+        pickle.dump((self.data.layout, self.folds), self.process.stdin)
         self.process.stdin.flush()
 
     def _forget(self):
@@ -109,9 +110,11 @@ def _stop(handles):
         results.close()
 
 
-def serve(result_fd, lifeline_fd, quiet, threads):
-    """The worker's loop: reads (data, folds), then tasks from stdin; writes each result to result_fd.
-    Ends as soon as lifeline_fd ends (the search closed it, or the search's process is gone)."""
+def serve(result_fd, lifeline_fd, data_fd, quiet, threads):
+    """The worker's loop: maps the data of data_fd as the layout it reads first says, reads the
+    folds, then tasks from stdin; writes each result to result_fd. Ends as soon as lifeline_fd
+    ends (the search closed it, or the search's process is gone)."""
+    from library_shared_data import open_shared
     import signal
     import threading
 
@@ -122,7 +125,8 @@ def serve(result_fd, lifeline_fd, quiet, threads):
     threading.Thread(target=_end_with_the_search, args=(lifeline_fd,), daemon=True).start()
     prepare_process(quiet, threads)
     tasks, results = sys.stdin.buffer, os.fdopen(result_fd, "wb")
-    data, folds = pickle.load(tasks)
+    layout, folds = pickle.load(tasks)
+    data = open_shared(data_fd, layout)
     while True:
         try:
             task = pickle.load(tasks)

@@ -50,7 +50,8 @@ def small_data(demo_subset_files):
 
 
 # Settings of the tiny real run shared by the end-to-end and robustness tests.
-TINY_RUN = ("test_size=0.2", "num_folds=3", "num_selected_folds=1", "n_generations=2", "n_child=2", "epochs=2")
+TINY_RUN = ("test_size=0.2", "num_folds=3", "num_selected_folds=1", "n_generations=2", "n_child=2", "epochs=2",
+            "final_epochs=2")
 
 
 def run_main(*overrides, timeout=900):
@@ -92,7 +93,7 @@ def tiny_ga_run(tmp_path_factory, demo_subset_files):
 # The suite runs on two pytest-xdist workers (README, Tests: `-n 2 --dist loadgroup`). The tests
 # that read one of the shared real runs above go to the same worker, so each run is made once in
 # the suite rather than once per worker.
-SHARED_RUN_FIXTURES = ("tiny_run", "tiny_ga_run")
+SHARED_RUN_FIXTURES = ("tiny_run", "tiny_ga_run", "budget_run")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups

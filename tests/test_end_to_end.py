@@ -101,14 +101,58 @@ def test_each_network_is_stored_once_and_the_checkpoint_holds_no_weights(tiny_ru
     with open(os.path.join(run_dir, "children.csv")) as records:
         rows = list(csv.DictReader(records))
     stored = sorted(name[:-len(".pkl")] for name in os.listdir(os.path.join(run_dir, "networks")))
-    assert stored == sorted(row["child_id"] for row in rows if row["status"] != "reused")
-    for child_id in stored:  # each file holds that network's weights and deployed model
-        with open(os.path.join(run_dir, "networks", f"{child_id}.pkl"), "rb") as network_file:
+    best_id = json.load(open(os.path.join(run_dir, "models", "best_model.json")))["child_id"]
+    # every network evaluated, and the best's final training (networks/final_<child_id>.pkl)
+    assert stored == sorted([f"final_{best_id}", *(row["child_id"] for row in rows if row["status"] != "reused")])
+    for name in stored:  # each file holds that network's weights and deployed model
+        with open(os.path.join(run_dir, "networks", f"{name}.pkl"), "rb") as network_file:
             result = pickle.load(network_file)
-        assert result["state"]["child_id"] == child_id and result["state"]["deployed_model_bytes"]
+        assert result["state"]["child_id"] == name.replace("final_", "") and result["state"]["deployed_model_bytes"]
         assert all(weights for weights in result["state"]["layer_weights"])
     with open(os.path.join(run_dir, "checkpoint.pkl"), "rb") as checkpoint_file:
         checkpoint = pickle.load(checkpoint_file)
     held = [checkpoint["absolute_best"], *checkpoint["population"]]
     assert all("layer_weights" not in state and "deployed_model_bytes" not in state for state in held)
     assert "evaluated_results" not in checkpoint  # the history is children.csv and the network files
+
+
+def macro_f1_everywhere(run_dir):
+    """The best model's test macro-F1 as per_class.csv, summary.json and nas_log.txt give it."""
+    import re
+    rows = list(csv.DictReader(open(os.path.join(run_dir, "per_class.csv"))))
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    log = open(os.path.join(run_dir, "nas_log.txt")).read()
+    (logged,) = re.findall(r"recall [\d.]+, macro-F1 ([\d.]+) \(Keras, float32\)", log)
+    return rows, float(rows[-1]["f1"]), summary["test_macro_f1"], float(logged), log
+
+
+@pytest.mark.parametrize("case", ["a label without sessions", "a test pair of fewer classes"])
+def test_one_macro_f1_in_every_file_when_a_class_has_no_test_session(tmp_path, demo_subset_files, case):
+    from conftest import TINY_RUN, write_idx1, write_idx3
+    images_path, labels_path = demo_subset_files
+    images, labels = data_lib.read_idx3(images_path), data_lib.read_idx1(labels_path)
+    overrides = [f"logs_dir={tmp_path / 'logs'}", *TINY_RUN, "n_generations=0", "final_epochs=1"]
+    if case == "a label without sessions":  # labels 0, 1 and 3: four classes, label 2 empty
+        kept = np.isin(labels, [0, 1, 3])
+        write_idx3(tmp_path / "s.idx3", images[kept])
+        write_idx1(tmp_path / "l.idx1", labels[kept])
+        overrides += [f"images_path={tmp_path / 's.idx3'}", f"labels_path={tmp_path / 'l.idx1'}"]
+    else:  # six classes to train on, a test pair of classes 0 to 3 only
+        more_images = data_lib.read_idx3(data_lib.DEFAULT_IMAGES_PATH)[600:900]
+        more_labels = data_lib.read_idx1(data_lib.DEFAULT_LABELS_PATH)[600:900]
+        kept = more_labels < 4
+        write_idx3(tmp_path / "t.idx3", more_images[kept])
+        write_idx1(tmp_path / "tl.idx1", more_labels[kept])
+        overrides += [f"images_path={images_path}", f"labels_path={labels_path}",
+                      f"test_images_path={tmp_path / 't.idx3'}", f"test_labels_path={tmp_path / 'tl.idx1'}"]
+    result = run_main(*overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = glob.glob(str(tmp_path / "logs" / "*"))
+    rows, per_class_f1, summary_f1, logged_f1, log = macro_f1_everywhere(run_dir)
+    assert per_class_f1 == pytest.approx(summary_f1, abs=5e-5) and logged_f1 == pytest.approx(summary_f1, abs=5e-5)
+    if case == "a label without sessions":
+        assert "Label 2 has no session" in log and "Label 2 has no session" in result.stdout
+        assert rows[-1]["class"] == "macro average (the 3 classes with test sessions)"
+    else:
+        assert rows[-1]["class"] == "macro average (the 4 classes with test sessions)"
+        assert "(macro averages over the 4 of 6 classes with test sessions)" in log

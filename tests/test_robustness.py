@@ -67,6 +67,28 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, tiny_run)
                          if line.startswith("Absolute best:")]
 
 
+def test_a_resume_with_inheritance_trains_no_finished_network_again(tmp_path, demo_subset_files):
+    """An inheriting child trains fewer epochs than the settings say; its saved result says so, and a
+    resume that proposes it again finds it."""
+    images_path, labels_path = demo_subset_files
+    process = start_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
+                         *TINY_RUN, "search_strategy=mutation", "inherit_weights=True", "inherit_epochs=1",
+                         "run_name=inheriting")
+    run_dir = wait_for_rows(tmp_path, 4, process)  # killed inside generation 2, after its first child
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = records(run_dir)[3]
+    assert before["child_id"] == "g002_c0004" and before["inherited_from"]  # it inherited from its parent
+    assert int(before["epochs_trained"]) == 1  # inherit_epochs of its one fold
+    resumed = run_main(f"resume_from={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = open(os.path.join(run_dir, "nas_log.txt")).read()
+    assert "g002_c0004 finished before the run was interrupted: its saved result is used, not trained again." in log
+    after = records(run_dir)[3]
+    assert {k: v for k, v in after.items() if k != "train_seconds"} == {k: v for k, v in before.items()
+                                                                       if k != "train_seconds"}
+
+
 def test_ctrl_c_exits_non_zero_and_says_how_to_resume(tmp_path, demo_subset_files):
     images_path, labels_path = demo_subset_files
     process = start_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",

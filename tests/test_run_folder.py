@@ -141,6 +141,11 @@ def damage_checkpoint(content):
     return damage
 
 
+def cut_short(path):
+    content = open(path, "rb").read()
+    open(path, "wb").write(content[:len(content) // 3])
+
+
 def repeat_a_record(run_dir):  # what two writers at once left before there was a lock
     path = os.path.join(run_dir, "children.csv")
     lines = open(path).read().splitlines(keepends=True)
@@ -154,7 +159,12 @@ def repeat_a_record(run_dir):  # what two writers at once left before there was 
     (damage_checkpoint(lambda content: pickle.dumps({"i_gen": 2})), r"checkpoint.pkl: not a checkpoint .*n_evaluated"),
     (lambda run_dir: os.remove(os.path.join(run_dir, "children.csv")), r"children.csv is missing"),
     (repeat_a_record, r"children.csv records g001_c0002 more than once"),
-], ids=["empty", "truncated", "garbage", "not-a-checkpoint", "no-children-csv", "repeated-record"])
+    (lambda run_dir: os.remove(os.path.join(run_dir, "networks", "g001_c0002.pkl")),
+     r"networks/g001_c0002.pkl is missing; children.csv records g001_c0002 as evaluated"),
+    (lambda run_dir: cut_short(os.path.join(run_dir, "networks", "g001_c0003.pkl")),
+     r"networks/g001_c0003.pkl: cannot read the network's results"),
+], ids=["empty", "truncated", "garbage", "not-a-checkpoint", "no-children-csv", "repeated-record",
+        "network-file-deleted", "network-file-truncated"])
 def test_damaged_records_are_named_before_anything_changes(tmp_path, tiny_run, small_data, damage, message):
     data, folds = small_data
     run_dir = copy_of_run(tiny_run[0], tmp_path / "run")
@@ -176,6 +186,43 @@ def test_a_record_cut_short_by_a_crash_is_dropped_when_the_run_goes_on(tmp_path,
     nas = NAS(run_dir=run_dir, preloaded_data=data, num_selected_folds=1, n_generations=2, n_child=2, epochs=2)
     nas.run_NAS(folds)  # the run had finished: resuming it only tidies up
     assert open(path).read() == whole
+
+
+@pytest.mark.parametrize("damage", [
+    lambda run_dir: os.remove(os.path.join(run_dir, "networks", "g001_c0002.pkl")),
+    lambda run_dir: cut_short(os.path.join(run_dir, "networks", "g001_c0003.pkl"))], ids=["deleted", "truncated"])
+def test_a_resume_refused_for_a_network_file_changes_nothing(tmp_path, tiny_run, damage):
+    run_dir = copy_of_run(tiny_run[0], tmp_path / "run")
+    damage(run_dir)
+    before = snapshot(run_dir)
+    result = run_main(f"resume_from={run_dir}", "n_generations=3")
+    assert result.returncode != 0 and "Traceback" not in result.stderr and "networks/g001_c000" in result.stderr
+    assert snapshot(run_dir) == before  # parameters.json and nas_log.txt included
+
+
+def test_a_deleted_checkpoint_starts_again_keeping_the_records_and_saying_so(tmp_path, tiny_run):
+    run_dir = copy_of_run(tiny_run[0], tmp_path / "run")
+    earlier = open(os.path.join(run_dir, "children.csv")).read()
+    os.remove(os.path.join(run_dir, "checkpoint.pkl"))
+    result = run_main(f"resume_from={run_dir}", "n_generations=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert open(os.path.join(run_dir, "children_earlier.csv")).read() == earlier
+    assert "No checkpoint in" in result.stdout and "the 5 networks recorded before are kept in" in result.stdout
+    assert "== Started again: the run folder has no checkpoint" in open(os.path.join(run_dir, "nas_log.txt")).read()
+
+
+def test_a_path_parameter_given_a_number_and_a_setting_that_does_nothing_are_named(tmp_path, demo_subset_files):
+    result = run_main("test_images_path=5", f"logs_dir={tmp_path}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "B01_NAS.py: test_images_path=5: must be a path (text) or None"
+    images_path, labels_path = demo_subset_files
+    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}", *TINY_RUN,
+                      "n_generations=0", "search_strategy=random", "population_size=2", "inherit_weights=True")
+    assert result.returncode == 0, result.stderr[-3000:]
+    notice = "inherit_weights=True does nothing under search_strategy='random'"
+    assert result.stdout.count(notice) == 1
+    (run_dir,) = glob.glob(str(tmp_path / "*"))
+    assert open(os.path.join(run_dir, "nas_log.txt")).read().count(notice) == 1
 
 
 def test_the_script_names_a_damaged_checkpoint_in_one_line_and_changes_nothing(tmp_path, tiny_run):
@@ -314,3 +361,41 @@ def test_workers_end_when_the_search_is_killed(tmp_path, demo_subset_files):
         for worker in workers:
             if is_running(worker):
                 os.kill(worker, signal.SIGKILL)
+
+
+def ray_session_processes():
+    """{session name: pids} of the Ray sessions running on this machine (their processes name them)."""
+    import re
+    import psutil
+    sessions = {}
+    for process in psutil.process_iter(["cmdline"]):
+        match = re.search(r"session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_\d+", " ".join(process.info["cmdline"] or []))
+        if match:
+            sessions.setdefault(match.group(0), []).append(process.pid)
+    return sessions
+
+
+def test_a_killed_ray_search_leaves_no_ray_process_behind(tmp_path, demo_subset_files):
+    pytest.importorskip("ray")
+    before = set(ray_session_processes())
+    images_path, labels_path = demo_subset_files
+    process = start_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
+                         *TINY_RUN, "epochs=500", "patience=500", "executor=ray", "run_name=ray_killed")
+    session = None
+    try:
+        deadline = time.monotonic() + 120
+        while not (set(ray_session_processes()) - before) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[1]
+            time.sleep(0.2)
+        (session,) = set(ray_session_processes()) - before
+        time.sleep(10)  # Ray's agents and the first network are up
+        process.kill()  # kill -9: nothing of the search runs any more
+        process.wait()
+        deadline = time.monotonic() + 20
+        while session in ray_session_processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert session not in ray_session_processes(), "processes of the search's Ray session outlived it"
+    finally:
+        process.kill()
+        for pid in ray_session_processes().get(session, []):  # (what the test found, so the machine stays clean)
+            os.kill(pid, signal.SIGKILL)

@@ -159,3 +159,33 @@ def test_keras_flops_count_of_a_small_network_counted_by_hand(small_data):
                + 5 * classes)  # softmax
     assert keras_flops_count(net.ins_keras_model()) == by_hand
     assert net.hw_measures()[2] == by_hand
+
+
+NARROW_SPACE = {"filters": [4], "kernel_size": [9], "activation": ["tanh"], "stride": [1], "pool_size": [4]}
+
+
+def test_with_the_smart_start_every_network_of_a_run_stays_in_a_narrowed_space(tmp_path, demo_subset_files):
+    import csv
+    import glob
+    import json
+    import os
+    from conftest import TINY_RUN, run_main
+    images_path, labels_path = demo_subset_files
+    overrides = [f"{name}_choices={values!r}" for name, values in NARROW_SPACE.items()]
+    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}", *TINY_RUN,
+                      "smart_start=True", "search_strategy=mutation", "head_choices=['gap']", "max_depth=1",
+                      "max_depth_father=1", *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = glob.glob(str(tmp_path / "*"))
+    rows = list(csv.DictReader(open(os.path.join(run_dir, "children.csv"))))
+    assert len(rows) == 5
+    for row in rows:
+        architecture = json.loads(row["architecture"])
+        assert architecture["head"] == "gap" and len(architecture["blocks"]) == 1, row["architecture_text"]
+        for block in architecture["blocks"]:
+            for name, values in NARROW_SPACE.items():
+                assert block[name] in values, (name, row["architecture_text"])
+    log = open(os.path.join(run_dir, "nas_log.txt")).read()
+    assert ("The smart-start network, fitted into the search space's choices: block 0 filters 16 -> 4; block 0 "
+            "kernel_size 5 -> 9; block 0 stride 2 -> 1; block 0 activation relu -> tanh; block 0 pool_size 2 -> 4; "
+            "3 blocks -> 1 (max_depth); head flatten -> gap.") in log

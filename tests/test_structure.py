@@ -49,11 +49,13 @@ def test_the_main_scripts_parameters_are_the_settings_with_their_defaults():
     assert not differing, f"B01_NAS.py's values and library_settings' defaults differ: {differing}"
 
 
-def test_nas_takes_its_defaults_from_the_settings(small_data, tmp_path):
+def test_nas_takes_its_defaults_from_the_settings_and_the_originals_where_they_differ(small_data, tmp_path):
     import library_settings
     from library_nas import NAS
     nas = NAS(run_dir=str(tmp_path / "run"), preloaded_data=small_data[0])
-    assert nas.settings == library_settings.DEFAULTS
+    assert nas.settings == dict(library_settings.DEFAULTS, **library_settings.ORIGINAL)
+    # a script written for the original toolkit trains on every session and saves the search's model
+    assert nas.settings["max_search_sessions"] is None and nas.settings["final_training"] is False
     with pytest.raises(TypeError, match="unexpected keyword arguments \\['epoch'\\]"):
         NAS(run_dir=str(tmp_path / "run"), preloaded_data=small_data[0], epoch=3)
 

@@ -16,14 +16,15 @@ for folder in (TESTS_DIR, PROJECT_DIR):  # the project first: its modules, then 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def split_and_folds(images_path=None, labels_path=None, test_size=0.1, num_folds=5, seed=0):
+def split_and_folds(images_path=None, labels_path=None, test_size=0.1, num_folds=5, seed=0, keep_bytes=True):
     """(SessionData, folds, integer training labels, integer test labels) of an IDX pair (the demo
     data by default; paths relative to the project): a stratified test split and stratified folds,
-    as B01_NAS.py makes them."""
+    as B01_NAS.py makes them (the sessions kept as bytes; keep_bytes=False: float32 / 255)."""
     import library_load_and_split_data as data_lib
     paths = {"images_path": os.path.join(PROJECT_DIR, images_path or "data/demo_sessions.idx3"),
              "labels_path": os.path.join(PROJECT_DIR, labels_path or "data/demo_labels.idx1")}
-    X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(None, test_size, seed=seed, **paths)
+    X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(None, test_size, seed=seed,
+                                                                         keep_bytes=keep_bytes, **paths)
     folds = data_lib.fold_index(X_train, y_train, num_folds, seed=seed)
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, n_classes), X_test, data_lib.one_hot(y_test, n_classes))

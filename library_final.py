@@ -1,0 +1,117 @@
+"""The final training: after the search, the networks it chose trained once more on every
+training session.
+
+The search scores candidates on samples of at most max_search_sessions sessions per fold
+(library_load_and_split_data.fold_samples), so that a network costs the same however large the
+data set is. The network it chooses (and with save_pareto_models each network of the Pareto
+front) is then trained again from its own seed on every training session but a stratified tenth
+held out for early stopping (holdout_split), for at most final_epochs, on every core the search
+used, and tested on the whole test split, as int8 on TFLM too: that model is what the run saves
+as its best. Like any evaluation it is a Task in, a Result out (library_evaluation), run by an
+evaluator of its own; each one's result is kept in the run folder (networks/final_<child_id>.pkl)
+as it finishes, so a resumed run does not train it again.
+"""
+import dataclasses
+from typing import NamedTuple
+
+from library_evaluation import Status, Task
+from library_load_and_split_data import holdout_split
+from library_net import Net
+
+HOLDOUT_FRACTION = 0.1  # of the training split, held out for the final training's early stopping
+
+
+class FinalModel(NamedTuple):
+    """A network of the search (with its search scores) and the same architecture trained again on
+    every training session (final); sessions and holdout_sessions: what the final training saw."""
+    searched: Net
+    final: Net
+    sessions: int
+    holdout_sessions: int
+
+
+class FinalTraining:
+    """data: the whole SessionData of the search; settings: the search's (library_settings'
+    names); make_evaluator(data, folds, n_workers, threads): an evaluator; records: the run's
+    RunRecords; say(text): the NAS log."""
+
+    def __init__(self, data, settings, make_evaluator, records, say):
+        self.data, self.settings, self.make_evaluator = data, settings, make_evaluator
+        self.records, self.say = records, say
+        self.folds = [holdout_split(data.Y_train, HOLDOUT_FRACTION, settings["seed"])]
+
+    def task_of(self, network):
+        """network's final Task: its architecture and seed, final_epochs, the one holdout fold."""
+        return Task(network.architecture(), dict(network.train_settings, epochs=self.settings["final_epochs"]),
+                    network.deploy_precision, use_full_training=True, is_train=True, num_selected_folds=1,
+                    progress=f"final training of {network.child_id}")
+
+    def train(self, search):
+        """The final training of a search's best network (and with save_pareto_models, its front's
+        others), when they were trained (a dry run has nothing to train again). Returns their FinalModels."""
+        networks = [search.absolute_best]
+        if self.settings["save_pareto_models"]:
+            networks += [search.trials.network_with_weights(network.to_state()) for child_id, network, _
+                         in search.front_members() if child_id != search.absolute_best.child_id]
+        networks = [network for network in networks if network.trained]
+        if not networks:
+            self.say("No final training: no network of the search was trained (a dry run).")
+            return []
+        return self.run(networks)
+
+    def run(self, networks):
+        """Trains each of networks (evaluated Nets of the search, trained) again on every training
+        session; returns their FinalModels, in order (a network whose final training failed: none)."""
+        train, holdout = self.folds[0]
+        tasks, results = {}, {}
+        for index, network in enumerate(networks):
+            task = self.task_of(network)
+            saved = self._saved(network, task)
+            if saved is not None:
+                results[index] = saved
+                self.say(f"Final training of {network.child_id}: finished before the run was interrupted, not "
+                         f"trained again.")
+            else:
+                tasks[index] = task
+                self.say(f"Final training of {network.child_id}: on all {len(train)} training sessions (early "
+                         f"stopping on a stratified {len(holdout)} held out), at most {task.train_settings['epochs']} "
+                         f"epochs, {self._threads()} threads.")
+        if tasks:
+            evaluator = self.make_evaluator(self.data, self.folds, 1, self._threads())
+            try:
+                for index, result in evaluator.evaluate_all(tasks):
+                    network = networks[index]
+                    if result.state is not None:
+                        result = result.with_state(child_id=network.child_id, mutation=network.mutation)
+                    self.records.save_network(final_id(network), result)
+                    results[index] = result
+            finally:
+                evaluator.close()
+        finals = []
+        for index, network in enumerate(networks):
+            result = results[index]
+            if result.status != Status.OK:
+                self.say(f"Final training of {network.child_id} failed ({result.reason}); the search's model stays.")
+                continue
+            final = Net.from_state(result.state, None, self.data)  # (its child_id and mutation: the network's)
+            final.parent_ids = network.parent_ids
+            finals.append(FinalModel(network, final, len(train), len(holdout)))
+        return finals
+
+    def _threads(self):
+        # One network at a time on every core the search's workers used.
+        return self.settings["n_workers"] * self.settings["threads_per_worker"]
+
+    def _saved(self, network, task):
+        """The final Result a run that was interrupted saved for network, when it is of this task."""
+        if not self.records.has_network(final_id(network)):
+            return None
+        saved = self.records.load_network(final_id(network))
+        same = (saved.status == Status.OK and saved.state.get("train_settings") == task.train_settings
+                and saved.state.get("architecture") == task.architecture)
+        return dataclasses.replace(saved) if same else None
+
+
+def final_id(network):
+    """The name of network's final result in the run folder's networks/."""
+    return f"final_{network.child_id}"
