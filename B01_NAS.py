@@ -20,7 +20,7 @@ test_size = 0.1  # fraction of sessions held out as the test split when there is
 num_folds = 5  # stratified folds of the training split
 
 # search
-search_strategy = "mutation"  # "mutation": the specification's loop (one parent); "ga": population genetic algorithm; "random": random search (a baseline)
+search_strategy = "ga"  # "ga": population genetic algorithm (NSGA-II ranking); "mutation": the specification's loop (one parent); "random": random search (a baseline)
 n_generations = 3  # generations after generation 0 (the initial parent or population)
 n_child = 4  # children per generation
 n_mutations = 1  # mutations applied to make each child
@@ -32,9 +32,9 @@ max_attempts = 200  # mutation attempts per child before the thresholds are decl
 max_failures_in_a_row = 10  # networks failing in a row (diverging loss, errors) before the search stops
 time_budget_s = None  # seconds; the search ends, saving everything, after the generation in which they run out (None = no limit)
 max_search_sessions = 2000  # most sessions a candidate trains on in each fold (and is validated and tested on): stratified samples drawn once from the seed (None = every session)
-inherit_weights = False  # True: a child starts each fold from its parent's trained weights of that fold, for the layers its mutation left unchanged
+inherit_weights = True  # True: a child starts each fold from its parent's trained weights of that fold, for the layers its mutation left unchanged
 inherit_epochs = None  # most epochs a child that inherits trains (None = a third of epochs)
-proposal_pool = None  # candidates drawn per child; a predictor fitted on the networks trained picks the one to train (None = off: the first drawn)
+proposal_pool = 8  # candidates drawn per child; a predictor fitted on the networks trained picks the one to train (None = off: the first drawn)
 predictor_warmup = 10  # networks trained before the predictor picks (until then, children are drawn as without a pool)
 objectives = ["val_accuracy"]  # the first decides the best network (and the mutation loop's parent); the GA ranks by all (NSGA-II); pareto.csv is over all (one alone: against flash and RAM)
 

@@ -421,7 +421,8 @@ def test_a_converted_capture_is_searched_by_b01(tmp_path):
     search = subprocess.run(
         [sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), f"images_path={out / 'e2e_sessions.idx3'}",
          f"labels_path={out / 'e2e_labels.idx1'}", f"logs_dir={tmp_path / 'logs'}", "n_generations=0",
-         "epochs=1", "num_folds=2", "num_selected_folds=1", "n_workers=1", "test_size=0.25"],
+         "epochs=1", "num_folds=2", "num_selected_folds=1", "n_workers=1", "test_size=0.25", "population_size=2",
+         "final_epochs=1"],
         capture_output=True, text=True, timeout=600)
     assert search.returncode == 0, search.stderr[-3000:]
     assert "Data: 60 training / 20 test sessions (test_size=0.25) of length 784, 2 classes" in search.stdout

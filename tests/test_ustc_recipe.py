@@ -247,7 +247,8 @@ def test_captures_to_the_published_files_to_a_search_on_their_own_test_split(tmp
         [sys.executable, os.path.join(PROJECT_DIR, "B01_NAS.py"), f"images_path={out / 'pub-train-images-idx3-ubyte.gz'}",
          f"labels_path={out / 'pub-train-labels-idx1-ubyte.gz'}", f"test_images_path={out / 'pub-t10k-images-idx3-ubyte.gz'}",
          f"test_labels_path={out / 'pub-t10k-labels-idx1-ubyte.gz'}", f"logs_dir={tmp_path / 'logs'}",
-         "n_generations=0", "epochs=2", "num_folds=2", "num_selected_folds=1", "n_workers=1"],
+         "n_generations=0", "epochs=2", "num_folds=2", "num_selected_folds=1", "n_workers=1", "population_size=2",
+         "final_epochs=1"],
         capture_output=True, text=True, timeout=600)
     assert search.returncode == 0, search.stderr[-3000:]
     assert "Data: 72 training / 8 test sessions (its own test pair) of length 784, 2 classes" in search.stdout
