@@ -79,11 +79,20 @@ class SuccessiveHalving:
                 for index in alive}
             results = dict(evaluate_all(rung_tasks))
             final.update(results)
-            ranked = [] if last else rank(results)
+            out_of_time = any(index not in results for index in alive)  # the search's time budget ran out
+            ranked = [] if last or out_of_time else rank(results)
             promoted = ranked[:n_promoted(len(alive), self.halving_eta)]
             for index in alive:
-                stopped = index in ranked[len(promoted):]
+                if index not in final:
+                    continue  # it never started (the time budget ran out): no result, the search leaves it out
                 result = final[index]
+                if out_of_time and not (last and index in results) and result.status != Status.FAILED:
+                    rung_state = {"rung": rung_trained} if index in results else {}  # else: the rung it last trained at
+                    final[index] = dataclasses.replace(
+                        result.with_state(stopped_early=True, **rung_state), status=Status.STOPPED,
+                        reason=f"the search's time budget ran out before its full budget (rung {rung})")
+                    continue
+                stopped = index in ranked[len(promoted):]
                 if result.state is not None:
                     result = result.with_state(rung=rung_trained, stopped_early=stopped)
                 if stopped:
@@ -91,7 +100,7 @@ class SuccessiveHalving:
                         f"successive halving: not among the best {len(promoted)} of {len(alive)} after {budget} "
                         f"epochs (rung {rung})"))
                 final[index] = result
-            alive, rung = sorted(promoted), rung + 1
+            alive, rung = ([] if out_of_time else sorted(promoted)), rung + 1
         # The training states (weights and optimizer state of every fold) are not needed past the last rung.
         for index in sorted(final):
             yield index, dataclasses.replace(final[index], training_state=None)

@@ -44,6 +44,7 @@ class Task:
     only_fold: object = None
     inherit: object = None  # {"from": parents' child_ids, "weights": {fold: {layer: weights}}} (library_inheritance)
     progress: object = None  # a name to print a line per epoch under (a long training), or None: silent
+    time_limit_s: object = None  # seconds its training may take at most (it stops with its best weights), or None
 
     def n_folds(self, folds):
         """How many folds evaluate trains for this task on folds."""
@@ -81,6 +82,9 @@ def evaluate(task, data, folds):
     if task.progress is not None:
         from library_training import EpochProgress
         net.callbacks = [EpochProgress(task.progress, task.train_settings["epochs"])]
+    if task.time_limit_s is not None:
+        import time
+        net.deadline = time.monotonic() + task.time_limit_s
     if task.inherit is not None:
         net.inherit, net.inherited_from = task.inherit["weights"], tuple(task.inherit["from"])
         net.layers_inherited = len(next(iter(task.inherit["weights"].values()), {}))

@@ -55,9 +55,11 @@ class Evaluator:
         """The ids of tasks {id: task} whose folds evaluate_all trains on separate workers."""
         return fold_tasks_lib.to_split(tasks, self.folds, self.n_workers)
 
-    def evaluate_all(self, tasks):
+    def evaluate_all(self, tasks, may_start=None):
         """Yields (task id, result) for each of tasks {id: task} as it finishes. Leaving the
-        loop early ends the networks still in training."""
+        loop early ends the networks still in training. may_start(): asked before each network
+        starts (None: all start); once it says no, no network starts and those not started give
+        no result (the folds of a network started all train)."""
         split = self.to_split(tasks)
         # (id, -1): a whole network; (id, i): fold i of a split one, assembled when its last fold is back.
         each = {(task_id, -1): task for task_id, task in tasks.items() if task_id not in split}
@@ -65,7 +67,7 @@ class Evaluator:
             each.update({(task_id, i_fold): fold_task
                          for i_fold, fold_task in fold_tasks_lib.fold_tasks(tasks[task_id], self.folds).items()})
         fold_results = {task_id: {} for task_id in split}
-        with contextlib.closing(self._evaluate_each(each)) as finished:
+        with contextlib.closing(self._evaluate_each(each, StartGate(may_start))) as finished:
             for (task_id, i_fold), result in finished:
                 if i_fold == -1:
                     yield task_id, result
@@ -73,6 +75,26 @@ class Evaluator:
                 fold_results[task_id][i_fold] = result
                 if len(fold_results[task_id]) == tasks[task_id].n_folds(self.folds):
                     yield task_id, fold_tasks_lib.network_result(tasks[task_id], fold_results[task_id])
+
+
+class StartGate:
+    """Which networks may start: a fold of a network already started always (its other folds
+    complete it), any other as may_start() says (None: all), and none once it said no. Safe to ask
+    from several threads."""
+
+    def __init__(self, may_start=None):
+        self.may_start, self.started, self.closed = may_start, set(), False
+        self.lock = threading.Lock()
+
+    def admits(self, network_id):
+        with self.lock:
+            if network_id in self.started:
+                return True
+            if self.closed or (self.may_start is not None and not self.may_start()):
+                self.closed = True
+                return False
+            self.started.add(network_id)
+            return True
 
 
 class LocalEvaluator(Evaluator):
@@ -88,30 +110,40 @@ class LocalEvaluator(Evaluator):
         self.max_tries = max_tries
         self.stopping = threading.Event()
 
-    def _evaluate_each(self, tasks):
+    def _evaluate_each(self, tasks, gate):
         waiting, finished = queue.SimpleQueue(), queue.SimpleQueue()
-        for item in sorted(tasks.items()):
+        for item in sorted(tasks.items()):  # in id order, a network's folds together
             waiting.put(item)
 
         def drive(worker):
-            while not self.stopping.is_set():
-                try:
-                    task_id, task = waiting.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    result = self._evaluate(worker, task)
-                except Exception as error:  # never leave the search waiting for a result
-                    result = Result.failed(f"{type(error).__name__}: {error}")
-                finished.put((task_id, result))
+            try:
+                while not self.stopping.is_set():
+                    try:
+                        task_id, task = waiting.get_nowait()
+                    except queue.Empty:
+                        return
+                    if not gate.admits(task_id[0]):
+                        continue  # not started: no result
+                    try:
+                        result = self._evaluate(worker, task)
+                    except Exception as error:  # never leave the search waiting for a result
+                        result = Result.failed(f"{type(error).__name__}: {error}")
+                    finished.put((task_id, result))
+            finally:
+                finished.put(None)  # this worker takes no more
 
         threads = [threading.Thread(target=drive, args=(worker,), daemon=True)
                    for worker in self.workers[:len(tasks)]]
         for thread in threads:
             thread.start()
         try:
-            for _ in range(len(tasks)):
-                yield finished.get()
+            n_done = 0
+            while n_done < len(threads):
+                item = finished.get()
+                if item is None:
+                    n_done += 1
+                else:
+                    yield item
         finally:
             if any(thread.is_alive() for thread in threads):  # left early: stop what still trains
                 self.stopping.set()
@@ -166,14 +198,17 @@ class RayEvaluator(Evaluator):
         self.remote = ray.remote(num_cpus=threads, max_retries=max_tries - 1,
                                  max_calls=tasks_per_worker)(evaluate_in_ray_task)
 
-    def _evaluate_each(self, tasks):
+    def _evaluate_each(self, tasks, gate):
         ray = self.ray
         waiting, running = sorted(tasks.items()), {}
         try:
             while waiting or running:
                 while waiting and len(running) < self.n_workers:
                     task_id, task = waiting.pop(0)
-                    running[self.remote.remote(task, self.data_ref, self.quiet, self.threads)] = task_id
+                    if gate.admits(task_id[0]):
+                        running[self.remote.remote(task, self.data_ref, self.quiet, self.threads)] = task_id
+                if not running:
+                    break
                 done, _ = ray.wait(list(running), num_returns=1)
                 for reference in done:
                     task_id = running.pop(reference)

@@ -19,6 +19,9 @@ from library_load_and_split_data import holdout_split
 from library_net import Net
 
 HOLDOUT_FRACTION = 0.1  # of the training split, held out for the final training's early stopping
+# With a time budget, the final training is part of it: at most this share is kept for it (less when the
+# best network's own training says it needs less), and it stops, with its best weights, when the budget is spent.
+FINAL_SHARE = 0.25
 
 
 class FinalModel(NamedTuple):
@@ -40,15 +43,33 @@ class FinalTraining:
         self.records, self.say = records, say
         self.folds = [holdout_split(data.Y_train, HOLDOUT_FRACTION, settings["seed"])]
 
-    def task_of(self, network):
-        """network's final Task: its architecture and seed, final_epochs, the one holdout fold."""
+    def task_of(self, network, seconds_left=None):
+        """network's final Task: its architecture and seed, final_epochs, the one holdout fold, and
+        the time budget's seconds left (None: no limit)."""
         return Task(network.architecture(), dict(network.train_settings, epochs=self.settings["final_epochs"]),
                     network.deploy_precision, use_full_training=True, is_train=True, num_selected_folds=1,
-                    progress=f"final training of {network.child_id}")
+                    progress=f"final training of {network.child_id}", time_limit_s=seconds_left)
 
-    def train(self, search):
+    def reserve_for(self, search):
+        """reserve_s of a search (0 without a time budget)."""
+        budget = search.clock.time_budget_s
+        return 0.0 if budget is None else self.reserve_s(budget, search.absolute_best, search.sampled_folds)
+
+    def reserve_s(self, time_budget_s, best, search_folds):
+        """Seconds of a time budget to keep for the final training: its share at most; less when the
+        best network so far, trained at its measured pace on the search's samples (search_folds),
+        would need less for final_epochs epochs of every training session."""
+        share = FINAL_SHARE * time_budget_s
+        if best is None or not best.train_seconds or not best.epochs_trained or search_folds is None:
+            return share
+        sessions_per_fold_epoch = len(search_folds[0][0]) + len(search_folds[0][1])
+        pace = best.train_seconds / best.epochs_trained / sessions_per_fold_epoch  # seconds per session and epoch
+        return min(share, pace * len(self.data.Y_train) * self.settings["final_epochs"])
+
+    def train(self, search, seconds_left=None):
         """The final training of a search's best network (and with save_pareto_models, its front's
-        others), when they were trained (a dry run has nothing to train again). Returns their FinalModels."""
+        others), when they were trained (a dry run has nothing to train again), within seconds_left of
+        the time budget (None: no limit). Returns their FinalModels."""
         networks = [search.absolute_best]
         if self.settings["save_pareto_models"]:
             networks += [search.trials.network_with_weights(network.to_state()) for child_id, network, _
@@ -57,15 +78,15 @@ class FinalTraining:
         if not networks:
             self.say("No final training: no network of the search was trained (a dry run).")
             return []
-        return self.run(networks)
+        return self.run(networks, seconds_left)
 
-    def run(self, networks):
+    def run(self, networks, seconds_left=None):
         """Trains each of networks (evaluated Nets of the search, trained) again on every training
         session; returns their FinalModels, in order (a network whose final training failed: none)."""
         train, holdout = self.folds[0]
         tasks, results = {}, {}
         for index, network in enumerate(networks):
-            task = self.task_of(network)
+            task = self.task_of(network, None if seconds_left is None else seconds_left / len(networks))
             saved = self._saved(network, task)
             if saved is not None:
                 results[index] = saved
@@ -73,9 +94,10 @@ class FinalTraining:
                          f"trained again.")
             else:
                 tasks[index] = task
+                limit = "" if seconds_left is None else f" or {task.time_limit_s:.0f} s (the rest of the time budget)"
                 self.say(f"Final training of {network.child_id}: on all {len(train)} training sessions (early "
                          f"stopping on a stratified {len(holdout)} held out), at most {task.train_settings['epochs']} "
-                         f"epochs, {self._threads()} threads.")
+                         f"epochs{limit}, {self._threads()} threads.")
         if tasks:
             evaluator = self.make_evaluator(self.data, self.folds, 1, self._threads())
             try:

@@ -9,7 +9,25 @@ evaluated block it was copied from (library_search_space's operators set it; a b
 has none), and a network keeps the child_id of the network its input stage and its head come from.
 """
 from library_encoding import TABLE_LAYER_NAME
+from library_evaluation import Task
 from library_head import CLASSIFIER
+
+
+def task_of(child, settings, parents):
+    """child's evaluation Task under a search's settings; with inherit_weights, the weights its
+    parents ({child_id: evaluated Net}) give it fold by fold, and its epochs cut to inherit_epochs
+    (set on child too, as its network file will say)."""
+    inherit = None
+    if settings["inherit_weights"]:
+        weights, givers, n_layers = inherited_weights(child, parents)
+        if n_layers:
+            inherit = {"from": givers, "weights": weights}
+            epochs = settings["inherit_epochs"] or max(1, round(settings["epochs"] / 3))
+            child.train_settings["epochs"] = min(child.train_settings["epochs"], epochs)
+    return Task(child.architecture(), dict(child.train_settings), child.deploy_precision,
+                settings["use_full_training"],
+                settings["is_train"] if settings["use_full_training"] else settings["is_train_proxy"],
+                settings["num_selected_folds"], inherit=inherit)
 
 
 def own_sources(net):

@@ -310,7 +310,8 @@ def final_record(model, max_search_sessions):
     return {"sessions": model.sessions, "holdout_sessions": model.holdout_sessions,
             "epochs_trained": final.epochs_trained, "train_seconds": round(final.train_seconds or 0.0, 1),
             "holdout_val_accuracy": final.val_score, "search_val_accuracy": searched.val_score,
-            "search_val_f1": (searched.val_metrics or {}).get("f1"), "max_search_sessions": max_search_sessions}
+            "search_val_f1": (searched.val_metrics or {}).get("f1"), "max_search_sessions": max_search_sessions,
+            "phase_seconds": {phase: round(seconds, 2) for phase, seconds in final.phase_seconds.items()}}
 
 
 class RunDescription:

@@ -60,7 +60,7 @@ class Net:
         self.inherited_from, self.layers_inherited = (), 0
         self.rung = None  # successive halving: the last rung it trained at (library_budget)
         self.phase_seconds = {}  # seconds of its evaluation by phase: building, tracing, training, predicting, ...
-        self.callbacks = []  # Keras callbacks its fits add (the final training's progress lines)
+        self.callbacks, self.deadline = [], None  # its fits' own Keras callbacks; the time.monotonic() they stop by
         self.stopped_early = False  # successive halving stopped it below the full budget: not comparable
         self.trained = False
         self.deployed = None  # measured figures of the deployed model (measure_deployed)

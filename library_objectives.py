@@ -165,6 +165,16 @@ class Ranking:
             return None
         return networks[-max(scored)[1]]
 
+    def front(self, networks):
+        """The Pareto front of (child_id, network) pairs on these objectives: (child_id, network,
+        objective values) of those no other beats in every objective, best first objective first
+        (networks without scores are left out)."""
+        candidates = [(child_id, network, values) for child_id, network in networks
+                      if (values := self.values(network)) is not None]
+        to_minimise = self.objectives.to_minimise
+        front = first_front([to_minimise(values) for _, _, values in candidates])
+        return sorted((candidates[i] for i in front), key=lambda member: to_minimise(member[2]))
+
     def check_on(self, network):
         """Computes the objectives of an untrained network with made-up scores, so that a
         user-defined objective that fails stops the run before any training."""

@@ -65,6 +65,14 @@ class Predictor:
 
         return best_predicted
 
+    def checked(self, networks, ranking):
+        """How well the predictions of networks (evaluated, predicted_score set when it chose them)
+        ranked them: (Spearman's correlation with their first objective, how many it predicted, how
+        many it was fitted on); networks stopped early are left out."""
+        predicted = [getattr(network, "predicted_score", None) for network in networks]
+        measured = [None if network.stopped_early else ranking.fitness(network) for network in networks]
+        return rank_correlation(predicted, measured), sum(p is not None for p in predicted), self.n_fitted
+
     def predict(self, networks):
         return self.model.predict(np.stack([features(net, self.figures_of(net), self.max_depth) for net in networks]))
 

@@ -22,9 +22,13 @@ class RunClock:
     def elapsed_seconds(self):
         return self.elapsed_before + time.perf_counter() - self.started
 
-    def is_up(self):
-        """True when the time budget is set and spent."""
-        return self.time_budget_s is not None and self.elapsed_seconds() >= self.time_budget_s
+    def is_up(self, reserve_s=0.0):
+        """True when the time budget is set and spent, but for reserve_s seconds kept for later."""
+        return self.time_budget_s is not None and self.elapsed_seconds() >= self.time_budget_s - reserve_s
+
+    def seconds_left(self):
+        """Seconds of the time budget left (None: no budget; 0 when it is spent)."""
+        return None if self.time_budget_s is None else max(0.0, self.time_budget_s - self.elapsed_seconds())
 
 
 class StopSignals:

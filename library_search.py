@@ -19,10 +19,9 @@ import random
 
 import numpy as np
 
-from library_evaluation import Status, Task
-from library_inheritance import inherited_weights
+from library_evaluation import Status
+from library_inheritance import task_of
 from library_load_and_split_data import fold_samples
-from library_predictor import rank_correlation
 from library_records import SearchState, child_record, light_state
 from library_search_space import ConstraintError
 from library_strategies import SearchStopped
@@ -39,7 +38,7 @@ class Search:
     def __init__(self, **pieces):
         self.__dict__.update(pieces)
         self.final_models = []  # the final training's FinalModels, the best first
-        self._folds_given = self._folds_sampled = None
+        self._folds_given = self.sampled_folds = None
         self.i_gen = 0
         self.absolute_best = None  # the best network by the first objective, trained to the full budget
         self.best_record = None  # its children.csv record, as the console shows it
@@ -67,7 +66,11 @@ class Search:
                 population = self.resume() if self.records.has_checkpoint() else self.start(folds)
                 while self.i_gen < self.settings["n_generations"] and not self.time_is_up():
                     self.i_gen += 1
-                    population = self.generation(population, folds)
+                    next_population = self.generation(population, folds)
+                    if next_population is None:
+                        self.i_gen -= 1
+                        break
+                    population = next_population
                 self.close_evaluator()  # its workers' memory goes before the final training's
                 self.train_final()
         except ConstraintError as error:
@@ -90,7 +93,7 @@ class Search:
         """With final_training: the chosen networks trained again on every training session
         (library_final.FinalTraining.train); the listeners save them."""
         if self.final is not None:
-            self.final_models = self.final.train(self)
+            self.final_models = self.final.train(self, self.clock.seconds_left())
             self.stop.check()
             self.emit("final_trained", self.final_models)
 
@@ -103,7 +106,7 @@ class Search:
         first = self.strategy.first_generation()
         self.ranking.check_on(first[0])
         self.front_ranking.check_on(first[0])
-        self.evaluate(first, folds)
+        first = self.evaluate(first, folds)
         population = self.strategy.first_population(first)
         if not population:
             raise SearchStopped(f"{self.strategy.first_generation_name} failed, so there is nothing to evolve; "
@@ -122,8 +125,9 @@ class Search:
         self.emit("generation_started")
         self.parents = {network.child_id: network for network in population}
         self.prepare_predictor()
-        children = self.strategy.propose(population, self.trials.keys)
-        self.evaluate(children, folds)
+        children = self.evaluate(self.strategy.propose(population, self.trials.keys), folds)
+        if not children:  # the time budget ran out before its first network: no generation
+            return None
         self.check_predictor(children)
         next_population = self.strategy.select(population, children, self.i_gen)
         improved = self.update_best(children)
@@ -137,18 +141,28 @@ class Search:
         self.save_checkpoint(population)
 
     def time_is_up(self):
-        if not self.clock.is_up():
+        reserve = self.final_reserve_s()
+        if not self.clock.is_up(reserve):
             return False
+        kept = f", {reserve:.0f} s of it kept for the final training" if reserve else ""
         self.say(f"\nTime budget of {self.clock.time_budget_s} s spent after generation {self.i_gen} "
-                 f"({self.clock.elapsed_seconds():.0f} s): the search ends here.")
+                 f"({self.clock.elapsed_seconds():.0f} s{kept}): the search ends here.")
         return True
+
+    def may_start(self):
+        """Whether a network may start now: not once the time budget (less the final training's share) is spent."""
+        return not self.clock.is_up(self.final_reserve_s())
+
+    def final_reserve_s(self):
+        return self.final.reserve_for(self) if self.final is not None else 0.0
 
     # ----- evaluating a generation -----------------------------------------------------
     def evaluate(self, children, folds):
         """Trains (or dry-runs) each child under the budget, measures its deployed model, and
         records it in id order as results come in. A child whose architecture was evaluated
-        before takes that result (REUSED); a child that fails is recorded with the reason."""
-        tasks, keys, results = {}, [], {}
+        before takes that result (REUSED); a child that fails is recorded with the reason.
+        Returns the children recorded: with a time budget, those that started before it ran out."""
+        tasks, keys, results, keys_before = {}, [], {}, set(self.trials.keys)
         for index, child in enumerate(children):
             key = self.trials.open(child, self.i_gen)
             if key not in self.trials.keys:
@@ -174,21 +188,15 @@ class Search:
                     recorded = self.record_ready(children, keys, tasks, results, recorded)
         finally:
             self.emit("evaluation_ended")
+        if recorded < len(children):  # the time budget ran out: the rest never started, and never was
+            self.trials.forget(len(children) - recorded, keys_before | set(keys[:recorded]))
+            self.say(f"The time budget ran out: {recorded} of the generation's {len(children)} networks started; "
+                     f"it closes with {'them' if recorded > 1 else 'it'}.")
+        return children[:recorded]
 
     def task_of(self, child):
-        """child's Task; with inherit_weights, the weights its parents' folds give it, and its epochs
-        cut to inherit_epochs (set on child too, as its network file will say)."""
-        settings, inherit = self.settings, None
-        if settings["inherit_weights"]:
-            weights, givers, n_layers = inherited_weights(child, self.parents)
-            if n_layers:
-                inherit = {"from": givers, "weights": weights}
-                epochs = settings["inherit_epochs"] or max(1, round(settings["epochs"] / 3))
-                child.train_settings["epochs"] = min(child.train_settings["epochs"], epochs)
-        return Task(child.architecture(), dict(child.train_settings), child.deploy_precision,
-                    settings["use_full_training"],
-                    settings["is_train"] if settings["use_full_training"] else settings["is_train_proxy"],
-                    settings["num_selected_folds"], inherit=inherit)
+        """child's Task (library_inheritance.task_of: with inherit_weights, what its parents give it)."""
+        return task_of(child, self.settings, self.parents)
 
     def evaluate_all(self, tasks, folds, children):
         """The evaluator's (index, Result) of tasks as they finish; with a budget that trains the
@@ -200,7 +208,7 @@ class Search:
         for index in self.evaluator.to_split(tasks):
             self.say(f"{children[index].child_id}: its {tasks[index].n_folds(folds)} folds train on separate workers "
                      f"(otherwise a worker would wait).")
-        with contextlib.closing(self.evaluator.evaluate_all(tasks)) as finished:  # leaving early ends the trainings
+        with contextlib.closing(self.evaluator.evaluate_all(tasks, self.may_start)) as finished:  # leaving early ends them
             for index, result in finished:
                 self.emit("network_finished")
                 if self.budget.trains_together:
@@ -213,8 +221,8 @@ class Search:
         if self._folds_given is not folds:
             labels = self.data.Y_train.argmax(axis=1)
             self._folds_given = folds
-            self._folds_sampled = fold_samples(folds, labels, self.settings["max_search_sessions"], self.settings["seed"])
-        return self._folds_sampled
+            self.sampled_folds = fold_samples(folds, labels, self.settings["max_search_sessions"], self.settings["seed"])
+        return self.sampled_folds
 
     def ranked(self, children, results):
         """The indices of results {index: Result} that have scores, best first by the ranking."""
@@ -270,12 +278,8 @@ class Search:
     def check_predictor(self, children):
         """Tells the listeners how well the predictor ranked this generation's children (Spearman's
         correlation of its predictions and their measured first objective)."""
-        if self.predictor is None or self.space.chooser is None:
-            return
-        predicted = [getattr(child, "predicted_score", None) for child in children]
-        measured = [None if child.stopped_early else self.ranking.fitness(child) for child in children]
-        self.emit("predictor_checked", rank_correlation(predicted, measured), sum(p is not None for p in predicted),
-                  self.predictor.n_fitted)
+        if self.predictor is not None and self.space.chooser is not None:
+            self.emit("predictor_checked", *self.predictor.checked(children, self.ranking))
 
     # ----- the best and the front -------------------------------------------------------
     def update_best(self, children):
@@ -290,12 +294,7 @@ class Search:
     def front_members(self):
         """The Pareto front over the front objectives of every trained network: a list of
         (child_id, network without weights, objective values), best first objective first."""
-        from library_objectives import first_front
-        candidates = [(child_id, network, values) for child_id, network in self.trials.trained()
-                      if (values := self.front_ranking.values(network)) is not None]
-        to_minimise = self.front_ranking.objectives.to_minimise
-        front = first_front([to_minimise(values) for _, _, values in candidates])
-        return sorted((candidates[i] for i in front), key=lambda member: to_minimise(member[2]))
+        return self.front_ranking.front(self.trials.trained())
 
     # ----- checkpoint and resume ---------------------------------------------------------
     def save_checkpoint(self, population):

@@ -73,6 +73,25 @@ class EpochClock(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.started)
 
 
+class TimeLimit(keras.callbacks.Callback):
+    """Stops a fit before the epoch that would end past deadline (time.monotonic()), with the best
+    weights early stopping has kept (as early stopping itself would leave them)."""
+
+    def __init__(self, deadline, early_stopping):
+        super().__init__()
+        self.deadline, self.early_stopping = deadline, early_stopping
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training or time.monotonic() + (time.monotonic() - self.started) <= self.deadline:
+            return
+        self.model.stop_training = True
+        if self.early_stopping.best_weights is not None:
+            self.model.set_weights(self.early_stopping.best_weights)
+
+
 class EpochProgress(keras.callbacks.Callback):
     """A line per epoch on the console for a long training: its name, the epoch, the validation
     accuracy and loss, the seconds it took."""
@@ -194,7 +213,8 @@ def fit_one_fold(net, model, is_train, folds, i_fold):
                             validation_data=batches(X, Y, val_indices, PREDICT_BATCH),
                             initial_epoch=saved["epochs_done"] if saved else 0, epochs=settings["epochs"], shuffle=False,
                             callbacks=[keras.callbacks.TerminateOnNaN(), early_stopping, reduce_lr, fold_state,
-                                       EpochClock(epoch_seconds), *net.callbacks],
+                                       EpochClock(epoch_seconds), *net.callbacks,
+                                       *([TimeLimit(net.deadline, early_stopping)] if net.deadline else [])],
                             verbose=settings["verbose"])
         losses = history.history.get("loss", [])
         if not losses or not all(math.isfinite(loss) for loss in losses):

@@ -36,6 +36,12 @@ class Trials:
         child.train_settings["seed"] = self.seed * 100_003 + self.n_evaluated
         return child.architecture_key()
 
+    def forget(self, n_networks, keys):
+        """Takes back the last n_networks opened and never evaluated (their generation closed
+        without them); keys: the architecture keys of every network that was evaluated."""
+        self.n_evaluated -= n_networks
+        self.keys = set(keys)
+
     def saved_before_resume(self, child):
         """The Result a session that ended inside this generation saved for child (same id,
         architecture and seed: a resume proposes the same children again), so a resumed

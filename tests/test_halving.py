@@ -63,6 +63,37 @@ def test_the_best_go_on_and_the_rest_are_stopped_with_their_rung_and_cost():
     assert all(result.training_state is None for result in results.values())  # no weights kept past the rungs
 
 
+def test_when_the_time_budget_runs_out_no_rung_starts_and_every_network_short_of_its_budget_is_stopped():
+    quality = [0.5, 0.9, 0.7, 0.8, 0.6, 0.3]
+    tasks = {i: Task({}, {"epochs": 15, "seed": i}, "int8", False, True, 2) for i in range(8)}
+    halving = budget_lib.SuccessiveHalving(1, 2, 15)
+    log, calls = [], []
+    trained = fake_training(quality + [0.4, 0.2], log)
+
+    def out_of_time(rung_tasks):  # the evaluators' gate: rung 0 starts 6 of 8, rung 1 one network, then no more
+        calls.append(sorted(rung_tasks))
+        started = sorted(rung_tasks)[:6] if len(calls) == 1 else sorted(rung_tasks)[:1]
+        yield from trained({index: rung_tasks[index] for index in started})
+
+    results = dict(halving.run(tasks, out_of_time, order_by_score))
+    assert sorted(results) == list(range(6))  # networks 6 and 7 never started: no result, the search leaves them out
+    assert len(calls) == 1  # out of time in rung 0: no rung starts again
+    assert all(results[i].status == Status.STOPPED and results[i].state["stopped_early"] for i in range(6))
+    assert all(results[i].state["rung"] == 0 for i in range(6))
+    assert all("time budget ran out before its full budget (rung 0)" in results[i].reason for i in range(6))
+    # out of time in rung 1: its one network trained there keeps rung 1, the others promoted keep rung 0
+    calls.clear()
+    log.clear()
+    tasks = {i: Task({}, {"epochs": 15, "seed": i}, "int8", False, True, 2) for i in range(6)}
+    results = dict(halving.run(tasks, lambda rung_tasks: (calls.append(sorted(rung_tasks)) or trained(
+        {index: rung_tasks[index] for index in (sorted(rung_tasks) if len(calls) == 1 else sorted(rung_tasks)[:1])})),
+        order_by_score))
+    assert calls == [[0, 1, 2, 3, 4, 5], [1, 2, 3]] and sorted(results) == list(range(6))
+    assert results[1].state["rung"] == 1 and results[1].status == Status.STOPPED
+    assert results[3].state["rung"] == 0 and "time budget ran out" in results[3].reason  # promoted, never continued
+    assert "not among the best 3 of 6" in results[0].reason  # stopped by halving at rung 0, as without a budget
+
+
 def test_halving_parameters_are_checked():
     with pytest.raises(ValueError, match="halving_eta must be a number > 1"):
         check_search_parameters({"halving_eta": 1})

@@ -269,6 +269,7 @@ def test_the_best_network_is_best_by_the_first_objective_in_generation_0(tmp_pat
         by_flash = sorted(children, key=lambda network: network.hw_measures()[3])
         for rank, network in enumerate(by_flash):
             network.val_score, network.child_id = 0.5 + 0.05 * rank, f"g000_c{children.index(network) + 1:04d}"
+        return children  # every one evaluated
 
     monkeypatch.setattr(nas.search, "evaluate", scores_rising_with_flash)
     monkeypatch.setattr(nas.search, "end_generation", lambda *args, **kwargs: None)
@@ -290,9 +291,34 @@ def test_an_empty_population_ranks_and_a_generation_of_failures_keeps_the_popula
     def every_child_fails(children, folds):
         for network in children:
             network.val_score = None
+        return children  # every one evaluated (and failed)
 
     monkeypatch.setattr(nas.search, "evaluate", every_child_fails)
     monkeypatch.setattr(nas.search, "end_generation", lambda *args, **kwargs: None)
     nas.search.i_gen = 1
     assert nas.search.generation(population, folds) == population
     assert "Every child failed and no elite is kept; the population stays." in open(nas.log_path).read()
+
+
+def test_a_time_budget_holds_within_one_network_and_the_final_models_export(tmp_path, demo_subset_files):
+    """No network starts once the budget (less the share kept for the final training) is spent; the
+    final training stops at the budget with its best weights; what remains is measuring and saving."""
+    images_path, labels_path = demo_subset_files
+    budget = 40
+    result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
+                      "test_size=0.2", "num_folds=3", "num_selected_folds=1", "epochs=2", "n_generations=1000",
+                      "population_size=3", "n_child=3", "final_epochs=500", "patience=500", f"time_budget_s={budget}",
+                      "run_name=holds")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = glob.glob(os.path.join(tmp_path, "*_holds"))
+    rows = rows_of(os.path.join(run_dir, "children.csv"))
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    final = summary["final_training"]
+    log = open(os.path.join(run_dir, "nas_log.txt")).read()
+    assert f"Time budget of {budget} s spent" in log or "The time budget ran out" in log
+    assert final["epochs_trained"] < 500  # stopped by the budget, not by its epochs
+    # the run's own figures: the longest network in flight when it ran out, the final model's measuring
+    longest_network = max(float(row["train_seconds"]) for row in rows)
+    measuring = sum(final["phase_seconds"].get(phase, 0.0) for phase in ("keras_flops", "conversion", "tflm"))
+    starting_and_saving = 10.0  # the final training's worker starting TensorFlow, the files written (not timed)
+    assert summary["elapsed_seconds"] <= budget + longest_network + measuring + starting_and_saving
