@@ -7,7 +7,7 @@ Every .pcap / .pcapng / .cap file under input_dirs is cut into sessions, each
 session's first `length` bytes becoming one sample, by one of two recipes:
   origin:      from the IP header on, anonymised, with timeouts (the parameters
                below). Writes <output_dir>/<output_name>_sessions.idx3 and _labels.idx1;
-  USTC-TK2016: the USTC-TK2016 tool's sessions, byte for byte (library_ustc_tk2016):
+  USTC-TK2016: the USTC-TK2016 tool's sessions, byte for byte (hwnas.captures.ustc_tk2016):
                transport payloads (layers="L7") or whole frames as a pcap file
                ("all"), 784 bytes, and a test tenth. Writes the published file names:
                <output_name>-train-images-idx3-ubyte.gz, -train-labels-idx1-ubyte.gz,
@@ -52,21 +52,22 @@ seed = 0  # seeds the per-class sample and the order of the sessions
 parameters = {name: value for name, value in list(globals().items())
               if not name.startswith("_") and isinstance(value, (bool, int, float, str, list, dict, type(None)))}
 
-import library_config  # noqa: E402  (the parameters above stay the first thing a reader sees)
+from hwnas.common.files import display_path, path_as_parameter  # noqa: E402  (the parameters stay first)
+from hwnas.common.overrides import ParameterError, check_count, parse_overrides  # noqa: E402
 
 project_dir = os.path.dirname(os.path.abspath(__file__))
 sys.stdout.reconfigure(errors="backslashreplace")  # a file name that is not UTF-8 is shown, not a crash
 try:
-    parameters.update(library_config.parse_overrides(sys.argv[1:], parameters))
-except library_config.ParameterError as error:
+    parameters.update(parse_overrides(sys.argv[1:], parameters))
+except ParameterError as error:
     sys.exit(f"B00_pcap_to_idx.py: {error}")
 signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops it like Ctrl-C: nothing half-written
 
-import library_capture as capture_lib  # noqa: E402
-import library_labels as labels_lib  # noqa: E402
-import library_session_dataset as dataset_lib  # noqa: E402
-import library_sessions as sessions_lib  # noqa: E402
-import library_ustc_tk2016 as ustc_lib  # noqa: E402
+from hwnas.captures import capture as capture_lib  # noqa: E402
+from hwnas.captures import labels as labels_lib  # noqa: E402
+from hwnas.captures import dataset as dataset_lib  # noqa: E402
+from hwnas.captures import sessions as sessions_lib  # noqa: E402
+from hwnas.captures import ustc_tk2016 as ustc_lib  # noqa: E402
 
 from tqdm import tqdm  # noqa: E402
 
@@ -84,10 +85,10 @@ try:
                              f"set recipe='USTC-TK2016', or leave layers as it is")
         settings, read_file = sessions_lib.session_settings(parameters), sessions_lib.sessions_of_file
     rules = labels_lib.check_labelling(parameters["label_by"], parameters["label_mapping"])
-    library_config.check_count("n_workers", parameters["n_workers"], minimum=1)
-    library_config.check_count("seed", parameters["seed"], minimum=0)
+    check_count("n_workers", parameters["n_workers"], minimum=1)
+    check_count("seed", parameters["seed"], minimum=0)
     if parameters["max_per_class"] is not None:
-        library_config.check_count("max_per_class", parameters["max_per_class"], minimum=1)
+        check_count("max_per_class", parameters["max_per_class"], minimum=1)
     if (not isinstance(parameters["input_dirs"], list) or not parameters["input_dirs"]
             or not all(isinstance(folder, str) and folder for folder in parameters["input_dirs"])):
         raise ValueError(f"input_dirs={parameters['input_dirs']!r}: must be a list of folder names (text)")
@@ -190,14 +191,14 @@ except KeyboardInterrupt:  # Ctrl-C while the dataset is made or written: write_
     sys.exit("\nInterrupted: no output file was written or left half-written.")
 print("\n" + table)
 if warnings:
-    print(f"\n{len(warnings)} warnings (also in {library_config.display_path(paths['report'])}):")
+    print(f"\n{len(warnings)} warnings (also in {display_path(paths['report'])}):")
     for warning in warnings:
         print(f"- {warning}")
 if notes:
-    print(f"\n{len(notes)} notes (also in {library_config.display_path(paths['report'])}):")
+    print(f"\n{len(notes)} notes (also in {display_path(paths['report'])}):")
     for note in notes[:20]:
         print(f"- {note}")
-relative = {what: library_config.path_as_parameter(path, project_dir) for what, path in paths.items()}
+relative = {what: path_as_parameter(path, project_dir) for what, path in paths.items()}
 if ustc:
     print(f"\nWrote {n_sessions} sessions: {relative['train_images']}, {relative['train_labels']}, "
           f"{relative['test_images']}, {relative['test_labels']}, {relative['classes']}, {relative['statistics']}, "

@@ -46,7 +46,7 @@ crossover_rate = 0.9  # chance a child is a crossover of two parents' block list
 save_pareto_models = False  # True: at the end, save every network of the Pareto front in models/pareto/
 
 # search space
-input_encoding_choices = ["embedding", "scaled"]  # what a network sees of each byte: "embedding" (a learned table of 256 rows) or "scaled" (byte / 255); the smart start tries them in this order
+input_encoding_choices = None  # what a network sees of each byte: "embedding" (a learned table of 256 rows), "scaled" (byte / 255); the smart start tries them in order (None = ["embedding", "scaled"], the table only on byte data)
 embedding_dim_choices = [4, 8, 16]  # values per byte in the "embedding" encoding's table
 input_length_choices = None  # bytes of each session a network reads, its first N, e.g. [784, 512, 256] (None = all the data has)
 filters_choices = [4, 8, 16, 32, 64]  # Conv1D filters
@@ -87,6 +87,7 @@ min_epochs = 3  # epochs of successive halving's first rung (used when halving_e
 verbose = 0  # 0: progress lines only; 1: plus Keras' per-epoch bar and TensorFlow's own messages; 2: one line per epoch
 final_training = True  # True: after the search, the best network (and with save_pareto_models the front) is trained again on every training session; that model is saved
 final_epochs = 30  # most epochs of the final training (early stopping on a stratified tenth of the training split held out)
+reference_forest = True  # first fit a 200-tree random forest on the run's split: its test figures stand beside the network's (a warning when it is near-perfect)
 
 # evaluation: how many networks train at once, and where
 executor = "local"  # "local": worker processes on this machine; "ray": Ray tasks (this machine or a cluster, see ray_address)
@@ -111,46 +112,49 @@ custom_constraints = {
 custom_objectives = {
     # "accuracy_per_flash_kB": (lambda figures, scores: scores["val_accuracy"] * 1000 / figures["flash_size"], "max"),
 }
-# Your own boards: name -> a profile with the keys of library_device.DEVICE_PROFILES' (start from one of
-# them, or from library_device.fit_profile on models timed on your board: docs/device_profiles.md);
+# Your own boards: name -> a profile with the keys of hwnas.devices.DEVICE_PROFILES' (start from one of
+# them, or from hwnas.devices.fit_profile on models timed on your board: docs/device_profiles.md);
 # name it in target_device.
 custom_devices = {
-    # "STM32F401RE_at_100MHz": dict(DEVICE_PROFILES["STM32F401RE"], clock_mhz=100),  # with: from library_device import DEVICE_PROFILES
+    # "STM32F401RE_at_100MHz": dict(DEVICE_PROFILES["STM32F401RE"], clock_mhz=100),  # with: from hwnas.devices import DEVICE_PROFILES
 }
 # -----------------------------------------------------------------------------
 parameters = {name: value for name, value in list(globals().items())
               if not name.startswith("_") and isinstance(value, (bool, int, float, str, list, type(None)))}
 
-import library_config  # noqa: E402  (the parameters above stay the first thing a reader sees)
-import library_settings  # noqa: E402
+from hwnas.common.files import display_path, path_as_parameter  # noqa: E402  (the parameters stay first)
+from hwnas.common.overrides import ParameterError, check_path, check_run_name, parse_overrides  # noqa: E402
+from hwnas.common.quiet import quiet_native_output, quiet_tensorflow_logs  # noqa: E402
+from hwnas.run import run_folder  # noqa: E402
+from hwnas.search.settings import BEFORE_ADDED, RESUMABLE  # noqa: E402
 
 project_dir = os.path.dirname(os.path.abspath(__file__))
 try:
-    overrides = library_config.parse_overrides(sys.argv[1:], parameters)
+    overrides = parse_overrides(sys.argv[1:], parameters)
     for name, optional in (("images_path", False), ("labels_path", False), ("test_images_path", True),
                            ("test_labels_path", True), ("logs_dir", False), ("resume_from", True)):
-        library_config.check_path(name, overrides.get(name, parameters[name]), optional)
+        check_path(name, overrides.get(name, parameters[name]), optional)
     resume_dir = overrides.get("resume_from", parameters["resume_from"])
     if resume_dir is None:
         parameters.update(overrides)
     else:  # the run's own parameters, then the few this command may change; one writer per run folder
         resume_dir = os.path.join(project_dir, str(resume_dir))
-        parameters = library_config.resume_parameters(resume_dir, parameters, overrides,
-                                                      ("resume_from", *library_settings.RESUMABLE),
-                                                      library_settings.BEFORE_ADDED)
-        library_config.hold_run_folder(resume_dir)
-    library_config.check_run_name(parameters["run_name"])
-except (library_config.ParameterError, library_config.RunFolderBusy) as error:
+        parameters = run_folder.resume_parameters(resume_dir, parameters, overrides,
+                                                      ("resume_from", *RESUMABLE),
+                                                      BEFORE_ADDED)
+        run_folder.hold_run_folder(resume_dir)
+    check_run_name(parameters["run_name"])
+except (ParameterError, run_folder.RunFolderBusy) as error:
     sys.exit(f"B01_NAS.py: {error}")
 # TensorFlow announces its CPU features and the GPU it did not find from C++ at import.
-with library_config.quiet_native_output(enabled=parameters["verbose"] == 0):
+with quiet_native_output(enabled=parameters["verbose"] == 0):
     import library_load_and_split_data as data_lib
+    from hwnas.run.records import RecordsError
+    from hwnas.run.report import empty_labels_text
+    from hwnas.strategy.objectives import UserFunctionError
     from library_nas import NAS, ConstraintError, SearchStopped, check_search_parameters, search_parameter_names
-    from library_objectives import UserFunctionError
-    from library_records import RecordsError
-    import library_listeners
 if parameters["verbose"] == 0:
-    library_config.quiet_tensorflow_logs()
+    quiet_tensorflow_logs()
 # The search takes its own parameters; a helper variable of yours above the rule line stays yours.
 search_parameters = {name: value for name, value in parameters.items() if name in search_parameter_names()}
 try:
@@ -179,11 +183,11 @@ n_classes = parameters["num_classes"] or int(max(y_train.max(), y_test.max())) +
 data = data_lib.SessionData(X_train, data_lib.one_hot(y_train, n_classes),
                             X_test, data_lib.one_hot(y_test, n_classes))
 try:
-    run_dir = resume_dir or library_config.make_run_dir(os.path.join(project_dir, parameters["logs_dir"]),
+    run_dir = resume_dir or run_folder.make_run_dir(os.path.join(project_dir, parameters["logs_dir"]),
                                                         parameters["run_name"])
-except library_config.ParameterError as error:
+except ParameterError as error:
     sys.exit(f"B01_NAS.py: {error}")
-resume_command = f"python B01_NAS.py resume_from={library_config.path_as_parameter(run_dir, project_dir)}"
+resume_command = f"python B01_NAS.py resume_from={path_as_parameter(run_dir, project_dir)}"
 
 # search
 try:
@@ -193,40 +197,40 @@ try:
               **search_parameters)
 except ValueError as error:  # what the data rule out: an input longer than the sessions, an embedding of non-bytes
     if resume_dir is None:
-        library_config.remove_run_folder(run_dir)
+        run_folder.remove_run_folder(run_dir)
     sys.exit(f"B01_NAS.py: {error}")
 try:
     nas.claim_run_folder(folds)  # this process writes it alone; a resume gets the data and split it had
-    library_config.write_parameters(run_dir, parameters)
-    print(f"Run folder: {library_config.display_path(run_dir)}")
+    run_folder.write_parameters(run_dir, parameters)
+    print(f"Run folder: {display_path(run_dir)}")
     test_source = "its own test pair" if parameters["test_images_path"] else f"test_size={parameters['test_size']}"
     print(f"Data: {len(X_train)} training / {len(X_test)} test sessions ({test_source}) of length {data.input_shape[0]}, "
-          f"{n_classes} classes, {len(folds)} folds.{library_listeners.empty_labels_text(data)}")
+          f"{n_classes} classes, {len(folds)} folds.{empty_labels_text(data)}")
     for notice in nas.notices:
         print(f"Note: {notice}.")
     last_parent, best = nas.run_NAS(folds)
-except (ConstraintError, SearchStopped, UserFunctionError, RecordsError, library_config.RunFolderBusy) as error:
+except (ConstraintError, SearchStopped, UserFunctionError, RecordsError, run_folder.RunFolderBusy) as error:
     # unmet thresholds, failures, a broken custom function, a run folder whose records do not fit
     if resume_dir is None and not os.path.exists(nas.records_path):  # nothing was evaluated: no folder
-        library_config.remove_run_folder(run_dir)
+        run_folder.remove_run_folder(run_dir)
     sys.exit(f"B01_NAS.py: {error}")
 except KeyboardInterrupt:  # Ctrl-C or SIGTERM
     print(f"\nInterrupted. Everything up to the last finished generation is saved in "
-          f"{library_config.display_path(run_dir)}.\nTo continue: {resume_command}", file=sys.stderr, flush=True)
+          f"{display_path(run_dir)}.\nTo continue: {resume_command}", file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(1)  # everything is written and closed; TensorFlow's teardown would make Ctrl-C wait seconds
 
 # report (best: the final model, trained again on every training session, when final_training is on)
-n_params, max_tens, flops, flash_size, ram_size = best.hw_measures()
+figures = best.figures()
 print(f"\nBest network: {best.child_id}, {best.architecture_text()}")
-print(f"  params {n_params}, FLOPs {flops}, flash {flash_size} B, RAM {ram_size} B (estimated)")
+print(f"  params {figures.n_params}, FLOPs {figures.flops}, flash {figures.flash_size} B, RAM {figures.ram_size} B (estimated)")
 if best.deployed:
     print(f"  {best.deploy_precision} TFLite measured: flash {best.deployed['flash_bytes']} B, "
           f"TFLM arena {best.deployed['arena_bytes']} B, test accuracy {best.deployed['test_accuracy']:.4f}")
 final_text = "the final model's " if nas.search.final_models else ""
 print(f"  validation accuracy {nas.search.absolute_best.val_score:.4f} (search), {final_text}test accuracy "
       f"{best.test_metrics['accuracy']:.4f}")
-print(f"  NAS log: {library_config.display_path(nas.log_path)}")
-print(f"  Pareto front: {library_config.display_path(nas.pareto_path)}")
+print(f"  NAS log: {display_path(nas.log_path)}")
+print(f"  Pareto front: {display_path(nas.pareto_path)}")
 if best.trained:
-    print(f"  model:   {library_config.display_path(os.path.join(nas.models_dir, 'best_model.keras'))}")
+    print(f"  model:   {display_path(os.path.join(nas.models_dir, 'best_model.keras'))}")

@@ -1,32 +1,36 @@
 """The NAS engine's face: the specification's NAS class, its constructor, run_NAS and its methods.
 
-NAS assembles a search from its settings (library_settings: their defaults and checks) and hands
-the work to the rooms that own it: the loop (library_search), the trials and their records
-(library_trials, library_records), the budget each network trains under (library_budget), the
-strategy (library_strategies) over the search space (library_search_space), the evaluator
-(library_evaluator) and what people see (library_listeners). The specification's methods stay,
+NAS assembles a search from its settings (hwnas.search.settings: their defaults and checks) and hands
+the work to the rooms that own it: the loop (hwnas.search.loop), the trials and their records
+(hwnas.search.trials, hwnas.run.records), the budget each network trains under (hwnas.search.budget), the
+strategy (hwnas.strategy.strategies) over the search space (hwnas.strategy.search_space), the evaluator
+(hwnas.evaluation.evaluators) and what people see (hwnas.run.listeners). The specification's methods stay,
 most as short delegations.
 """
 import os
 import re
 
-import library_objectives as objectives_lib
-import library_report as report
-import library_settings as settings_lib
-from library_budget import budget_of
-from library_config import display_path, hold_run_folder, make_run_dir
-from library_device import TargetDevice
-from library_evaluator import make_evaluator
-from library_final import FinalTraining
-from library_listeners import LogListener, ModelListener, ProgressListener, ReportListener, RunDescription
-from library_load_and_split_data import SessionData, data_fingerprint, test_sample
-from library_predictor import Predictor
-from library_records import RunRecords
-from library_run_control import RunClock, StopSignals
-from library_search import Search
-from library_search_space import HW_THRESHOLDS, ConstraintError, Constraints, SearchSpace
-from library_strategies import STRATEGIES, SearchStopped, best_child_selection
-from library_trials import Trials
+from hwnas.common.files import display_path
+from hwnas.data.idx import SessionData, data_fingerprint
+from hwnas.data.samples import test_sample
+from hwnas.devices import TargetDevice
+from hwnas.evaluation.evaluators import make_evaluator
+from hwnas.run import report
+from hwnas.run.listeners import LogListener, ModelListener, ProgressListener, ReportListener, RunDescription
+from hwnas.run.records import RunRecords
+from hwnas.run.reference import ReferenceListener
+from hwnas.run.run_folder import hold_run_folder, make_run_dir
+from hwnas.run.tensorboard import TensorBoardListener
+from hwnas.search import settings as settings_lib
+from hwnas.search.budget import budget_of
+from hwnas.search.final import FinalTraining
+from hwnas.search.loop import Search
+from hwnas.search.run_control import RunClock, StopSignals
+from hwnas.search.trials import Trials
+from hwnas.strategy import objectives as objectives_lib
+from hwnas.strategy.predictor import Predictor
+from hwnas.strategy.search_space import HW_THRESHOLDS, ConstraintError, Constraints, SearchSpace
+from hwnas.strategy.strategies import STRATEGIES, SearchStopped, best_child_selection
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULTS = settings_lib.DEFAULTS
@@ -34,7 +38,7 @@ __all__ = ["NAS", "ConstraintError", "SearchStopped", "check_search_parameters",
 
 
 def check_search_parameters(parameters, n_folds=None):
-    """Raises ValueError naming every search parameter whose value cannot work (library_settings.check).
+    """Raises ValueError naming every search parameter whose value cannot work (hwnas.search.settings.check).
 
     parameters: NAS keyword arguments (those left out take the defaults), with B01_NAS.py's
     custom_constraints, custom_objectives and custom_devices among them when it has some.
@@ -54,15 +58,15 @@ class NAS:
     """Hardware-aware evolutionary search over lists of Conv1D blocks.
 
     Takes the parameters of B01_NAS.py as keyword arguments of the same names
-    (library_settings; README for each one's meaning and unit); the original toolkit's
+    (hwnas.search.settings; README for each one's meaning and unit); the original toolkit's
     leading ones can also be given by position, in its order. preloaded_data: a
     SessionData, or the original's 4-tuple (X_train_val, y_train_val, X_test, y_test)
     with one-hot labels. run_dir: the folder the run writes to; None makes
     <logs_dir>/<timestamp>_<nas_saver_name> as B01_NAS.py does. partial_saver_name: when
     given, the saved models are named <partial_saver_name>_best_model.* and
     <partial_saver_name>_parent.* (else best_model.* and parent.*). custom_constraints and
-    custom_objectives are the user-defined functions of library_objectives; custom_devices,
-    device profiles (library_device) that target_device may name; class_names: a name per
+    custom_objectives are the user-defined functions of hwnas.strategy.objectives; custom_devices,
+    device profiles (hwnas.devices) that target_device may name; class_names: a name per
     label, for the per-class results (None: the labels' numbers).
     """
 
@@ -130,9 +134,7 @@ class NAS:
                                   s["verbose"] == 0)
         description = RunDescription(self.records, device, thresholds, constraints, executor, device_figures_shown,
                                      self.saved_names, budget, self.preloaded_data, self.notices)
-        listeners = [LogListener(self.records, description), ProgressListener(),
-                     ModelListener(self.records, self.saved_names, self.device_figures, self.write_class_results),
-                     ReportListener(self.records, device, thresholds, device_figures_shown)]
+        listeners = self._listeners(description, device, thresholds, device_figures_shown)
         self.device, self.constraints, self.thresholds = device, constraints, thresholds
         return Search(settings=s, data=data, records=self.records, trials=Trials(self.records, data, s["seed"]),
                       space=space, strategy=strategy, ranking=ranking, front_ranking=front_ranking, budget=budget,
@@ -143,6 +145,16 @@ class NAS:
                       final=FinalTraining(self.preloaded_data, s, evaluator_of, self.records, lambda text: self.search.say(text))
                       if s["final_training"] else None)
 
+    def _listeners(self, description, device, thresholds, device_figures_shown):
+        """What people get from the search, in the order each event is told: the reference forest
+        first (the log's header reads it), then the log, the console, the models, the reports, TensorBoard."""
+        s = self.settings
+        reference = ([ReferenceListener(self.records, self.preloaded_data, s["seed"], s["n_workers"] * s["threads_per_worker"])]
+                     if s["reference_forest"] else [])
+        return [*reference, LogListener(self.records, description), ProgressListener(),
+                ModelListener(self.records, self.saved_names, self.device_figures, self.write_class_results),
+                ReportListener(self.records, device, thresholds, device_figures_shown), TensorBoardListener(self.records)]
+
     # ----- the run ----------------------------------------------------------------
     def run_NAS(self, folds):
         """Runs the search for n_generations on the training folds.
@@ -151,7 +163,7 @@ class NAS:
         original toolkit does: the mutation loop's parent (the GA's and random search's
         best ranked network of the last population), and the network best by the first
         objective among every network trained (with final_training: that network trained
-        again on every training session, library_final, the model saved as the best). After every generation the run folder gets
+        again on every training session, hwnas.search.final, the model saved as the best). After every generation the run folder gets
         a checkpoint, and its summary.json, pareto.csv, best_architecture.txt, per_class.csv,
         progress.png and tradeoff.png are brought up to date. With time_budget_s, the search
         ends after the generation in which the budget runs out, as a normal end does. When
@@ -189,23 +201,23 @@ class NAS:
     n_trained = property(lambda self: self.search.trials.n_trained)
 
     def figures(self, net):
-        """The hardware figures of net, by name (library_objectives), from the cost model."""
+        """The hardware figures of net, by name (hwnas.strategy.objectives), from the cost model."""
         return self.constraints.figures(net)
 
     def device_figures(self, net):
         """net's estimated latency and energy on the target device, in all and per layer."""
         figures = self.figures(net)
-        return {"target_device": self.device.name, "latency_ms": figures["latency_ms"], "energy_mj": figures["energy_mj"],
+        return {"target_device": self.device.name, "latency_ms": figures.latency_ms, "energy_mj": figures.energy_mj,
                 "layer_latency_ms": {name: round(ms, 4) for name, ms in self.device.layer_latencies_ms(net)}}
 
     def write_class_results(self, net, folder, prefix):
-        """Writes net's per-class results on the test split (library_report.write_class_results)."""
+        """Writes net's per-class results on the test split (hwnas.run.report.write_class_results)."""
         report.write_class_results(folder, prefix, net.data.Y_test, net.test_predictions(),
-                                   self.class_names, net.deploy_precision)
+                                   self.class_names, net.deploy_precision, report.reference_forest_of(self.run_dir))
 
     # ----- the specification's methods --------------------------------------------
     def train_generation(self, child_set, folds):
-        """Trains (or dry-runs) each child, measures its deployed model and records it (library_search).
+        """Trains (or dry-runs) each child, measures its deployed model and records it (hwnas.search.loop).
         Returns (validation scores, test metrics), one each per child (None for a failed child)."""
         self.search.evaluate(child_set, folds)
         return [child.val_score for child in child_set], [child.test_metrics for child in child_set]

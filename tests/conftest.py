@@ -11,7 +11,7 @@ sys.path.insert(0, PROJECT_DIR)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import library_load_and_split_data as data_lib  # noqa: E402
+from hwnas.data import idx as data_lib  # noqa: E402
 
 
 def write_idx3(path, images):

@@ -2,10 +2,10 @@
 (used by test_deployed_cost.py and calibrate_deployed_cost.py)."""
 import numpy as np
 
-import library_load_and_split_data as data_lib
-from library_block import ACTIVATIONS, Block
-from library_encoding import ENCODINGS
-from library_net import Net
+from hwnas.data import idx as data_lib
+from hwnas.network.block import ACTIVATIONS, Block
+from hwnas.network.encodings import ENCODINGS
+from hwnas.network.net import Net
 
 # The NAS's default search space, on input lengths and class counts other than the demo's.
 SEARCH_SPACE = {"filters": [4, 8, 16, 32, 64], "kernel_size": [3, 5, 7, 9], "stride": [1, 2],
@@ -19,7 +19,7 @@ EMBEDDING_DIMS = [2, 4, 8, 16]
 def random_input_stage(rng, data_length, encoding=None):
     """Input stage settings: the encoding given (else a random one), reading all of the
     data's bytes or a random shorter part of them."""
-    encoding = encoding or rng.choice(ENCODINGS)
+    encoding = encoding or rng.choice(list(ENCODINGS))
     length = rng.choice([None, rng.randint(16, data_length)])
     return {"encoding": encoding, "length": length,
             "embedding_dim": rng.choice(EMBEDDING_DIMS) if encoding == "embedding" else None}

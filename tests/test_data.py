@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-import library_load_and_split_data as data_lib
+from hwnas.data import idx as data_lib
 from conftest import write_idx1, write_idx3
 
 

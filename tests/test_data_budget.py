@@ -9,9 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-import library_load_and_split_data as data_lib
+from hwnas.data import idx as data_lib
+from hwnas.data import samples
 from conftest import TINY_RUN, real_run, run_main
-from library_compute_stats import compute_descriptors
+from hwnas.data.metrics import compute_descriptors
 
 BUDGET_RUN = (*TINY_RUN, "max_search_sessions=60", "final_epochs=2")
 
@@ -19,32 +20,32 @@ BUDGET_RUN = (*TINY_RUN, "max_search_sessions=60", "final_epochs=2")
 def test_a_stratified_sample_keeps_every_class_in_proportion_and_is_drawn_from_the_seed():
     labels = np.array([0] * 500 + [1] * 30 + [2] * 3 + [3] * 1)
     indices = np.arange(len(labels)) + 1000
-    sample = data_lib.stratified_sample(indices, labels, 40, np.random.default_rng(7))
+    sample = samples.stratified_sample(indices, labels, 40, np.random.default_rng(7))
     assert len(sample) == 40 and len(set(sample)) == 40 and set(sample) <= set(indices)
     assert np.bincount(labels[sample - 1000]).tolist() == [35, 3, 1, 1]
-    assert np.array_equal(sample, data_lib.stratified_sample(indices, labels, 40, np.random.default_rng(7)))
-    assert data_lib.stratified_sample(indices, labels, None, np.random.default_rng(7)) is indices
+    assert np.array_equal(sample, samples.stratified_sample(indices, labels, 40, np.random.default_rng(7)))
+    assert samples.stratified_sample(indices, labels, None, np.random.default_rng(7)) is indices
     with pytest.raises(ValueError, match="cannot hold each of the 4 classes"):
-        data_lib.stratified_sample(indices, labels, 3, np.random.default_rng(7))
+        samples.stratified_sample(indices, labels, 3, np.random.default_rng(7))
 
 
 def test_the_folds_a_candidate_sees_are_samples_of_each_part_the_same_for_a_seed(small_data):
     data, folds = small_data
     labels = data.Y_train.argmax(axis=1)
-    sampled = data_lib.fold_samples(folds, labels, 50, seed=3)
-    assert data_lib.fold_samples(folds, labels, None, seed=3) is folds
+    sampled = samples.fold_samples(folds, labels, 50, seed=3)
+    assert samples.fold_samples(folds, labels, None, seed=3) is folds
     for (train, validation), (train_sample, validation_sample) in zip(folds, sampled):
         assert len(train_sample) == len(validation_sample) == 50
         assert set(train_sample) <= set(train) and set(validation_sample) <= set(validation)
         assert set(labels[train_sample]) == set(labels[train])  # every class kept
-    again = data_lib.fold_samples(folds, labels, 50, seed=3)
+    again = samples.fold_samples(folds, labels, 50, seed=3)
     assert all(np.array_equal(a, b) for fold, fold_again in zip(sampled, again) for a, b in zip(fold, fold_again))
-    tested = data_lib.test_sample(data, 50, seed=3)
+    tested = samples.test_sample(data, 50, seed=3)
     assert len(tested.Y_test) == 50 and tested.X_train is data.X_train
 
 
 def test_sessions_kept_as_bytes_train_and_measure_like_the_scaled_floats(small_data, demo_subset_files, tmp_path):
-    from library_evaluation import evaluate
+    from hwnas.evaluation.evaluate import evaluate
     from library_nas import NAS
     images_path, labels_path = demo_subset_files
     split = data_lib.load_and_preprocess_data(None, 0.2, images_path=images_path, labels_path=labels_path, seed=0,
@@ -61,14 +62,14 @@ def test_sessions_kept_as_bytes_train_and_measure_like_the_scaled_floats(small_d
     task = nas.search.task_of(network)
     scaled_result, bytes_result = evaluate(task, data, folds), evaluate(task, as_bytes, folds)
     for name in ("val_score", "test_metrics", "deployed"):
-        assert scaled_result.state[name] == bytes_result.state[name], name
-    assert scaled_result.state["deployed_model_bytes"] == bytes_result.state["deployed_model_bytes"]
+        assert getattr(scaled_result.state, name) == getattr(bytes_result.state, name), name
+    assert scaled_result.state.deployed_model_bytes == bytes_result.state.deployed_model_bytes
     assert {"building", "training", "predicting", "keras_flops", "conversion", "tflm"} <= set(
-        bytes_result.state["phase_seconds"])
+        bytes_result.state.phase_seconds)
 
 
 def test_worker_processes_map_one_copy_of_the_data(small_data):
-    from library_shared_data import SharedData, open_shared
+    from hwnas.evaluation.shared_data import SharedData, open_shared
     data, _ = small_data
     as_bytes = data._replace(X_train=(data.X_train * 255).round().astype(np.uint8))
     shared = SharedData(as_bytes)

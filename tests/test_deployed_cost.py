@@ -8,9 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-import library_deploy as deploy
+from hwnas.network.deployed_cost import plan_chain_arena
+
+from hwnas.network import deploy
 from deployment_networks import deployment_test_network, randomize_weights
-from library_deploy import device_model
+from hwnas.network.deploy import device_model
 
 
 def measured_and_estimated(precision, n_networks, seed, encoding=None):
@@ -43,13 +45,13 @@ def test_flash_within_2_5_percent_and_arena_within_1_percent(precision, encoding
         assert abs(ram_size - arena["total"]) <= 0.01 * arena["total"], where
         # The activation plan reproduces TFLM's greedy planner, so it is exact.
         assert estimate["activations"] == arena["activations"], where
-        # What a device profile prices (library_device) is what the converter made.
+        # What a device profile prices (hwnas.devices) is what the converter made.
         assert [op for layer in net.cost_layers() for op, _ in layer["ops"]] == operators, where
 
 
 def test_trained_int8_model_runs_in_tflm_close_to_float_accuracy(small_data, tmp_path):
-    from library_search_space import SMART_START_BLOCKS, SMART_START_HEAD
-    from library_net import net_from_architecture
+    from hwnas.strategy.search_space import SMART_START_BLOCKS, SMART_START_HEAD
+    from hwnas.network.net import net_from_architecture
     data, folds = small_data
     architecture = {"head": SMART_START_HEAD, "blocks": [dict(b, dropout_rate=0.1) for b in SMART_START_BLOCKS]}
     net = net_from_architecture(architecture, None, data, dict(epochs=8))
@@ -75,7 +77,7 @@ def test_arena_planner_matches_hand_worked_chains():
     # input 100 -> 50 -> 200 -> 10, sizes rounded to 112, 64, 208, 16. Largest first: 208 at 0;
     # 112 (the input, dead once op 0 ran) also at 0; 64 lives beside both, so at 208;
     # 16 lives only with 208, so at 208 too. Peak: 208 + 64.
-    assert deploy.plan_chain_arena([100, 50, 200, 10]) == 272
-    assert deploy.plan_chain_arena([16, 16]) == 32
+    assert plan_chain_arena([100, 50, 200, 10]) == 272
+    assert plan_chain_arena([16, 16]) == 32
     with pytest.raises(ValueError):
         deploy.convert_to_tflite(None, np.zeros((1, 4, 1)), precision="int4")

@@ -5,11 +5,11 @@ import random
 import numpy as np
 import pytest
 
-import library_device as device_lib
-from library_device import DEVICE_PROFILES, TargetDevice, fit_profile
-from library_load_and_split_data import SessionData
+from hwnas import devices as device_lib
+from hwnas.devices import DEVICE_PROFILES, TargetDevice, fit_profile
+from hwnas.data.idx import SessionData
 from library_nas import NAS, check_search_parameters
-from library_net import net_from_architecture
+from hwnas.network.net import net_from_architecture
 
 # The original toolkit's paper (arXiv 2506.10851): its int8 1-D CNN of 10.08 MFLOPs and 88.26K
 # parameters on 784-byte sessions of the 12 ISCX VPN-nonVPN classes, timed on two boards.
@@ -113,8 +113,8 @@ def test_the_search_keeps_networks_within_the_energy_threshold_on_the_named_devi
     parent = nas.initial_parent()
     for child in [parent, *nas.new_generation(parent, data)]:
         figures = nas.figures(child)
-        assert figures["energy_mj"] <= 0.2
-        assert figures["energy_mj"] == pytest.approx(252.2 * figures["latency_ms"] / 1e3, rel=1e-3)
+        assert figures.energy_mj <= 0.2
+        assert figures.energy_mj == pytest.approx(252.2 * figures.latency_ms / 1e3, rel=1e-3)
     check_search_parameters({"objectives": ["val_accuracy", "energy_mj", "latency_ms"]})
 
 
@@ -134,5 +134,5 @@ def test_a_board_of_ones_own_is_used_by_the_search(tmp_path, small_data):
     nas = NAS(run_dir=str(tmp_path / "run"), preloaded_data=data, target_device="mine",
               custom_devices={"mine": faster})
     parent = nas.initial_parent()
-    assert nas.figures(parent)["latency_ms"] == pytest.approx(
+    assert nas.figures(parent).latency_ms == pytest.approx(
         TargetDevice.named("STM32L4").latency_ms(parent) / 2, rel=1e-3)

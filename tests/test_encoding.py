@@ -5,22 +5,23 @@ import csv
 import glob
 import json
 import os
-import random
 import re
 
 import keras
 import numpy as np
 import pytest
 
-import library_config
-import library_deploy as deploy
-import library_load_and_split_data as data_lib
+from hwnas.common.overrides import ParameterError
+
+from hwnas.run.run_folder import resume_parameters
+from hwnas.network import deploy
+from hwnas.data import idx as data_lib
 from conftest import TINY_RUN, real_run
-from library_compute_stats import compute_descriptors
-from library_encoding import InputStage
+from hwnas.data.metrics import compute_descriptors
+from hwnas.network.input_stage import InputStage
 from library_nas import NAS, check_search_parameters
-from library_net import architecture_key, net_from_architecture
-from library_search_space import SMART_START_BLOCKS, SMART_START_HEAD
+from hwnas.network.net import architecture_key, net_from_architecture
+from hwnas.strategy.search_space import SMART_START_BLOCKS, SMART_START_HEAD
 from test_nas import deployed_figures, keras_figures
 
 TIGHT = dict(params_thr=20_000, flops_thr=2_000_000, flash_thr=32_000, ram_thr=16_000, max_tens_thr=16_000)
@@ -70,7 +71,7 @@ def test_change_input_redraws_one_input_setting_and_keeps_the_blocks_and_head(tm
     nas = make_nas(tmp_path, data, **TIGHT | {"params_thr": None, "flops_thr": None, "flash_thr": None,
                                               "ram_thr": None, "max_tens_thr": None})
     parent = nas.space.new_net([nas.space.random_block(None, 0, 2), nas.space.random_block(None, 1, 2)], "gap",
-                               input_stage=InputStage("embedding", 400, 8))
+                               input_stage=InputStage("embedding", 400, embedding_dim=8))
     changed = set()
     for _ in range(300):
         child = nas.space.mutate(parent)
@@ -90,7 +91,7 @@ def test_a_crossover_child_reads_the_input_of_the_parent_that_gives_its_first_bl
     data, _ = small_data
     nas = make_nas(tmp_path, data, search_strategy="ga", population_size=4, n_elites=2, n_child=4)
     space = nas.space
-    first = space.new_net([space.random_block(None, i, 3) for i in range(3)], "gap", input_stage=InputStage("embedding", 200, 4))
+    first = space.new_net([space.random_block(None, i, 3) for i in range(3)], "gap", input_stage=InputStage("embedding", 200, embedding_dim=4))
     second = space.new_net([space.random_block(None, i, 3) for i in range(3)], "flatten", input_stage=InputStage("scaled", 784))
     first.child_id, second.child_id = "g000_c0001", "g000_c0002"
     origins = set()
@@ -150,12 +151,12 @@ def test_a_run_saved_before_the_input_was_searched_resumes_with_the_input_it_had
     defaults = {"seed": 0, "input_encoding_choices": ["scaled", "embedding"], "input_length_choices": None,
                 "embedding_dim_choices": [4, 8, 16], "resume_from": None}
     (run_dir / "parameters.json").write_text(json.dumps({"seed": 3, "resume_from": None}))
-    import library_settings
-    rules = ("resume_from", *library_settings.RESUMABLE), library_settings.BEFORE_ADDED
-    resumed = library_config.resume_parameters(str(run_dir), defaults, {}, *rules)
+    from hwnas.search import settings
+    rules = ("resume_from", *settings.RESUMABLE), settings.BEFORE_ADDED
+    resumed = resume_parameters(str(run_dir), defaults, {}, *rules)
     assert resumed["input_encoding_choices"] == ["scaled"] and resumed["seed"] == 3
-    with pytest.raises(library_config.ParameterError, match="cannot change input_encoding_choices"):
-        library_config.resume_parameters(str(run_dir), defaults, {"input_encoding_choices": ["embedding"]}, *rules)
+    with pytest.raises(ParameterError, match="cannot change input_encoding_choices"):
+        resume_parameters(str(run_dir), defaults, {"input_encoding_choices": ["embedding"]}, *rules)
 
 
 def test_an_embedding_network_deploys_taking_the_sessions_raw_bytes(small_data, demo_subset_files, tmp_path):
@@ -218,8 +219,8 @@ def test_a_run_with_the_input_searched_records_it_everywhere_a_user_reads(tiny_i
     best = json.load(open(os.path.join(run_dir, "models", "best_model.json")))
     if best["architecture"]["input"]["encoding"] == "embedding":
         assert "byte_table" in layers and "Embedding" in layers and "looked up in a learned 256 x" in layers
-    import library_report
-    model, _ = library_report.load_best_model(run_dir)
+    from hwnas.run import report
+    model, _ = report.load_best_model(run_dir)
     assert model.inputs[0].shape[1] == best["architecture"]["input"]["length"]
     header = glob.glob(os.path.join(run_dir, "models", "best_model_int8.h"))[0]
     assert "// Input: " in open(header).read()

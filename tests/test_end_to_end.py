@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-import library_load_and_split_data as data_lib
+from hwnas.data import idx as data_lib
 from conftest import run_main
-from library_compute_stats import compute_descriptors
+from hwnas.data.metrics import compute_descriptors
 
 
 def test_run_leaves_log_records_parameters_and_models(tiny_run):
@@ -54,7 +54,7 @@ def test_saved_best_model_reproduces_the_reported_test_accuracy(tiny_run):
 
 
 def test_rebuilt_network_with_loaded_weights_predicts_like_the_saved_model(tiny_run, small_data):
-    from library_net import net_from_architecture
+    from hwnas.network.net import net_from_architecture
     run_dir, _, _, _ = tiny_run
     data, folds = small_data
     record = json.load(open(os.path.join(run_dir, "models", "best_model.json")))
@@ -75,9 +75,9 @@ def test_unknown_or_mistyped_override_is_rejected_with_valid_names():
 
 
 def test_summary_and_load_best_model_give_the_run_in_three_lines(tiny_run):
-    import library_report
+    from hwnas.run import report
     run_dir, _, images_path, labels_path = tiny_run
-    model, summary = library_report.load_best_model(run_dir)
+    model, summary = report.load_best_model(run_dir)
     assert summary["generations_done"] == 2 and summary["networks_evaluated"] == 5
     assert summary["parameters"]["n_child"] == 2
     assert model.count_params() == summary["best"]["n_params"]
@@ -90,9 +90,9 @@ def test_summary_and_load_best_model_give_the_run_in_three_lines(tiny_run):
 
 
 def test_pareto_front_keeps_only_undominated_points():
-    import library_report
+    from hwnas.run import report
     points = [(10, 0.5), (20, 0.9), (15, 0.4), (30, 0.95), (25, 0.9)]  # (cost, score)
-    assert library_report.pareto_front(points) == [0, 1, 3]
+    assert report.pareto_front(points) == [0, 1, 3]
 
 
 def test_each_network_is_stored_once_and_the_checkpoint_holds_no_weights(tiny_run):
@@ -108,7 +108,7 @@ def test_each_network_is_stored_once_and_the_checkpoint_holds_no_weights(tiny_ru
         with open(os.path.join(run_dir, "networks", f"{name}.pkl"), "rb") as network_file:
             result = pickle.load(network_file)
         assert result["state"]["child_id"] == name.replace("final_", "") and result["state"]["deployed_model_bytes"]
-        assert all(weights for weights in result["state"]["layer_weights"])
+        assert all(weights for weights in result["state"]["layer_weights"])  # (a network file holds plain data)
     with open(os.path.join(run_dir, "checkpoint.pkl"), "rb") as checkpoint_file:
         checkpoint = pickle.load(checkpoint_file)
     held = [checkpoint["absolute_best"], *checkpoint["population"]]

@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-import library_budget as budget_lib
-from library_evaluation import Result, Status, Task
+from hwnas.search import budget as budget_lib
+from hwnas.evaluation.evaluate import Result, Status, Task
+from hwnas.network.state import NetworkState
 from library_nas import NAS, check_search_parameters
 from test_search_strategies import TIGHT, make_nas, scored_population
 
@@ -21,15 +22,15 @@ def fake_training(true_quality, log):
             epochs = task.train_settings["epochs"]
             log.append((index, (task.continue_from or {"epochs": 0})["epochs"], epochs))
             score = true_quality[index] * epochs / (epochs + 1)
-            yield index, Result({"val_score": score or None, "epochs_trained": epochs, "train_seconds": epochs},
+            yield index, Result(NetworkState(val_score=score or None, epochs_trained=epochs, train_seconds=epochs),
                                 Status.FAILED if score == 0 else Status.OK, "",
                                 training_state={"epochs": epochs} if task.keep_training_state else None)
     return evaluate_all
 
 
 def order_by_score(results):
-    scored = [index for index, result in results.items() if result.state["val_score"] is not None]
-    return sorted(scored, key=lambda index: (-results[index].state["val_score"], index))
+    scored = [index for index, result in results.items() if result.state.val_score is not None]
+    return sorted(scored, key=lambda index: (-results[index].state.val_score, index))
 
 
 def test_rung_budgets_and_promotions():
@@ -50,16 +51,16 @@ def test_the_best_go_on_and_the_rest_are_stopped_with_their_rung_and_cost():
     # rung 0: all 9 at 1 epoch -> the best 3 (8, 1, 4) go on from there; then the best 1, alone: on to
     # the full budget at once
     assert sorted(log) == sorted([(i, 0, 1) for i in range(9)] + [(8, 1, 3), (1, 1, 3), (4, 1, 3), (8, 3, 15)])
-    assert results[8].status == Status.OK and results[8].state["rung"] == 3
-    assert not results[8].state["stopped_early"] and results[8].state["epochs_trained"] == 15
-    assert results[1].status == Status.STOPPED and results[1].state["rung"] == 1
-    assert results[1].state["stopped_early"] and results[1].state["epochs_trained"] == 3
+    assert results[8].status == Status.OK and results[8].state.rung == 3
+    assert not results[8].state.stopped_early and results[8].state.epochs_trained == 15
+    assert results[1].status == Status.STOPPED and results[1].state.rung == 1
+    assert results[1].state.stopped_early and results[1].state.epochs_trained == 3
     assert "not among the best 1 of 3 after 3 epochs" in results[1].reason
-    assert results[4].status == Status.STOPPED and results[4].state["rung"] == 1
-    assert results[2].status == Status.FAILED and not results[2].state["stopped_early"]
+    assert results[4].status == Status.STOPPED and results[4].state.rung == 1
+    assert results[2].status == Status.FAILED and not results[2].state.stopped_early
     for index in (0, 3, 5, 6, 7):
-        assert results[index].status == Status.STOPPED and results[index].state["rung"] == 0
-        assert results[index].state["epochs_trained"] == 1
+        assert results[index].status == Status.STOPPED and results[index].state.rung == 0
+        assert results[index].state.epochs_trained == 1
     assert all(result.training_state is None for result in results.values())  # no weights kept past the rungs
 
 
@@ -78,8 +79,8 @@ def test_when_the_time_budget_runs_out_no_rung_starts_and_every_network_short_of
     results = dict(halving.run(tasks, out_of_time, order_by_score))
     assert sorted(results) == list(range(6))  # networks 6 and 7 never started: no result, the search leaves them out
     assert len(calls) == 1  # out of time in rung 0: no rung starts again
-    assert all(results[i].status == Status.STOPPED and results[i].state["stopped_early"] for i in range(6))
-    assert all(results[i].state["rung"] == 0 for i in range(6))
+    assert all(results[i].status == Status.STOPPED and results[i].state.stopped_early for i in range(6))
+    assert all(results[i].state.rung == 0 for i in range(6))
     assert all("time budget ran out before its full budget (rung 0)" in results[i].reason for i in range(6))
     # out of time in rung 1: its one network trained there keeps rung 1, the others promoted keep rung 0
     calls.clear()
@@ -89,8 +90,8 @@ def test_when_the_time_budget_runs_out_no_rung_starts_and_every_network_short_of
         {index: rung_tasks[index] for index in (sorted(rung_tasks) if len(calls) == 1 else sorted(rung_tasks)[:1])})),
         order_by_score))
     assert calls == [[0, 1, 2, 3, 4, 5], [1, 2, 3]] and sorted(results) == list(range(6))
-    assert results[1].state["rung"] == 1 and results[1].status == Status.STOPPED
-    assert results[3].state["rung"] == 0 and "time budget ran out" in results[3].reason  # promoted, never continued
+    assert results[1].state.rung == 1 and results[1].status == Status.STOPPED
+    assert results[3].state.rung == 0 and "time budget ran out" in results[3].reason  # promoted, never continued
     assert "not among the best 3 of 6" in results[0].reason  # stopped by halving at rung 0, as without a budget
 
 
@@ -121,7 +122,7 @@ def test_a_network_stopped_early_is_ranked_after_every_fully_trained_one(tmp_pat
 def test_a_search_with_halving_records_rungs_and_never_picks_a_stopped_network(tmp_path, small_data):
     data, folds = small_data
     strategy = "ga"  # generation 0 (a population) is halved too; the mutation loop's selection: above
-    # Two folds on two workers: each generation's lone survivor trains its folds apart (library_fold_tasks).
+    # Two folds on two workers: each generation's lone survivor trains its folds apart (hwnas.evaluation.fold_tasks).
     settings = dict(TIGHT, search_strategy=strategy, n_child=3, n_generations=1, epochs=3, min_epochs=1,
                     halving_eta=3, num_selected_folds=2, seed=3, n_workers=2, smart_start=False,
                     population_size=3, n_elites=1, max_depth_father=2, max_depth=2, filters_choices=[4, 8])
@@ -168,12 +169,12 @@ def test_a_promoted_network_continues_where_its_rung_ended(small_data):
 
     import numpy as np
 
-    import library_load_and_split_data as data_lib
-    import library_training_state as training_state
-    from library_block import Block
-    import library_training
-    from library_evaluation import evaluate
-    from library_net import Net
+    from hwnas.data import idx as data_lib
+    from hwnas.network import training_state
+    from hwnas.network.block import Block
+    from hwnas.network import training
+    from hwnas.evaluation.evaluate import evaluate
+    from hwnas.network.net import Net
     data, folds = small_data
     net = Net([Block(filters=8, kernel_size=5, stride=2, pooling="max", pool_size=2, dropout_rate=0.1)], None, data,
               train_settings=dict(seed=5, patience=20))  # patience 20: no early stop within 5 epochs
@@ -185,24 +186,24 @@ def test_a_promoted_network_continues_where_its_rung_ended(small_data):
     rung_0 = evaluate(task(2, keep_training_state=True), data, folds)
     rung_1 = evaluate(task(5, continue_from=rung_0.training_state, keep_training_state=True), data, folds)
     assert rung_0.status == rung_1.status == Status.OK
-    assert rung_1.state["epochs_trained"] == 2 * 5  # 2 folds x 5 epochs, not 2 x (2 + 5)
-    for before, after in zip(rung_0.state["epoch_val_accuracy"], rung_1.state["epoch_val_accuracy"]):
+    assert rung_1.state.epochs_trained == 2 * 5  # 2 folds x 5 epochs, not 2 x (2 + 5)
+    for before, after in zip(rung_0.state.epoch_val_accuracy, rung_1.state.epoch_val_accuracy):
         assert len(after) == 5 and after[:2] == before
-    assert rung_1.state["train_seconds"] > rung_0.state["train_seconds"]  # the rungs' seconds add up
+    assert rung_1.state.train_seconds > rung_0.state.train_seconds  # the rungs' seconds add up
     # the optimizer went on from the rung's state: Adam's step count is that of 5 epochs
     fold_0 = rung_1.training_state["folds"][0]
     steps_per_epoch = math.ceil(len(data_lib.get_fold_split(data.X_train, data.Y_train, folds, 0)[0]) / 64)
     assert int(fold_0["optimizer_variables"][0]) == 5 * steps_per_epoch
     # and the model from the rung's weights (restored as saved, not as a fresh model of the seed)
-    model = library_training.compiled_model(net)
+    model = training.compiled_model(net)
     training_state.restore(model, rung_0.training_state["folds"][0])
     for variable, saved in zip(training_state.layer_variables(model),
                                rung_0.training_state["folds"][0]["model_variables"]):
         np.testing.assert_array_equal(variable.numpy(), saved)
     again = evaluate(task(5, continue_from=rung_0.training_state), data, folds)
-    assert again.state["epoch_val_accuracy"] == rung_1.state["epoch_val_accuracy"]
-    assert again.state["val_score"] == rung_1.state["val_score"] and again.training_state is None
+    assert again.state.epoch_val_accuracy == rung_1.state.epoch_val_accuracy
+    assert again.state.val_score == rung_1.state.val_score and again.training_state is None
     ended = copy.deepcopy(rung_0.training_state)
     ended["folds"][0]["finished"] = True  # as if early stopping had ended fold 0 in rung 0
     after_end = evaluate(task(5, continue_from=ended), data, folds)
-    assert [len(accuracies) for accuracies in after_end.state["epoch_val_accuracy"]] == [2, 5]
+    assert [len(accuracies) for accuracies in after_end.state.epoch_val_accuracy] == [2, 5]

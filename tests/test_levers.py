@@ -6,13 +6,12 @@ import glob
 import os
 
 import numpy as np
-import pytest
 
 from conftest import TINY_RUN, run_main
-from library_evaluation import Status, Task, evaluate
-from library_inheritance import inherited_weights
+from hwnas.evaluation.evaluate import Status, Task, evaluate
+from hwnas.strategy.inheritance import inherited_weights
 from library_nas import NAS
-from library_predictor import Predictor, features, rank_correlation
+from hwnas.strategy.predictor import Predictor, features, rank_correlation
 
 TIGHT = dict(params_thr=20_000, flops_thr=2_000_000, flash_thr=32_000, ram_thr=16_000, max_tens_thr=16_000)
 
@@ -64,15 +63,15 @@ def test_a_network_trains_from_the_weights_it_inherits(tmp_path, small_data):
                 inherit={"from": givers, "weights": weights})
     result = evaluate(task, data, folds)  # a dry run: each fold's weights are those it starts from
     assert result.status == Status.DRY_RUN
-    assert result.state["inherited_from"] == givers and result.state["layers_inherited"] == n_layers
+    assert result.state.inherited_from == givers and result.state.layers_inherited == n_layers
     for fold in (0, 1):
         for name, layer in weights[fold].items():
-            for started, given in zip(result.state["fold_weights"][fold][name], layer):
+            for started, given in zip(result.state.fold_weights[fold][name], layer):
                 np.testing.assert_array_equal(started, given)
     fresh = evaluate(Task(child.architecture(), dict(child.train_settings, epochs=1), "int8", False, False, 2,
                           measure=False), data, folds)
     name = next(iter(weights[0]))
-    assert not np.array_equal(fresh.state["fold_weights"][0][name][0], weights[0][name][0])
+    assert not np.array_equal(fresh.state.fold_weights[0][name][0], weights[0][name][0])
 
 
 def test_the_predictor_learns_a_ranking_and_says_how_well_it_ranked(tmp_path, small_data):
@@ -80,7 +79,7 @@ def test_the_predictor_learns_a_ranking_and_says_how_well_it_ranked(tmp_path, sm
     nas = NAS(run_dir=str(tmp_path / "run"), preloaded_data=data, seed=0, **TIGHT)
     networks = [nas.space.random_network(4, set(), "a test network") for _ in range(60)]
     figures = nas.constraints.figures
-    score = [1.0 / (1.0 + figures(net)["n_params"] / 1000) for net in networks]  # a score the figures tell
+    score = [1.0 / (1.0 + figures(net).n_params / 1000) for net in networks]  # a score the figures tell
     predictor = Predictor(figures, 6, seed=0)
     predictor.fit(networks[:40], score[:40])
     predicted = predictor.predict(networks[40:])

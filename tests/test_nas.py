@@ -6,10 +6,10 @@ import math
 import keras
 import pytest
 
-import library_deploy as deploy
-from library_block import Block
+from hwnas.network import deploy
+from hwnas.network.block import Block
 from library_nas import NAS, ConstraintError
-from library_net import keras_flops_count
+from hwnas.network.net import keras_flops_count
 
 TIGHT = dict(params_thr=20_000, flops_thr=2_000_000, flash_thr=32_000, ram_thr=16_000, max_tens_thr=16_000)
 
@@ -187,7 +187,7 @@ def test_each_fold_trains_as_on_a_new_model_though_one_model_serves_every_fold(s
     """One compiled model is re-initialised for each fold (tracing is paid once per network):
     fold 1 must train exactly as it does alone, nothing carried over from fold 0 (weights,
     Adam's moments, a learning rate lowered by ReduceLROnPlateau, BatchNorm statistics)."""
-    from library_net import Net
+    from hwnas.network.net import Net
     data, folds = small_data
     blocks = [dict(filters=8, kernel_size=5, stride=2, pooling="max", pool_size=2, dropout_rate=0.1),
               dict(filters=8, kernel_size=3, stride=1, pooling="none", dropout_rate=0.1)]

@@ -14,9 +14,9 @@ import keras
 import numpy as np
 import pytest
 
-import library_deploy as deploy
 import library_load_and_split_data as data_lib
 from conftest import PROJECT_DIR, TINY_RUN
+from hwnas.network import deploy
 from library_compute_stats import compute_descriptors
 
 # The original toolkit's main script, line for line (its module names are this project's),
@@ -78,8 +78,8 @@ def test_a_script_written_for_the_original_toolkit_runs_unchanged(tmp_path):
         metrics = compute_descriptors(y_test[:100], model.predict(X_test[:100], verbose=0))
         assert metrics["accuracy"] == pytest.approx(best_test)
         assert os.path.exists(os.path.join(run_dir, "models", f"{outcome['partial_saver_name']}_parent.keras"))
-        import library_report
-        loaded, summary = library_report.load_best_model(run_dir)
+        from hwnas.run import report
+        loaded, summary = report.load_best_model(run_dir)
         assert summary["best"]["child_id"] == best_id and loaded.count_params() == model.count_params()
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import PROJECT_DIR, TINY_RUN, real_run
-from library_evaluation import Status
-from library_evaluator import LocalEvaluator
+from hwnas.evaluation.evaluate import Status
+from hwnas.evaluation.evaluators import LocalEvaluator
 from library_nas import NAS
 
 ray = pytest.importorskip("ray")
@@ -95,7 +95,7 @@ def test_a_worker_killed_while_it_works_costs_one_try_and_the_result_is_the_same
         evaluator.close()
     assert not killer.is_alive()
     assert undisturbed.status == retried.status == Status.OK
-    assert retried.state["val_score"] == undisturbed.state["val_score"]
+    assert retried.state.val_score == undisturbed.state.val_score
 
 
 def test_a_network_whose_worker_dies_on_every_try_is_failed_and_the_next_one_trains(small_data, tmp_path):
@@ -117,9 +117,9 @@ def assert_same_evaluation(split, whole):
     assert split.status == whole.status == Status.OK
     for name in ("val_score", "val_metrics", "test_metrics", "epoch_val_accuracy", "epochs_trained",
                  "deployed", "deployed_model_bytes"):
-        assert split.state[name] == whole.state[name], name
-    for split_weights, whole_weights in zip(split.state["layer_weights"] + [split.state["head_weights"]],
-                                            whole.state["layer_weights"] + [whole.state["head_weights"]]):
+        assert getattr(split.state, name) == getattr(whole.state, name), name
+    for split_weights, whole_weights in zip(split.state.layer_weights + [split.state.head_weights],
+                                            whole.state.layer_weights + [whole.state.head_weights]):
         for split_array, whole_array in zip(split_weights, whole_weights):
             np.testing.assert_array_equal(split_array, whole_array)
     assert split.flops_keras_flops == whole.flops_keras_flops
@@ -149,14 +149,14 @@ def test_a_lone_network_trains_its_folds_on_two_workers_with_the_result_it_has_o
         results[1], results[2]
     assert (tasks_whole, tasks_split) == (1, 2)  # on two workers: fold 0 and fold 1, each on its own
     assert_same_evaluation(rung_split, rung_whole)
-    assert rung_split.state["train_seconds"] > 0
+    assert rung_split.state.train_seconds > 0
     for i_fold in (0, 1):
         for split_array, whole_array in zip(rung_split.training_state["folds"][i_fold]["model_variables"],
                                             rung_whole.training_state["folds"][i_fold]["model_variables"]):
             np.testing.assert_array_equal(split_array, whole_array)
     assert_same_evaluation(split, whole)
-    assert whole.state["epochs_trained"] == 2 * 3 and whole.flops_keras_flops > 0
-    assert whole.state["deployed"]["flash_bytes"] > 0
+    assert whole.state.epochs_trained == 2 * 3 and whole.flops_keras_flops > 0
+    assert whole.state.deployed["flash_bytes"] > 0
     assert split.training_state is None  # not asked for: the last rung
     assert failed_whole.status == failed_split.status == Status.FAILED
     assert failed_split.reason == failed_whole.reason  # the first fold's, as in turn

@@ -12,12 +12,12 @@ import dpkt
 import numpy as np
 import pytest
 
-import library_load_and_split_data as data_lib
+from hwnas.data import idx as data_lib
 from capture_builder import (anonymised, ethernet, ip_packet, linux_cooked, with_ipv4_options, with_ipv6_headers,
                              write_pcap, write_pcapng)
-from library_capture import CaptureError, CaptureReader
-from library_labels import LABEL_PRESETS, check_labelling, file_label
-from library_sessions import SessionSettings, sessions_of_file, sessions_of_files
+from hwnas.captures.capture import CaptureError, CaptureReader
+from hwnas.captures.labels import LABEL_PRESETS, check_labelling, file_label
+from hwnas.captures.sessions import SessionSettings, sessions_of_file, sessions_of_files
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
@@ -492,7 +492,7 @@ def test_a_pcapng_block_whose_lengths_disagree_or_that_is_too_short_is_damage(tm
 
 
 def test_folders_that_cannot_be_read_are_named(tmp_path, monkeypatch):
-    import library_capture
+    from hwnas.captures import capture
     root = tmp_path / "captures"
     two_classes(root, names=("alpha", "beta", "gamma"))
     walk_listing = os.scandir
@@ -504,7 +504,7 @@ def test_folders_that_cannot_be_read_are_named(tmp_path, monkeypatch):
 
     (tmp_path / "locked").mkdir()
     monkeypatch.setattr(os, "scandir", refused)  # running as root, no permission bit would stop a read
-    found, notes = library_capture.find_captures([str(root), str(tmp_path / "locked")])
+    found, notes = capture.find_captures([str(root), str(tmp_path / "locked")])
     assert [os.path.basename(os.path.dirname(path)) for path in found[str(root)]] == ["alpha", "beta"]
     assert notes == [f"{root / 'gamma'}: cannot be read (Permission denied); the captures in it, if any, are not "
                      f"converted", f"{tmp_path / 'locked'}: cannot be read (Permission denied); the captures in it, "
@@ -513,7 +513,7 @@ def test_folders_that_cannot_be_read_are_named(tmp_path, monkeypatch):
 
 def test_ctrl_c_while_the_dataset_is_made_or_written_leaves_no_file(tmp_path, monkeypatch):
     import runpy
-    import library_session_dataset
+    from hwnas.captures import dataset
     root = tmp_path / "captures"
     two_classes(root)
     for where in ("build_dataset", "replace"):
@@ -521,9 +521,9 @@ def test_ctrl_c_while_the_dataset_is_made_or_written_leaves_no_file(tmp_path, mo
             raise KeyboardInterrupt
         with monkeypatch.context() as patch:
             if where == "build_dataset":
-                patch.setattr(library_session_dataset, "build_dataset", interrupt)
+                patch.setattr(dataset, "build_dataset", interrupt)
             else:
-                patch.setattr(library_session_dataset.os, "replace", interrupt)
+                patch.setattr(dataset.os, "replace", interrupt)
             patch.setattr(sys, "argv", ["B00_pcap_to_idx.py", f"input_dirs=['{root}']", f"output_dir={tmp_path / 'out'}",
                                         "n_workers=1"])
             with pytest.raises(SystemExit, match="Interrupted: no output file was written or left half-written"):

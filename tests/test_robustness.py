@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-import library_load_and_split_data as data_lib
+from hwnas.data import idx as data_lib
 from conftest import PROJECT_DIR, TINY_RUN, run_main, write_idx1, write_idx3
-from library_evaluation import Result
+from hwnas.evaluation.evaluate import Result
 from library_nas import NAS, SearchStopped, check_search_parameters
 
 
@@ -198,7 +198,7 @@ def test_resume_cuts_children_csv_by_records_when_a_reason_spans_lines(tmp_path,
         def to_split(self, tasks):
             return []  # dry runs: nothing to train apart
 
-        def evaluate_all(self, tasks):
+        def evaluate_all(self, tasks, may_start=None):
             for index, task in tasks.items():
                 if self.fails(task):
                     yield index, Result.failed(self.reason)
@@ -226,5 +226,5 @@ def test_resume_cuts_children_csv_by_records_when_a_reason_spans_lines(tmp_path,
     assert [network.child_id for network in resumed_population] == [network.child_id for network in population]
     # The history is rebuilt from the records: the networks of the lost generation are not in it.
     assert len(resumed.evaluated_keys) == 3 and resumed.evaluated_keys < nas.evaluated_keys
-    assert [earlier["status"] for earlier in resumed.search.trials.results.values()] == ["dry_run", "failed", "dry_run"]
+    assert [earlier.status for earlier in resumed.search.trials.results.values()] == ["dry_run", "failed", "dry_run"]
     assert checkpointed[1]["reason"] == "InvalidArgumentError: the first line\n  and the second line, \"quoted\""

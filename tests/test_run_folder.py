@@ -13,15 +13,17 @@ import time
 
 import pytest
 
-import library_config
+from hwnas.common.overrides import ParameterError, check_run_name, parse_overrides
+
+from hwnas.run.run_folder import LOCK_FILE_NAME, hold_run_folder, make_run_dir
 from conftest import PROJECT_DIR, TINY_RUN, run_main
 from library_nas import NAS, check_search_parameters
-from library_records import RecordsError
+from hwnas.run.records import RecordsError
 
 
 def copy_of_run(run_dir, destination):
     """A copy of a finished run folder (without its lock file) to damage or resume."""
-    shutil.copytree(run_dir, destination, ignore=shutil.ignore_patterns(library_config.LOCK_FILE_NAME))
+    shutil.copytree(run_dir, destination, ignore=shutil.ignore_patterns(LOCK_FILE_NAME))
     return str(destination)
 
 
@@ -29,7 +31,7 @@ def snapshot(run_dir):
     """Every file of a run folder and its bytes, but the lock file (which only says who writes)."""
     files = {}
     for path in sorted(glob.glob(os.path.join(run_dir, "**"), recursive=True)):
-        if os.path.isfile(path) and os.path.basename(path) != library_config.LOCK_FILE_NAME:
+        if os.path.isfile(path) and os.path.basename(path) != LOCK_FILE_NAME:
             with open(path, "rb") as file:
                 files[os.path.relpath(path, run_dir)] = file.read()
     return files
@@ -79,7 +81,7 @@ def wait_for_worker(process, timeout=300):
 def test_a_second_writer_is_refused_at_once_and_a_dead_writers_lock_is_taken_over(tmp_path, tiny_run):
     run_dir = copy_of_run(tiny_run[0], tmp_path / "run")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, library_config; library_config.hold_run_folder(sys.argv[1]); "
+        [sys.executable, "-c", "import sys; from hwnas.run.run_folder import hold_run_folder; hold_run_folder(sys.argv[1]); "
                                "print('held', flush=True); sys.stdin.read()", run_dir],
         cwd=PROJECT_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -92,8 +94,8 @@ def test_a_second_writer_is_refused_at_once_and_a_dead_writers_lock_is_taken_ove
     finally:
         holder.kill()
         holder.wait()
-    library_config.hold_run_folder(run_dir)  # the holder died: its lock is free
-    with open(os.path.join(run_dir, library_config.LOCK_FILE_NAME)) as lock_file:
+    hold_run_folder(run_dir)  # the holder died: its lock is free
+    with open(os.path.join(run_dir, LOCK_FILE_NAME)) as lock_file:
         assert lock_file.read().startswith(f"process {os.getpid()} ")
 
 
@@ -253,10 +255,10 @@ def test_a_damaged_parameters_file_is_named_in_one_line(tmp_path, tiny_run, edit
 
 def test_bad_values_are_named_and_numbers_are_read_as_people_write_them(tmp_path):
     defaults = {"flops_thr": 2_000_000, "ram_thr": 16_000, "epochs": 15, "num_classes": None}
-    assert library_config.parse_overrides(["flops_thr=2e6", "ram_thr=15999.5", "epochs=2e1"], defaults) == \
+    assert parse_overrides(["flops_thr=2e6", "ram_thr=15999.5", "epochs=2e1"], defaults) == \
         {"flops_thr": 2_000_000, "ram_thr": 15999.5, "epochs": 20}
-    with pytest.raises(library_config.ParameterError, match="epochs='2.5': expected int, got float"):
-        library_config.parse_overrides(["epochs=2.5"], defaults)
+    with pytest.raises(ParameterError, match="epochs='2.5': expected int, got float"):
+        parse_overrides(["epochs=2.5"], defaults)
     for parameters, text in (({"seed": -1}, "seed must be an integer from 0"),
                              ({"verbose": 5}, "verbose must be 0, 1 or 2"),
                              ({"flops_thr": 2e6, "ram_thr": 15999.5}, None)):
@@ -266,12 +268,12 @@ def test_bad_values_are_named_and_numbers_are_read_as_people_write_them(tmp_path
             with pytest.raises(ValueError, match=text):
                 check_search_parameters(parameters)
     for run_name in ("../elsewhere", "a/b", ".."):
-        with pytest.raises(library_config.ParameterError, match="run_name="):
-            library_config.check_run_name(run_name)
+        with pytest.raises(ParameterError, match="run_name="):
+            check_run_name(run_name)
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
-    with pytest.raises(library_config.ParameterError, match=f"logs_dir={not_a_folder}: cannot make the run folder"):
-        library_config.make_run_dir(str(not_a_folder), "nas")
+    with pytest.raises(ParameterError, match=f"logs_dir={not_a_folder}: cannot make the run folder"):
+        make_run_dir(str(not_a_folder), "nas")
     result = run_main("run_name=../outside", f"logs_dir={tmp_path}")
     assert result.returncode != 0 and "run_name='../outside'" in result.stderr and "Traceback" not in result.stderr
 

@@ -2,7 +2,7 @@
 the console shows is the best the search saves, typed results and their records."""
 import pytest
 
-from library_evaluation import Result, Status
+from hwnas.evaluation.evaluate import Result, Status
 from library_nas import NAS
 
 TIGHT = dict(params_thr=20_000, flops_thr=2_000_000, flash_thr=32_000, ram_thr=16_000, max_tens_thr=16_000)
@@ -30,8 +30,8 @@ def test_the_console_shows_the_best_by_the_first_objective_as_the_search_saves_i
     scores = [{"accuracy": 0.9, "f1": 0.6}, {"accuracy": 0.8, "f1": 0.7}]  # the second: less accurate, better F1
     for child, metrics in zip(children, scores):
         key = search.trials.open(child, 0)
-        state = dict(child.to_state(), val_metrics=dict(metrics, precision=0.5, recall=0.5),
-                     val_score=metrics["accuracy"], trained=False)
+        state = child.to_state().replaced(val_metrics=dict(metrics, precision=0.5, recall=0.5),
+                                          val_score=metrics["accuracy"], trained=False)
         search.record(child, key, Result(state, Status.DRY_RUN))
     assert search.ranking.best_by_first_objective(children) is children[1]
     assert search.best_record["child_id"] == children[1].child_id and search.best_record["fitness"] == 0.7
@@ -51,4 +51,4 @@ def test_a_network_file_keeps_the_result_as_plain_data_with_its_status(tmp_path,
         saved = pickle.load(network_file)
     assert saved["status"] == "failed" and saved["reason"] == "TrainingFailed: nan"  # as files before the type read
     loaded = nas.records.load_network(child.child_id)
-    assert loaded.status is Status.FAILED and loaded.state["architecture"] == child.architecture()
+    assert loaded.status is Status.FAILED and loaded.state.architecture == child.architecture()

@@ -5,9 +5,9 @@ import random
 import keras
 import pytest
 
-from library_block import ACTIVATIONS, Block
+from hwnas.network.block import ACTIVATIONS, Block
 from deployment_networks import random_input_stage
-from library_net import Net, blocks_from_settings, keras_flops_count
+from hwnas.network.net import Net, blocks_from_settings, keras_flops_count
 
 SPACE = {"filters": [1, 3, 4, 8, 16, 32, 64], "kernel_size": [1, 2, 3, 5, 7, 9, 15],
          "stride": [1, 2, 3, 4], "padding": ["same", "valid"], "activation": list(ACTIVATIONS),
@@ -130,9 +130,9 @@ def test_dump_and_short_description_are_readable(small_data, tmp_path):
 
 
 def test_keras_flops_import_keeps_tensorflows_own_statistics():
-    import library_keras_flops
+    from hwnas.network import keras_flops
     from tensorflow.python.framework import ops
-    library_keras_flops.import_keras_flops()
+    keras_flops.import_keras_flops()
     registered = ops._stats_registry.list()
     assert "FusedBatchNormV3,flops" in registered  # added by keras-flops
     assert "AddV2,flops" in registered  # TensorFlow's own, kept

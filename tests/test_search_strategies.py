@@ -6,13 +6,12 @@ import glob
 import json
 import os
 import signal
-import time
 
 import keras
 import pytest
 
-import library_objectives as objectives_lib
-from library_device import TargetDevice
+from hwnas.strategy import objectives as objectives_lib
+from hwnas.devices import TargetDevice
 from conftest import TINY_GA_RUN, run_main
 from library_nas import NAS, ConstraintError, check_search_parameters
 from test_nas import deployed_figures, keras_figures

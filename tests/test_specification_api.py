@@ -72,12 +72,13 @@ def test_specified_defaults_are_kept():
 
 def test_nas_takes_every_search_parameter_of_the_main_script(small_data, tmp_path):
     """Its keyword arguments are library_settings' (test_structure holds B01_NAS.py's block to them)."""
-    import library_settings
+    from hwnas.search import settings as library_settings
     from test_structure import main_script_parameters
     searched = {name: value for name, value in main_script_parameters().items() if name in library_settings.SETTINGS}
     assert len(searched) > 50
     nas = library_nas.NAS(run_dir=str(tmp_path / "run"), preloaded_data=small_data[0], **searched)
     assert nas.settings == dict(library_settings.DEFAULTS, **searched)
+    assert set(library_settings.ORIGINAL) <= set(searched)  # B01_NAS.py gives every setting: none is left to the original's
 
 
 def test_load_and_preprocess_data_returns_the_originals_order(demo_subset_files):

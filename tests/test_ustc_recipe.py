@@ -12,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-import library_load_and_split_data as data_lib
-import library_ustc_tk2016 as ustc_lib
+from hwnas.data import idx as data_lib
+from hwnas.captures import ustc_tk2016 as ustc_lib
 from capture_builder import ethernet, ip_packet, linux_cooked, write_pcap, write_pcapng
-from library_sessions import FileSessions, sessions_of_files
+from hwnas.captures.sessions import FileSessions, sessions_of_files
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENT, SERVER, CLIENT6, SERVER6 = "10.0.0.1", "10.0.0.2", "fd00::1", "fd00::2"

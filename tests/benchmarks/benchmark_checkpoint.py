@@ -13,15 +13,15 @@ same networks. Prints both at the reported network counts.
 import argparse
 import os
 import pickle
-import sys
 import tempfile
 import time
 
 import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import library_load_and_split_data as data_lib  # noqa: E402
-from library_config import quiet_tensorflow_logs, write_atomically  # noqa: E402
+from hwnas.data import idx as data_lib  # noqa: E402
+from hwnas.common.quiet import quiet_tensorflow_logs
+from hwnas.common.files import write_atomically  # noqa: E402
 from library_nas import NAS  # noqa: E402
 
 
@@ -59,7 +59,7 @@ def main():
                          "absolute_best": nas.absolute_best.to_state(),
                          "evaluated_keys": sorted(nas.evaluated_keys),
                          "evaluated_results": {key: dict(earlier, state=nas.records.load_network(
-                             earlier["child_id"]).state) for key, earlier in nas.search.trials.results.items()}}
+                             earlier.child_id).state) for key, earlier in nas.search.trials.results.items()}}
             old_path = os.path.join(folder, "old_checkpoint.pkl")
             start = time.perf_counter()
             write_atomically(old_path, pickle.dumps(old_state))

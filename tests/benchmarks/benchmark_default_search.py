@@ -27,7 +27,7 @@ import benchmark_setup  # noqa: F401  (the project and the tests' helpers on the
 
 import numpy as np  # noqa: E402
 
-import library_load_and_split_data as data_lib  # noqa: E402
+from hwnas.data import idx as data_lib  # noqa: E402
 
 PROJECT_DIR = benchmark_setup.PROJECT_DIR
 DATASETS = {"demo": ("data/demo_sessions.idx3", "data/demo_labels.idx1"),

@@ -6,7 +6,7 @@ continues where it stopped; every run rewrites the report (--out) from all cache
   architectures  The same hand-made architectures under each input encoding
                  (bytes / 255, or a learned byte table of 4, 8 or 16 values per
                  byte) and a few input lengths, each trained on one fold of the
-                 training split (library_evaluation.evaluate, the search's own
+                 training split (hwnas.evaluation.evaluate.evaluate, the search's own
                  evaluation: early stopping on the fold's validation part) and
                  measured as the int8 TFLite model TFLM runs: test accuracy of the
                  Keras model and of the deployed one, parameters, flash, arena,
@@ -37,10 +37,9 @@ import benchmark_setup  # noqa: E402  (the project and the tests' helpers on the
 
 PROJECT_DIR = benchmark_setup.PROJECT_DIR
 
-import numpy as np  # noqa: E402
 
-import library_load_and_split_data as data_lib  # noqa: E402
-import library_report as report_lib  # noqa: E402
+from hwnas.data import idx as data_lib  # noqa: E402
+from hwnas.run import report as report_lib  # noqa: E402
 
 CACHE_DIR = os.path.join(PROJECT_DIR, "logs", "benchmark_encoding")
 NOTES_HEADING = "## What it means"
@@ -109,10 +108,10 @@ def random_forest_accuracy(dataset, seed):
 
 
 def run_architectures(datasets, seeds):
-    from library_device import TargetDevice
-    from library_evaluation import Status, Task
-    from library_evaluator import make_evaluator
-    from library_net import Net
+    from hwnas.devices import TargetDevice
+    from hwnas.evaluation.evaluate import Status, Task
+    from hwnas.evaluation.evaluators import make_evaluator
+    from hwnas.network.net import Net
     device = TargetDevice.named("STM32F746")
     done = _read_cache("architectures")
     for dataset in datasets:
@@ -140,13 +139,13 @@ def run_architectures(datasets, seeds):
                     net = Net.from_state(state, None, data)
                     n_params, _, flops, _, _ = net.hw_measures()
                     row = {"key": key, "dataset": dataset, "seed": seed, "config": config_name(config),
-                           "test_accuracy": state["test_metrics"]["accuracy"],
-                           "int8_test_accuracy": state["deployed"]["test_accuracy"],
-                           "val_accuracy": state["val_score"], "n_params": n_params, "flops": flops,
-                           "flash_bytes": state["deployed"]["flash_bytes"],
-                           "arena_bytes": state["deployed"]["arena_bytes"],
-                           "latency_ms": device.latency_ms(net), "epochs": state["epochs_trained"],
-                           "train_seconds": state["train_seconds"]}
+                           "test_accuracy": state.test_metrics["accuracy"],
+                           "int8_test_accuracy": state.deployed["test_accuracy"],
+                           "val_accuracy": state.val_score, "n_params": n_params, "flops": flops,
+                           "flash_bytes": state.deployed["flash_bytes"],
+                           "arena_bytes": state.deployed["arena_bytes"],
+                           "latency_ms": device.latency_ms(net), "epochs": state.epochs_trained,
+                           "train_seconds": state.train_seconds}
                     done[key] = row
                     _append_cache("architectures", row)
                     print(f"{key}: test {row['test_accuracy']:.4f} int8 {row['int8_test_accuracy']:.4f} "
@@ -211,7 +210,7 @@ def report(path):
         lines += ["## The same architectures under each input", "",
                   "Median [min, max] over the seeds; test accuracy of the Keras model and of the int8 model run "
                   "by TFLM; flash and arena measured on the int8 model; latency estimated on the STM32F746 "
-                  "profile (library_device).", ""]
+                  "profile (hwnas.devices).", ""]
         for dataset in DATASETS:
             subset = [row for row in rows if row["dataset"] == dataset]
             if not subset:

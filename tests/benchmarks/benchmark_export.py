@@ -5,14 +5,13 @@
 Draws random valid networks of the default search space (default thresholds) on
 600 demo sessions, trains each for one epoch, saves it as a .keras file, and
 converts that file twice to int8 TFLite with the same calibration samples: the
-toolkit's way (library_deploy.export_keras_file: one-sample batch, graph frozen
+toolkit's way (hwnas.network.deploy.export_keras_file: one-sample batch, graph frozen
 first) and the recipe most tutorials give (TFLiteConverter.from_keras_model).
 Prints the flatbuffer size and TFLM's arena of both, and how much larger the
 plain recipe's are.
 """
 import argparse
 import os
-import sys
 import tempfile
 
 import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
@@ -21,9 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import library_deploy as deploy  # noqa: E402
-import library_load_and_split_data as data_lib  # noqa: E402
-from library_config import quiet_native_output, quiet_tensorflow_logs  # noqa: E402
+from hwnas.network import deploy  # noqa: E402
+from hwnas.data import idx as data_lib  # noqa: E402
+from hwnas.common.quiet import quiet_native_output, quiet_tensorflow_logs  # noqa: E402
 from library_nas import NAS  # noqa: E402
 
 DEFAULT_THRESHOLDS = dict(params_thr=20_000, flops_thr=2_000_000, flash_thr=32_000, ram_thr=16_000,

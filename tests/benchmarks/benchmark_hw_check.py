@@ -11,7 +11,6 @@ import argparse
 import os
 import random
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -20,9 +19,9 @@ import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers o
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import library_load_and_split_data as data_lib  # noqa: E402
+from hwnas.data import idx as data_lib  # noqa: E402
 from deployment_networks import SEARCH_SPACE  # noqa: E402
-from library_net import Net, blocks_from_settings, keras_flops_count  # noqa: E402
+from hwnas.network.net import Net, blocks_from_settings, keras_flops_count  # noqa: E402
 
 
 def main():

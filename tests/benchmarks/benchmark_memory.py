@@ -10,19 +10,17 @@ after network 20 and after the last one.
 """
 import argparse
 import os
-import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
 
-import library_config  # noqa: E402
+from hwnas.common.quiet import quiet_native_output, quiet_tensorflow_logs  # noqa: E402
 
-with library_config.quiet_native_output():
-    import library_load_and_split_data as data_lib  # noqa: E402
+with quiet_native_output():
+    from hwnas.data import idx as data_lib  # noqa: E402
     from library_nas import NAS  # noqa: E402
-library_config.quiet_tensorflow_logs()
+quiet_tensorflow_logs()
 
 
 def resident_megabytes(pid="self"):

@@ -7,7 +7,7 @@ Writes a synthetic Ethernet capture of --packets packets: TCP connections (hands
 requests and answers of 0 to 1,460 bytes both ways, FIN) and UDP exchanges, IPv4 with
 some IPv6 and 802.1Q VLAN tags, about 400 sessions open at any time. Then, each in a
 fresh process (so that its peak memory is its own):
-  1. this toolkit's library_sessions.sessions_of_file on the whole capture (one core);
+  1. this toolkit's sessions.sessions_of_file on the whole capture (one core);
   2. the same through sessions_of_files with two workers on the capture cut in two files
      (what B00_pcap_to_idx.py does with n_workers = 2);
   3. scapy's PcapReader loop on the first --scapy-packets packets (200,000 by default:
@@ -115,12 +115,12 @@ def split_capture(path, first_path, second_path):
 
 
 def run_ours(paths, n_workers):
-    import library_sessions
+    from hwnas.captures import sessions
     started = time.perf_counter()
     if len(paths) == 1:
-        results = {paths[0]: library_sessions.sessions_of_file(paths[0], library_sessions.SessionSettings(length=784))}
+        results = {paths[0]: sessions.sessions_of_file(paths[0], sessions.SessionSettings(length=784))}
     else:
-        results = library_sessions.sessions_of_files(paths, library_sessions.SessionSettings(length=784), n_workers)
+        results = sessions.sessions_of_files(paths, sessions.SessionSettings(length=784), n_workers)
     seconds = time.perf_counter() - started
     packets = sum(result.counts["packets"] for result in results.values())
     sessions = sum(record.dropped is None for result in results.values() for record in result.sessions)

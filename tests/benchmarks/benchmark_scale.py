@@ -8,7 +8,7 @@ the same networks (the smart start and random valid ones of the default search s
 are evaluated as a search evaluates its candidates (2 of 5 folds, 2 worker processes with one thread
 each, the data shared between them), with max_search_sessions (the budget) and with every session.
 Prints, per size and budget: seconds per network (wall time over the networks, 2 at once), where a
-network's seconds go (library_training's and library_net's phases, summed over its folds), and the
+network's seconds go (hwnas.network.training's and hwnas.network.net's phases, summed over its folds), and the
 peak resident memory (VmHWM) of the driver process and of the largest worker process.
 
     python tests/benchmarks/benchmark_scale.py [--sizes 5000 20000 60000 120000] [--networks 8]
@@ -31,13 +31,13 @@ import benchmark_setup  # noqa: F401  (the project and the tests' helpers on the
 
 import numpy as np  # noqa: E402
 
-import library_config  # noqa: E402
+from hwnas.common.quiet import quiet_native_output, quiet_tensorflow_logs  # noqa: E402
 
-with library_config.quiet_native_output():
-    import library_load_and_split_data as data_lib  # noqa: E402
-    from library_evaluator import make_evaluator  # noqa: E402
+with quiet_native_output():
+    from hwnas.data import idx as data_lib  # noqa: E402
+    from hwnas.evaluation.evaluators import make_evaluator  # noqa: E402
     from study_data_budget import networks_and_tasks  # noqa: E402
-library_config.quiet_tensorflow_logs()
+quiet_tensorflow_logs()
 
 SOURCE = ("data/ustc_benign_l7_images.idx3.gz", "data/ustc_benign_l7_labels.idx1.gz")
 PHASES = ("building", "tracing", "training", "predicting", "keras_flops", "conversion", "tflm")
@@ -110,7 +110,7 @@ def measure(paths, budget, n_networks, epochs):
     phases = []
     try:
         for _, result in evaluator.evaluate_all(tasks):
-            phases.append((result.state or {}).get("phase_seconds") or {})
+            phases.append((result.state.phase_seconds if result.state is not None else None) or {})
     finally:
         evaluator.close()
     seconds = (time.perf_counter() - started) / len(tasks)

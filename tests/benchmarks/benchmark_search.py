@@ -41,9 +41,9 @@ import benchmark_setup  # noqa: E402  (the project and the tests' helpers on the
 
 PROJECT_DIR = benchmark_setup.PROJECT_DIR
 
-import library_budget as halving_lib  # noqa: E402
-import library_objectives as objectives_lib  # noqa: E402
-import library_report as report  # noqa: E402
+from hwnas.search import budget as halving_lib  # noqa: E402
+from hwnas.strategy import objectives as objectives_lib  # noqa: E402
+from hwnas.run import report  # noqa: E402
 
 FLASH_THR = 32_000
 DONE_MARKER = "benchmark_done.json"  # written in a run folder once its run has finished

@@ -20,7 +20,7 @@ def split_and_folds(images_path=None, labels_path=None, test_size=0.1, num_folds
     """(SessionData, folds, integer training labels, integer test labels) of an IDX pair (the demo
     data by default; paths relative to the project): a stratified test split and stratified folds,
     as B01_NAS.py makes them (the sessions kept as bytes; keep_bytes=False: float32 / 255)."""
-    import library_load_and_split_data as data_lib
+    from hwnas.data import idx as data_lib
     paths = {"images_path": os.path.join(PROJECT_DIR, images_path or "data/demo_sessions.idx3"),
              "labels_path": os.path.join(PROJECT_DIR, labels_path or "data/demo_labels.idx1")}
     X_train, y_train, X_test, y_test = data_lib.load_and_preprocess_data(None, test_size, seed=seed,

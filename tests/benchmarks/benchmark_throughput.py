@@ -11,20 +11,19 @@ whether the validation scores agree. Run it on an otherwise idle machine.
 """
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import library_config  # noqa: E402
+from hwnas.common.quiet import quiet_native_output, quiet_tensorflow_logs  # noqa: E402
 
-with library_config.quiet_native_output():
-    import library_load_and_split_data as data_lib  # noqa: E402
-    from library_evaluator import make_evaluator  # noqa: E402
+with quiet_native_output():
+    from hwnas.data import idx as data_lib  # noqa: E402
+    from hwnas.evaluation.evaluators import make_evaluator  # noqa: E402
     from library_nas import NAS  # noqa: E402
-library_config.quiet_tensorflow_logs()
+quiet_tensorflow_logs()
 
 DEFAULT_THRESHOLDS = dict(params_thr=20_000, flops_thr=2_000_000, flash_thr=32_000, ram_thr=16_000,
                           max_tens_thr=16_000)
@@ -52,8 +51,7 @@ def run_setting(setting, data, folds, tasks):
     scores = {}
     try:
         for task_id, result in evaluator.evaluate_all(tasks):
-            state = result.state or {}
-            scores[task_id] = state.get("val_score") if result.status == "ok" else result.reason
+            scores[task_id] = result.state.val_score if result.status == "ok" else result.reason
             print(f"  {setting}: network {task_id:2d} done after {time.perf_counter() - start:6.1f} s, "
                   f"val {scores[task_id]}", flush=True)
     finally:

@@ -5,7 +5,7 @@
 
 --where measures, on the smart-start network (fold 0 of the demo data, batch 64), where one
 network's training time goes: the first epoch (tracing) against the next, with Keras building
-the optimizer and metrics inside the traced step (traced twice) and with library_net building
+the optimizer and metrics inside the traced step (traced twice) and with hwnas.network.net building
 them first (traced once); an epoch of fit against bare training steps; each layer's
 forward and backward pass alone; and TensorFlow's ops in an epoch of fit, by op type.
 
@@ -13,7 +13,7 @@ For 8 fixed architectures of the demo data (the smart-start network and 7 random
 valid ones of the default search space, seeds fixed) it trains each as the
 default run does (2 of 5 folds, up to --epochs epochs, batch 64) twice, in
 alternating order: as before (a new model built, compiled and traced for every
-fold) and as now (library_net: one compiled model per network, re-initialised for
+fold) and as now (hwnas.network.net: one compiled model per network, re-initialised for
 each fold, the fold's own seed). It prints per network: seconds before and now,
 samples per second, the fraction of this machine's measured single-thread
 matrix-multiply FLOP rate that training reaches (3 x the forward FLOPs of the cost
@@ -27,26 +27,25 @@ import glob
 import math
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import library_config  # noqa: E402
+from hwnas.common.quiet import quiet_native_output, quiet_tensorflow_logs  # noqa: E402
 
-with library_config.quiet_native_output():
+with quiet_native_output():
     import keras  # noqa: E402
     import numpy as np  # noqa: E402
     import tensorflow as tf  # noqa: E402
 
-    import library_load_and_split_data as data_lib  # noqa: E402
-    import library_training  # noqa: E402
-    from library_compute_stats import compute_descriptors  # noqa: E402
-    from library_net import net_from_architecture  # noqa: E402
+    from hwnas.data import idx as data_lib  # noqa: E402
+    from hwnas.network import training  # noqa: E402
+    from hwnas.data.metrics import compute_descriptors  # noqa: E402
+    from hwnas.network.net import net_from_architecture  # noqa: E402
     from benchmark_throughput import architectures_and_tasks  # noqa: E402
-library_config.quiet_tensorflow_logs()
+quiet_tensorflow_logs()
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
@@ -69,7 +68,7 @@ def matmul_gflops(size=1024, repeats=20):
 
 
 def train_as_before(net, folds):
-    """The training of library_net before this change: a new model built, compiled and traced
+    """The training of hwnas.network.net before this change: a new model built, compiled and traced
     for each fold (same seeds, callbacks and settings). Returns (validation accuracy, epochs)."""
     settings, accuracies, epochs = net.train_settings, [], 0
     for i_fold in range(N_FOLDS_TRAINED):
@@ -126,7 +125,7 @@ def milliseconds_per_call(function, argument, repeats=100):
 
 
 def where_the_time_goes(data, folds):
-    from library_search_space import SMART_START_BLOCKS, SMART_START_HEAD
+    from hwnas.strategy.search_space import SMART_START_BLOCKS, SMART_START_HEAD
     architecture = {"blocks": [dict(settings) for settings in SMART_START_BLOCKS], "head": SMART_START_HEAD}
     X_train, X_val, Y_train, Y_val = data_lib.get_fold_split(data.X_train, data.Y_train, folds, 0)
     print(f"smart-start network, fold 0: {len(X_train)} training sessions, batch 64, 1 thread\n")
@@ -137,12 +136,12 @@ def where_the_time_goes(data, folds):
         lazy.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
         lazy_seconds = first_and_second_epoch(lazy, X_train, Y_train, X_val, Y_val)
         keras.backend.clear_session()
-        built_seconds = first_and_second_epoch(library_training.compiled_model(net), X_train, Y_train, X_val, Y_val)
+        built_seconds = first_and_second_epoch(training.compiled_model(net), X_train, Y_train, X_val, Y_val)
         keras.backend.clear_session()
         print(f"  built while tracing: {lazy_seconds[0]:.2f} s then {lazy_seconds[1]:.2f} s; "
-              f"built first (library_net): {built_seconds[0]:.2f} s then {built_seconds[1]:.2f} s")
+              f"built first (hwnas.network.net): {built_seconds[0]:.2f} s then {built_seconds[1]:.2f} s")
     net = net_from_architecture(architecture, None, data, {"seed": 0})
-    model = library_training.compiled_model(net)
+    model = training.compiled_model(net)
     steps = math.ceil(len(X_train) / 64)
     epoch_seconds = min(first_and_second_epoch(model, X_train, Y_train, X_val, Y_val)[1] for _ in range(2))
     loss_function = keras.losses.CategoricalCrossentropy()
@@ -222,7 +221,7 @@ def main():
         return where_the_time_goes(data, folds)
     with tempfile.TemporaryDirectory() as run_dir:
         tasks, _ = architectures_and_tasks(data, arguments.networks - 1, arguments.epochs, run_dir)
-    from library_search_space import SMART_START_BLOCKS, SMART_START_HEAD
+    from hwnas.strategy.search_space import SMART_START_BLOCKS, SMART_START_HEAD
     smart_start = {"blocks": [dict(settings, dropout_rate=0.0) for settings in SMART_START_BLOCKS],
                    "head": SMART_START_HEAD}
     architectures = [smart_start] + [tasks[index]["architecture"] for index in sorted(tasks)]

@@ -1,4 +1,4 @@
-"""Refits the fixed-byte entries of library_block.DEPLOYED_COST against the real toolchain.
+"""Refits the fixed-byte entries of hwnas.network.deployed_cost.DEPLOYED_COST against the real toolchain.
 
 Converts random networks (random input lengths, class counts and weights) to
 TFLite, measures the flatbuffer and TensorFlow Lite Micro's arena, and fits each
@@ -13,7 +13,6 @@ DEPLOYED_COST, then run tests/test_deployed_cost.py.
 import argparse
 import os
 import random
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
@@ -21,10 +20,10 @@ import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers o
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import library_deploy as deploy  # noqa: E402
-from library_block import DEPLOYED_COST  # noqa: E402
+from hwnas.network import deploy  # noqa: E402
+from hwnas.network.deployed_cost import DEPLOYED_COST  # noqa: E402
 from deployment_networks import deployment_test_network, randomize_weights  # noqa: E402
-from library_deploy import device_model  # noqa: E402
+from hwnas.network.deploy import device_model  # noqa: E402
 
 # Features of the flatbuffer's bytes beyond the weights, and of TFLM's persistent bytes.
 FLASH_ENTRIES = ("model_fixed", "per_filter", "conv_op", "tanh_op", "tanh_after_batchnorm", "pool_op",
@@ -43,7 +42,8 @@ def features(net):
               "tanh_after_batchnorm": sum(b.activation == "tanh" and b.has_batchnorm for b in blocks),
               "pool_op": sum(b.pooling_used != "none" for b in blocks),
               "flatten_op": int(net.head == "flatten" and last_length > 1), "gap_ops": int(net.head == "gap"),
-              "per_class": net.num_classes, "gather_op": int(net.input_stage.encoding == "embedding")}
+              "per_class": net.num_classes,
+              "gather_op": sum(op == "GATHER" for op, _ in net.input_stage.deployed_ops())}
     persistent = {"persistent_fixed": 1, "persistent_per_filter": counts["per_filter"],
                   "persistent_conv": counts["conv_op"], "persistent_tanh": counts["tanh_op"],
                   "persistent_pool": counts["pool_op"], "persistent_flatten": counts["flatten_op"],
@@ -94,14 +94,18 @@ def main():
             residuals = rows @ coefficients - targets
             fitted.update(zip(entries, coefficients.tolist()))
             print(f"  {entries[0]}..: largest residual {np.abs(residuals).max():.0f} bytes")
+        gather = {name: fitted.pop(name) for name in ("gather_op", "persistent_gather")}
         print(f"  DEPLOYED_COST['{precision}'] fixed entries: {fitted}")
+        print(f"  the embedding encoding's GATHER (hwnas/network/encodings/embedding.py): "
+              f"GATHER_FLASH_BYTES['{precision}'] = {gather['gather_op']}, "
+              f"GATHER_PERSISTENT_BYTES['{precision}'] = {gather['persistent_gather']}")
 
 
 def check(n_networks):
     """Prints the relative errors of the flash and arena estimates on unseen networks, per
     precision and input encoding."""
     from test_deployed_cost import measured_and_estimated
-    from library_encoding import ENCODINGS
+    from hwnas.network.input_stage import ENCODINGS
     for precision in DEPLOYED_COST:
         for encoding in ENCODINGS:
             rows = measured_and_estimated(precision, n_networks, 2026, encoding)

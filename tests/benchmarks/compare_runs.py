@@ -1,13 +1,13 @@
-"""Same runs, same results: the tiny runs of the three strategies (and of the GA with inheritance
-and a predictor), with and without successive halving, on one worker and two, made by one checkout
-and compared with another's.
+"""Same runs, same results: the tiny runs of B01_NAS.py's defaults and of the three strategies (and of
+the GA with inheritance and a predictor), with and without successive halving, on one worker and two,
+made by one checkout and compared with another's.
 
 A change to how the search is built (not to what it does) must leave every result as it was:
 children.csv and pareto.csv equal but for the timing columns, the saved models' weights, their
 deployed flatbuffers and C headers equal byte for byte. Columns (and record fields) that only the
 newer checkout writes are listed, not counted as differences: they record something new.
 
-    python tests/benchmarks/compare_runs.py run OUT_DIR          # this checkout's 16 runs into OUT_DIR
+    python tests/benchmarks/compare_runs.py run OUT_DIR          # this checkout's 20 runs into OUT_DIR
         [--strategies ga_levers ...]                            # or only some
     python tests/benchmarks/compare_runs.py compare DIR_A DIR_B  # exit 1 and each difference, or "identical"
 
@@ -27,7 +27,8 @@ PROJECT_DIR = benchmark_setup.PROJECT_DIR
 TIMING_COLUMNS = {"train_seconds", "elapsed_seconds", "wall_seconds"}
 TINY = ["test_size=0.2", "num_folds=3", "num_selected_folds=2", "n_generations=2", "n_child=3", "epochs=2",
         "max_depth=4"]
-STRATEGIES = {"mutation": ["search_strategy=mutation"],
+STRATEGIES = {"default": [],  # B01_NAS.py's defaults (the GA with inheritance and a predictor, the final training)
+              "mutation": ["search_strategy=mutation"],
               "ga": ["search_strategy=ga", "population_size=3", "n_elites=2", "smart_start=False",
                      'objectives=["val_accuracy","flash_size"]', "save_pareto_models=True"],
               "random": ["search_strategy=random", "population_size=3"],
@@ -40,7 +41,7 @@ HALVING = {"full": [], "halving": ["halving_eta=2", "min_epochs=1"]}
 def run_all(out_dir, strategies):
 
     import numpy as np
-    import library_load_and_split_data as data_lib
+    from hwnas.data import idx as data_lib
     os.makedirs(out_dir, exist_ok=True)
     images = data_lib.read_idx3(os.path.join(PROJECT_DIR, "data", "demo_sessions.idx3"))[:450]
     labels = data_lib.read_idx1(os.path.join(PROJECT_DIR, "data", "demo_labels.idx1"))[:450]
@@ -94,6 +95,8 @@ def model_files(run_dir):
         elif path.endswith(".json"):
             record = json.load(open(path))
             contents[relative] = {k: v for k, v in record.items() if k not in TIMING_COLUMNS}
+        elif path.endswith(".csv"):  # per-class results: by rows, so that a column only one checkout writes is listed
+            contents[relative] = rows(path)
         else:
             contents[relative] = open(path, "rb").read()
     return contents
@@ -120,7 +123,12 @@ def compare(dir_a, dir_b, added):
             x, y = models_a[path], models_b[path]
             if isinstance(x, dict):
                 [x], [y] = common_fields([x], [y], added)
-            same = (len(x) == len(y) and all(np.array_equal(u, v) for u, v in zip(x, y))) if isinstance(x, list) else x == y
+            elif isinstance(x, list) and x and isinstance(x[0], dict):
+                x, y = common_fields(x, y, added)
+            if isinstance(x, list) and x and isinstance(x[0], dict):
+                same = x == y
+            else:
+                same = (len(x) == len(y) and all(np.array_equal(u, v) for u, v in zip(x, y))) if isinstance(x, list) else x == y
             if not same:
                 differences.append(f"{name}/{path} differs")
         print(f"{name}: compared", flush=True)

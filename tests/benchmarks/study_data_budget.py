@@ -2,7 +2,7 @@
 
 ranks: the same networks (the smart start and random valid ones of the default search space and
 thresholds, seeds fixed) each trained as a search trains a candidate (2 of 5 folds, up to 15 epochs)
-with every budget of sessions per fold part (library_load_and_split_data.fold_samples) and with all
+with every budget of sessions per fold part (hwnas.data.samples.fold_samples) and with all
 of them; per budget, Spearman's correlation of the networks' validation scores with their scores on
 all the data (over every network, and over the better half by the full data, where a search spends
 its time), how many of the full data's top 5 the budget's top 5 hold, and what the budget's first
@@ -44,7 +44,9 @@ import benchmark_setup  # noqa: F401  (the project and the tests' helpers on the
 import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-import library_config  # noqa: E402
+from hwnas.network.state import NetworkState  # noqa: E402
+
+from hwnas.common.quiet import quiet_native_output, quiet_tensorflow_logs  # noqa: E402
 
 PROJECT_DIR = benchmark_setup.PROJECT_DIR
 CACHE_DIR = os.path.join(PROJECT_DIR, "logs", "study_data_budget")
@@ -66,9 +68,9 @@ def parse_budget(text):
 def networks_and_tasks(data, n_networks, run_dir):
     """The smart start and n_networks - 1 distinct random valid networks of the default search space
     and thresholds, with the tasks a search gives them (seeds 1..n)."""
-    import library_settings
+    from hwnas.search import settings
     from library_nas import NAS
-    settings = {name: library_settings.DEFAULTS[name] for name in library_settings.SETTINGS
+    settings = {name: settings.DEFAULTS[name] for name in settings.SETTINGS
                 if name not in ("max_search_sessions", "final_training", "search_strategy", "inherit_weights",
                                 "proposal_pool")}
     nas = NAS(run_dir=run_dir, preloaded_data=data, **settings)
@@ -86,10 +88,10 @@ def networks_and_tasks(data, n_networks, run_dir):
 
 
 def ranks(dataset, n_networks, budgets, n_workers):
-    with library_config.quiet_native_output():
-        import library_load_and_split_data as data_lib
-        from library_evaluator import make_evaluator
-    library_config.quiet_tensorflow_logs()
+    with quiet_native_output():
+        from hwnas.data import idx as data_lib
+        from hwnas.evaluation.evaluators import make_evaluator
+    quiet_tensorflow_logs()
     data, folds, y_train, _ = benchmark_setup.split_and_folds(*DATASETS[dataset])
     with tempfile.TemporaryDirectory() as run_dir:
         networks, tasks = networks_and_tasks(data, n_networks, run_dir)
@@ -105,10 +107,10 @@ def ranks(dataset, n_networks, budgets, n_workers):
             evaluator = make_evaluator("local", search_data, sampled, n_workers, 1)
             try:
                 for index, result in evaluator.evaluate_all(todo):
-                    state = result.state or {}
+                    state = result.state or NetworkState()
                     entry = {"architecture": networks[index].architecture_text(), "status": str(result.status),
-                             "val_accuracy": state.get("val_score"), "train_seconds": state.get("train_seconds"),
-                             "phase_seconds": state.get("phase_seconds"), "epochs": state.get("epochs_trained")}
+                             "val_accuracy": state.val_score, "train_seconds": state.train_seconds,
+                             "phase_seconds": state.phase_seconds, "epochs": state.epochs_trained}
                     if result.status == "ok" and budget is not None:
                         entry["whole_val_accuracy"] = sample_accuracy(state, data, [part for _, part in folds])
                     cached["networks"][str(index)] = entry
@@ -127,10 +129,10 @@ VALIDATION_SAMPLES = (250, 500, 1000, 2000)
 def validation(dataset, n_networks, budget, n_workers):
     """Trains the networks on the budget with 2 folds, early stopping on the whole validation part,
     and scores each on stratified samples of it; caches {network: {sample size or "whole": accuracy}}."""
-    with library_config.quiet_native_output():
-        import library_load_and_split_data as data_lib
-        from library_evaluator import make_evaluator
-    library_config.quiet_tensorflow_logs()
+    with quiet_native_output():
+        from hwnas.data import idx as data_lib
+        from hwnas.evaluation.evaluators import make_evaluator
+    quiet_tensorflow_logs()
     data, folds, y_train, _ = benchmark_setup.split_and_folds(*DATASETS[dataset], num_folds=2)
     with tempfile.TemporaryDirectory() as run_dir:
         networks, tasks = networks_and_tasks(data, n_networks, run_dir)
@@ -163,11 +165,11 @@ def validation(dataset, n_networks, budget, n_workers):
 def sample_accuracy(state, data, parts):
     """A trained network's mean accuracy over the folds it trained on, each scored on parts[fold] with that fold's weights."""
     import keras
-    from library_net import net_from_architecture
-    from library_training import predict
+    from hwnas.network.net import net_from_architecture
+    from hwnas.network.training import predict
     accuracies = []
-    for i_fold, weights in sorted(state["fold_weights"].items()):
-        net = net_from_architecture(state["architecture"], None, data, state["train_settings"])
+    for i_fold, weights in sorted(state.fold_weights.items()):
+        net = net_from_architecture(state.architecture, None, data, state.train_settings)
         model = net.ins_keras_model()
         for name, layer_weights in weights.items():
             model.get_layer(name).set_weights(layer_weights)

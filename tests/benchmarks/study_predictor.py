@@ -3,7 +3,7 @@
 For each run folder given, generation by generation: fit each regressor on every network trained
 (to the full budget) in the generations before, predict the networks of this generation, and take
 Spearman's correlation of the predictions with their measured validation accuracy, as the search's
-predictor is used (library_predictor). The parameter count alone (fewer parameters ranked higher,
+predictor is used (hwnas.strategy.predictor). The parameter count alone (fewer parameters ranked higher,
 and more ranked higher) is the baseline a model has to beat: no zero-cost proxy did
 (docs/study_zero_cost.md). Prints, per regressor, the median and mean correlation over every
 generation of every run with at least 3 networks and, per run, the correlation over every network
@@ -27,10 +27,10 @@ from sklearn.gaussian_process.kernels import ConstantKernel, RBF, WhiteKernel  #
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-import library_load_and_split_data as data_lib  # noqa: E402
-import library_report as report  # noqa: E402
-from library_net import net_from_architecture  # noqa: E402
-from library_predictor import features  # noqa: E402
+from hwnas.data import idx as data_lib  # noqa: E402
+from hwnas.run import report  # noqa: E402
+from hwnas.network.net import net_from_architecture  # noqa: E402
+from hwnas.strategy.predictor import features  # noqa: E402
 
 REGRESSORS = {
     "random forest": lambda: RandomForestRegressor(n_estimators=200, min_samples_leaf=2, random_state=0, n_jobs=1),
@@ -58,7 +58,7 @@ def run_networks(run_dir):
     return rows
 
 
-ENCODINGS = {"full": slice(None),  # library_predictor.features: figures, input, head, depth, every block
+ENCODINGS = {"full": slice(None),  # hwnas.strategy.predictor.features: figures, input, head, depth, every block
              "compact": slice(0, 11)}  # its figures, input, head and depth only
 
 

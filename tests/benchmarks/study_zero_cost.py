@@ -22,26 +22,25 @@ process per core with --part 0 --parts 2 and --part 1 --parts 2 (it times nothin
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 import benchmark_setup  # noqa: E402,F401  (the project and the tests' helpers on the path)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import library_config  # noqa: E402
+from hwnas.common.quiet import quiet_native_output, quiet_tensorflow_logs  # noqa: E402
 
-with library_config.quiet_native_output():
+with quiet_native_output():
     import keras  # noqa: E402
     import numpy as np  # noqa: E402
     import tensorflow as tf  # noqa: E402
     from scipy.stats import spearmanr  # noqa: E402
 
-    import library_budget as halving_lib  # noqa: E402
-    import library_load_and_split_data as data_lib  # noqa: E402
-    from library_net import net_from_architecture  # noqa: E402
+    from hwnas.search import budget as halving_lib  # noqa: E402
+    from hwnas.data import idx as data_lib  # noqa: E402
+    from hwnas.network.net import net_from_architecture  # noqa: E402
     from benchmark_throughput import architectures_and_tasks  # noqa: E402
-library_config.quiet_tensorflow_logs()
+quiet_tensorflow_logs()
 
 PROJECT_DIR = benchmark_setup.PROJECT_DIR
 PROXY_BATCH = 64  # sessions NASWOT and grad_norm look at
