@@ -30,7 +30,7 @@ smart_start = True  # True: start from a small hand-crafted network; False: from
 is_random_walk = False  # True: the best child always becomes the parent; False: the parent competes with its children
 max_attempts = 200  # mutation attempts per child before the thresholds are declared impossible
 max_failures_in_a_row = 10  # networks failing in a row (diverging loss, errors) before the search stops
-time_budget_s = None  # seconds; the search ends, saving everything, after the generation in which they run out (None = no limit)
+time_budget_s = None  # seconds for the whole run, final training included: no network starts once they are spent; the generation closes with the networks started, everything saved (None = no limit)
 max_search_sessions = 2000  # most sessions a candidate trains on in each fold (and is validated and tested on): stratified samples drawn once from the seed (None = every session)
 inherit_weights = True  # True: a child starts each fold from its parent's trained weights of that fold, for the layers its mutation left unchanged
 inherit_epochs = None  # most epochs a child that inherits trains (None = a third of epochs)

@@ -165,8 +165,9 @@ class NAS:
         objective among every network trained (with final_training: that network trained
         again on every training session, hwnas.search.final, the model saved as the best). After every generation the run folder gets
         a checkpoint, and its summary.json, pareto.csv, best_architecture.txt, per_class.csv,
-        progress.png and tradeoff.png are brought up to date. With time_budget_s, the search
-        ends after the generation in which the budget runs out, as a normal end does. When
+        progress.png and tradeoff.png are brought up to date. With time_budget_s, no network
+        starts once the budget is spent (the final training's share kept aside); the generation
+        closes with the networks that started and the run ends as a normal end does. When
         run_dir holds a checkpoint, the search resumes from it and continues exactly as an
         uninterrupted run would. Raises ConstraintError, SearchStopped; RunFolderBusy when
         another process writes to run_dir; RecordsError when run_dir's records are unreadable

@@ -6,7 +6,6 @@ import glob
 import json
 import os
 
-import numpy as np
 import pytest
 
 from conftest import TINY_RUN, run_main, write_idx1, write_idx3

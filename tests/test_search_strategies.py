@@ -242,7 +242,7 @@ def test_ga_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, tiny_g
     assert rows_of(os.path.join(run_dir, "pareto.csv")) == rows_of(os.path.join(uninterrupted_dir, "pareto.csv"))
 
 
-def test_time_budget_ends_the_search_after_the_generation_it_runs_out_in(tmp_path, demo_subset_files):
+def test_a_spent_time_budget_closes_the_generation_and_saves_as_a_normal_end_does(tmp_path, demo_subset_files):
     images_path, labels_path = demo_subset_files
     result = run_main(f"images_path={images_path}", f"labels_path={labels_path}", f"logs_dir={tmp_path}",
                       "test_size=0.2", "num_folds=3", "num_selected_folds=1", "epochs=1",

@@ -376,7 +376,7 @@ class RunDescription:
                  f"Absolute best: {best.child_id}, {best.architecture_text()}",
                  f"  params {figures.n_params}, max tensor {figures.max_tens} elements, FLOPs {figures.flops}",
                  f"  validation accuracy {best.val_score:.4f} (mean over the trained folds)",
-                 *([f"  final model (trained again on every training session): its figures below"] if final else []),
+                 *(["  final model (trained again on every training session): its figures below"] if final else []),
                  f"  test accuracy {test['accuracy']:.4f}, precision {test['precision']:.4f}, "
                  f"recall {test['recall']:.4f}, macro-F1 {test['f1']:.4f} (Keras, float32){over_classes(tested)}"]
         if deployed:

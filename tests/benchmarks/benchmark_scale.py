@@ -35,6 +35,7 @@ from hwnas.common.quiet import quiet_native_output, quiet_tensorflow_logs  # noq
 
 with quiet_native_output():
     from hwnas.data import idx as data_lib  # noqa: E402
+    from hwnas.data import samples  # noqa: E402
     from hwnas.evaluation.evaluators import make_evaluator  # noqa: E402
     from study_data_budget import networks_and_tasks  # noqa: E402
 quiet_tensorflow_logs()
@@ -102,8 +103,8 @@ def measure(paths, budget, n_networks, epochs):
         _, tasks = networks_and_tasks(data, n_networks, run_dir)
     for task in tasks.values():
         task.train_settings["epochs"] = epochs
-    search_data = data_lib.test_sample(data, budget, 0)
-    sampled = data_lib.fold_samples(folds, y_train, budget, 0)
+    search_data = samples.test_sample(data, budget, 0)
+    sampled = samples.fold_samples(folds, y_train, budget, 0)
     peaks = WorkerPeaks()
     started = time.perf_counter()
     evaluator = make_evaluator("local", search_data, sampled, 2, 1)

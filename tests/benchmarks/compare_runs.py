@@ -24,10 +24,10 @@ import sys
 import benchmark_setup  # noqa: E402  (the project and the tests' helpers on the path)
 
 PROJECT_DIR = benchmark_setup.PROJECT_DIR
-TIMING_COLUMNS = {"train_seconds", "elapsed_seconds", "wall_seconds"}
+TIMING_COLUMNS = {"train_seconds", "elapsed_seconds", "wall_seconds", "phase_seconds"}
 TINY = ["test_size=0.2", "num_folds=3", "num_selected_folds=2", "n_generations=2", "n_child=3", "epochs=2",
         "max_depth=4"]
-STRATEGIES = {"default": [],  # B01_NAS.py's defaults (the GA with inheritance and a predictor, the final training)
+STRATEGIES = {"default": ["population_size=3", "n_elites=2"],  # B01_NAS.py's defaults, population cut to fit n_child
               "mutation": ["search_strategy=mutation"],
               "ga": ["search_strategy=ga", "population_size=3", "n_elites=2", "smart_start=False",
                      'objectives=["val_accuracy","flash_size"]', "save_pareto_models=True"],
@@ -41,7 +41,10 @@ HALVING = {"full": [], "halving": ["halving_eta=2", "min_epochs=1"]}
 def run_all(out_dir, strategies):
 
     import numpy as np
-    from hwnas.data import idx as data_lib
+    try:
+        from hwnas.data import idx as data_lib
+    except ImportError:  # a checkout from before the house in folders
+        import library_load_and_split_data as data_lib
     os.makedirs(out_dir, exist_ok=True)
     images = data_lib.read_idx3(os.path.join(PROJECT_DIR, "data", "demo_sessions.idx3"))[:450]
     labels = data_lib.read_idx1(os.path.join(PROJECT_DIR, "data", "demo_labels.idx1"))[:450]
@@ -80,6 +83,13 @@ def common_fields(records_a, records_b, added):
             [{k: v for k, v in r.items() if k in common} for r in records_b])
 
 
+def without_timings(record):
+    """A .json record without its timing fields, at any depth (the final training's are nested)."""
+    if isinstance(record, dict):
+        return {k: without_timings(v) for k, v in record.items() if k not in TIMING_COLUMNS}
+    return record
+
+
 def model_files(run_dir):
     """{relative path: content to compare} of the saved models: weights as arrays, the rest as bytes,
     the .json records without timing fields."""
@@ -93,8 +103,7 @@ def model_files(run_dir):
         if path.endswith(".keras"):
             contents[relative] = [np.asarray(w) for w in keras.models.load_model(path).get_weights()]
         elif path.endswith(".json"):
-            record = json.load(open(path))
-            contents[relative] = {k: v for k, v in record.items() if k not in TIMING_COLUMNS}
+            contents[relative] = without_timings(json.load(open(path)))
         elif path.endswith(".csv"):  # per-class results: by rows, so that a column only one checkout writes is listed
             contents[relative] = rows(path)
         else:

@@ -24,7 +24,7 @@ int8 on TFLM) side by side, per seed.
     python tests/benchmarks/study_data_budget.py validation --dataset ustc [--networks 40] [--budgets 2000]
     python tests/benchmarks/study_data_budget.py searches --dataset ustc --seeds 0 1 2 3 4 [--minutes 10]
         [--budgets 2000 none]
-    python tests/benchmarks/study_data_budget.py report [--out docs/study_data_budget.md]
+    python tests/benchmarks/study_data_budget.py report [--out FILE]      # the tables of docs/data_budget.md
 
 Results are cached under logs/study_data_budget/ (a finished network or search is not run again).
 Run it on an otherwise idle machine (the seconds are measured).
@@ -89,7 +89,7 @@ def networks_and_tasks(data, n_networks, run_dir):
 
 def ranks(dataset, n_networks, budgets, n_workers):
     with quiet_native_output():
-        from hwnas.data import idx as data_lib
+        from hwnas.data import samples
         from hwnas.evaluation.evaluators import make_evaluator
     quiet_tensorflow_logs()
     data, folds, y_train, _ = benchmark_setup.split_and_folds(*DATASETS[dataset])
@@ -99,8 +99,8 @@ def ranks(dataset, n_networks, budgets, n_workers):
         path = os.path.join(CACHE_DIR, f"ranks_{dataset}_{budget_name(budget)}.json")
         cached = json.load(open(path)) if os.path.exists(path) else {"networks": {}}
         todo = {index: task for index, task in tasks.items() if str(index) not in cached["networks"]}
-        search_data = data_lib.test_sample(data, budget, 0)
-        sampled = data_lib.fold_samples(folds, y_train, budget, 0)
+        search_data = samples.test_sample(data, budget, 0)
+        sampled = samples.fold_samples(folds, y_train, budget, 0)
         cached.update(dataset=dataset, budget=budget, train_sessions=len(sampled[0][0]),
                       validation_sessions=len(sampled[0][1]), whole_validation_sessions=len(folds[0][1]))
         if todo:
@@ -130,7 +130,7 @@ def validation(dataset, n_networks, budget, n_workers):
     """Trains the networks on the budget with 2 folds, early stopping on the whole validation part,
     and scores each on stratified samples of it; caches {network: {sample size or "whole": accuracy}}."""
     with quiet_native_output():
-        from hwnas.data import idx as data_lib
+        from hwnas.data import samples
         from hwnas.evaluation.evaluators import make_evaluator
     quiet_tensorflow_logs()
     data, folds, y_train, _ = benchmark_setup.split_and_folds(*DATASETS[dataset], num_folds=2)
@@ -138,11 +138,11 @@ def validation(dataset, n_networks, budget, n_workers):
         networks, tasks = networks_and_tasks(data, n_networks, run_dir)
     path = os.path.join(CACHE_DIR, f"validation_{dataset}_{budget}.json")
     cached = json.load(open(path)) if os.path.exists(path) else {"networks": {}}
-    trained_on = [(data_lib.stratified_sample(train, y_train[train], budget, np.random.default_rng([0, 3])),
+    trained_on = [(samples.stratified_sample(train, y_train[train], budget, np.random.default_rng([0, 3])),
                    validation_part) for train, validation_part in folds]
     rng = np.random.default_rng([0, 4])
-    samples = {size: [data_lib.stratified_sample(part, y_train[part], size, rng) for _, part in folds]
-               for size in VALIDATION_SAMPLES}
+    validation_samples = {size: [samples.stratified_sample(part, y_train[part], size, rng) for _, part in folds]
+                          for size in VALIDATION_SAMPLES}
     cached.update(dataset=dataset, budget=budget, whole=len(folds[0][1]))
     todo = {index: task for index, task in tasks.items() if str(index) not in cached["networks"]}
     if todo:
@@ -152,7 +152,7 @@ def validation(dataset, n_networks, budget, n_workers):
                 if result.status != "ok":
                     continue
                 scores = {"whole": sample_accuracy(result.state, data, [part for _, part in folds])}
-                scores.update({str(size): sample_accuracy(result.state, data, parts) for size, parts in samples.items()})
+                scores.update({str(size): sample_accuracy(result.state, data, parts) for size, parts in validation_samples.items()})
                 cached["networks"][str(index)] = scores
                 os.makedirs(CACHE_DIR, exist_ok=True)
                 with open(path, "w") as cache_file:
