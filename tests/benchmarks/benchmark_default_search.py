@@ -11,8 +11,10 @@ and the whole run's wall clock against the time budget.
         [--checkout before=/tmp/before_worktree] [--checkout now=.] [--tile 2] [--out-dir logs/benchmark_default_search]
         [--extra n_generations=100000]
 
---tile N repeats every session N times (a larger set for time; not for accuracy: a tiled session can
-sit in a training and a validation part at once). Without --minutes the run keeps B01_NAS.py's own
+--tile N first holds out a stratified tenth of the sessions as the test pair (test_images_path), then
+repeats every other session N times: a larger set for time whose test accuracies stay honest (no test
+session has a twin in training; a tiled session can still sit in a fold's training and validation
+parts at once, which flatters validation scores). Without --minutes the run keeps B01_NAS.py's own
 n_generations (the default run); with it, n_generations=100000 so that the budget ends the search.
 """
 import argparse
@@ -36,30 +38,36 @@ DATASETS = {"demo": ("data/demo_sessions.idx3", "data/demo_labels.idx1"),
 
 
 def data_files(name, tile, folder):
-    """(images, labels) paths, absolute: the data set's, or its sessions repeated tile times."""
+    """(images, labels, test images, test labels) paths, absolute: the data set's (no test pair), or a
+    held-out test tenth and the other sessions repeated tile times."""
     images, labels = (os.path.join(PROJECT_DIR, path) for path in DATASETS[name])
     if tile == 1:
-        return images, labels
-    paths = (os.path.join(folder, f"{name}_x{tile}.idx3"), os.path.join(folder, f"{name}_x{tile}.idx1"))
+        return images, labels, None, None
+    paths = [os.path.join(folder, f"{name}_x{tile}{part}.idx{n}") for part in ("", "_test") for n in (3, 1)]
     if not all(map(os.path.exists, paths)):
+        from sklearn.model_selection import train_test_split
+        X, y = data_lib.read_idx3(images), data_lib.read_idx1(labels)
+        train, test = train_test_split(np.arange(len(y)), test_size=0.1, stratify=y, random_state=0)
         os.makedirs(folder, exist_ok=True)
-        for path, array in zip(paths, (np.tile(data_lib.read_idx3(images), (tile, 1, 1)),
-                                       np.tile(data_lib.read_idx1(labels), tile))):
+        arrays = (np.tile(X[train], (tile, 1, 1)), np.tile(y[train], tile), X[test], y[test])
+        for path, array in zip(paths, arrays):
             with open(path, "wb") as idx_file:
                 idx_file.write(data_lib.idx_bytes(array))
-    return paths
+    return tuple(paths)
 
 
-def run(checkout, name, images, labels, arguments, out_dir):
+def run(checkout, name, files, arguments, out_dir):
     """Runs B01_NAS.py of checkout (or reads the run when it finished before); returns its row."""
     run_name = f"{name}_{arguments.data}_x{arguments.tile}_seed{arguments.seed}_{arguments.minutes or 'default'}"
     logs_dir = os.path.join(out_dir, "runs")
     existing = glob.glob(os.path.join(logs_dir, f"*_{run_name}", "summary.json"))
     wall_path = os.path.join(logs_dir, f"{run_name}.wall_seconds")
     if not existing or not os.path.exists(wall_path):
+        images, labels, test_images, test_labels = files
+        test_pair = [f"test_images_path={test_images}", f"test_labels_path={test_labels}"] if test_images else []
         command = [sys.executable, os.path.join(checkout, "B01_NAS.py"), f"images_path={images}",
-                   f"labels_path={labels}", f"seed={arguments.seed}", f"logs_dir={logs_dir}", f"run_name={run_name}",
-                   *arguments.extra]
+                   f"labels_path={labels}", *test_pair, f"seed={arguments.seed}", f"logs_dir={logs_dir}",
+                   f"run_name={run_name}", *arguments.extra]
         if arguments.minutes:
             command += [f"time_budget_s={int(arguments.minutes * 60)}", "n_generations=100000"]
         print(f"{name}: {' '.join(command[2:])}", flush=True)
@@ -96,8 +104,9 @@ def main():
     parser.add_argument("--out-dir", default=os.path.join(PROJECT_DIR, "logs", "benchmark_default_search"))
     arguments = parser.parse_args()
     checkouts = [tuple(text.split("=", 1)) for text in (arguments.checkout or [f"now={PROJECT_DIR}"])]
-    images, labels = data_files(arguments.data, arguments.tile, os.path.join(arguments.out_dir, "data"))
-    rows = [run(os.path.abspath(directory), name, images, labels, arguments, arguments.out_dir)
+    arguments.out_dir = os.path.abspath(arguments.out_dir)  # each checkout runs in its own folder
+    files = data_files(arguments.data, arguments.tile, os.path.join(arguments.out_dir, "data"))
+    rows = [run(os.path.abspath(directory), name, files, arguments, arguments.out_dir)
             for name, directory in checkouts]
     budget = f", time_budget_s={int(arguments.minutes * 60)}" if arguments.minutes else ""
     print(f"\n{arguments.data} x{arguments.tile}, seed {arguments.seed}{budget}:\n")
