@@ -85,7 +85,8 @@ learning_rate = 1e-3  # Adam's initial step size
 halving_eta = None  # successive halving in each generation: every network trains min_epochs, the best 1/halving_eta continue their training up to halving_eta x as many epochs, and so on up to epochs (3 = a third go on; None = all train the full budget)
 min_epochs = 3  # epochs of successive halving's first rung (used when halving_eta is set)
 verbose = 0  # 0: progress lines only; 1: plus Keras' per-epoch bar and TensorFlow's own messages; 2: one line per epoch
-final_training = True  # True: after the search, the best network (and with save_pareto_models the front) is trained again on every training session; that model is saved
+final_training = True  # True: after the search, its best final_candidates architectures (and with save_pareto_models the front) are trained again on every training session; the best on a held-out tenth is saved
+final_candidates = 5  # how many of the search's best distinct architectures the final training trains again to choose from (1: the search's best alone)
 final_epochs = 30  # most epochs of the final training (early stopping on a stratified tenth of the training split held out)
 reference_forest = True  # first fit a 200-tree random forest on the run's split: its test figures stand beside the network's (a warning when it is near-perfect)
 

@@ -16,7 +16,7 @@ from hwnas.data.samples import test_sample
 from hwnas.devices import TargetDevice
 from hwnas.evaluation.evaluators import make_evaluator
 from hwnas.run import report
-from hwnas.run.listeners import LogListener, ModelListener, ProgressListener, ReportListener, RunDescription
+from hwnas.run.listeners import LogListener, ModelListener, ProgressListener, ReportListener, RunDescription, chosen_final
 from hwnas.run.records import RunRecords
 from hwnas.run.reference import ReferenceListener
 from hwnas.run.run_folder import hold_run_folder, make_run_dir
@@ -162,8 +162,9 @@ class NAS:
         Returns (last parent, absolute best), both Nets with their trained weights, as the
         original toolkit does: the mutation loop's parent (the GA's and random search's
         best ranked network of the last population), and the network best by the first
-        objective among every network trained (with final_training: that network trained
-        again on every training session, hwnas.search.final, the model saved as the best). After every generation the run folder gets
+        objective among every network trained (with final_training: the finalist chosen on a
+        held-out tenth after training the search's best final_candidates again on every training
+        session, hwnas.search.final, the model saved as the best). After every generation the run folder gets
         a checkpoint, and its summary.json, pareto.csv, best_architecture.txt, per_class.csv,
         progress.png and tradeoff.png are brought up to date. With time_budget_s, no network
         starts once the budget is spent (the final training's share kept aside); the generation
@@ -177,8 +178,8 @@ class NAS:
         check_search_parameters(dict(self.settings), n_folds=len(folds))
         self.claim_run_folder(folds)
         population = self.search.run(folds)
-        final_models = self.search.final_models
-        return population[0], final_models[0].final if final_models else self.search.absolute_best
+        chosen = chosen_final(self.search)
+        return population[0], chosen.final if chosen is not None else self.search.absolute_best
 
     def claim_run_folder(self, folds):
         """Makes this process the run folder's only writer, and checks a resumed run is given the

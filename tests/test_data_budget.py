@@ -4,6 +4,8 @@ import csv
 import glob
 import json
 import os
+import re
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -13,6 +15,7 @@ from hwnas.data import idx as data_lib
 from hwnas.data import samples
 from conftest import TINY_RUN, real_run, run_main
 from hwnas.data.metrics import compute_descriptors
+from hwnas.search.final import FinalModel, choose
 
 BUDGET_RUN = (*TINY_RUN, "max_search_sessions=60", "final_epochs=2")
 
@@ -122,7 +125,14 @@ def test_candidates_train_on_the_budget_and_the_saved_model_on_every_session(bud
     assert summary["test_macro_f1"] == record["test_metrics"]["f1"]
     per_class = list(csv.DictReader(open(os.path.join(run_dir, "per_class.csv"))))
     assert per_class[-1]["support"] == "120"
-    assert f"Final model of {record['child_id']} (the best by val_accuracy): trained on 432 sessions" in log
+    # the saved model is the finalist best on the held-out sessions, each finalist's score there in the log
+    finalists = re.search(r"Finalists: ([\w, ]+) \(the search's best (\d) architectures", log)
+    assert finalists and finalists[2] == "5" and len(finalists[1].split(", ")) == 5
+    held_out = dict(re.findall(r"Final model of (\w+)(?: \([^)]*\))?: trained on 432 sessions, .*accuracy there ([\d.]+)\)", log))
+    assert sorted(held_out) == sorted(finalists[1].split(", "))
+    assert float(held_out[record["child_id"]]) == max(map(float, held_out.values()))
+    assert final["holdout_val_accuracy"] == pytest.approx(float(held_out[record["child_id"]]), abs=1e-4)
+    assert re.search(rf"Final model of {record['child_id']} \([^)]*chosen: the best of the 5 finalists", log)
     assert (f"final:  test accuracy {record['test_metrics']['accuracy']:.4f} (Keras, float32), "
             f"{record['deployed_measured']['test_accuracy']:.4f} as int8 on TFLM") in log
     assert os.path.exists(os.path.join(run_dir, "networks", f"final_{record['child_id']}.pkl"))
@@ -148,3 +158,29 @@ def test_a_resume_keeps_the_sample_and_a_later_final_training(budget_run, tmp_pa
     final_there = json.load(open(os.path.join(budget_run[0], "summary.json")))["best"]
     assert final_here["test_metrics"] == final_there["test_metrics"]
     assert final_here["final_training"]["holdout_val_accuracy"] == final_there["final_training"]["holdout_val_accuracy"]
+
+
+def test_the_held_out_tenth_keeps_a_sessions_copies_on_one_side():
+    """Captures repeat sessions byte for byte: a copy on each side would flatter the score the
+    finalists are chosen by. Without copies the split is the plain stratified one."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (300, 40, 1), dtype=np.uint8)
+    Y = data_lib.one_hot(np.arange(300) % 3, 3)
+    plain = samples.holdout_split(Y, 0.1, seed=4)
+    assert all((a == b).all() for a, b in zip(plain, samples.holdout_split(Y, 0.1, seed=4, X=X)))
+    X_twice, Y_twice = np.concatenate([X, X[:150]]), np.concatenate([Y, Y[:150]])
+    train, held_out = samples.holdout_split(Y_twice, 0.1, seed=4, X=X_twice)
+    assert len(train) + len(held_out) == 450 and not set(train) & set(held_out)
+    assert not {X_twice[i].tobytes() for i in train} & {X_twice[i].tobytes() for i in held_out}
+    assert set(Y_twice[held_out].argmax(axis=1)) == {0, 1, 2} and 30 <= len(held_out) <= 60
+
+
+def test_the_finalist_best_on_the_held_out_sessions_is_chosen_the_search_order_breaking_ties():
+    def finalist(name, held_out):
+        return FinalModel(SimpleNamespace(child_id=name), SimpleNamespace(val_score=held_out), 90, 10)
+    models = [finalist("first", 0.80), finalist("second", 0.90), finalist("third", 0.90), finalist("front", 0.99)]
+    chosen = choose(list(enumerate(models)), n_finalists=3)  # "front": a Pareto network, not a finalist
+    assert [model.searched.child_id for model in chosen] == ["second", "first", "third", "front"]
+    assert chosen[0].chosen and chosen[0].n_finalists == 3 and not any(model.chosen for model in chosen[1:])
+    assert choose([(1, models[1])], n_finalists=3)[0].chosen  # the other finalists' final training failed
+    assert not choose([(3, models[3])], n_finalists=3)[0].chosen  # every finalist's failed: none chosen

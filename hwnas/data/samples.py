@@ -1,6 +1,7 @@
 """The samples a search takes of its data: what a candidate trains, is validated and tested on when
 each may use at most max_search_sessions sessions of a part (stratified, drawn once from the seed),
 and the final training's held-out tenth."""
+import hashlib
 import math
 
 import numpy as np
@@ -58,12 +59,36 @@ def fold_samples(folds, y, max_sessions, seed):
              stratified_sample(validation, y[validation], max_sessions, rng)) for train, validation in folds]
 
 
-def holdout_split(Y, fraction=0.1, seed=0):
+def holdout_split(Y, fraction=0.1, seed=0, X=None):
     """The final training's one fold: (training indices, validation indices), a stratified
-    fraction of the samples (one-hot labels Y) held out for early stopping, from seed."""
+    fraction of the samples (one-hot labels Y) held out, from seed. With the samples X, copies of
+    one session fall on the same side: traffic captures repeat sessions byte for byte, and a
+    held-out copy of a training session would flatter the score the finalists are chosen by.
+    Without copies the split is the same as without X."""
     labels = np.asarray(Y).argmax(axis=1)
+    if X is None:
+        return _stratified_holdout(labels, fraction, seed)
+    first, copy_of = first_copies(X)
+    _, validation = _stratified_holdout(labels[first], fraction, seed)
+    held_out = np.isin(copy_of, validation)
+    return np.flatnonzero(~held_out), np.flatnonzero(held_out)
+
+
+def _stratified_holdout(labels, fraction, seed):
     n_classes = len(np.unique(labels))
     n_validation = max(n_classes, math.ceil(fraction * len(labels)))  # every class on both sides
     train, validation = train_test_split(np.arange(len(labels)), test_size=n_validation, stratify=labels,
                                          random_state=seed)
     return np.sort(train), np.sort(validation)
+
+
+def first_copies(X):
+    """(the index of each distinct session's first copy, in order; for every session, the position
+    in that list of its first copy). Sessions are compared by their bytes' digest."""
+    rows = np.ascontiguousarray(np.asarray(X).reshape(len(X), -1))
+    digests = np.array([hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows])
+    _, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # distinct sessions in the order of their first copy
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    return first[order], position[inverse]

@@ -94,10 +94,14 @@ class LogListener(Listener):
         for model in final_models:
             searched, final, cap = model.searched, model.final, search.settings["max_search_sessions"]
             test, deployed = final.test_metrics, final.deployed or {}
-            best = " (the best by " + objective + ")" if searched.child_id == search.absolute_best.child_id else ""
+            marks = [f"the search's best by {objective}"] * (searched.child_id == search.absolute_best.child_id)
+            if model.chosen and model.n_finalists > 1:
+                marks.append(f"chosen: the best of the {model.n_finalists} finalists on the held-out sessions")
+            marked = f" ({'; '.join(marks)})" if marks else ""
             self.records.log(
-                f"Final model of {searched.child_id}{best}: trained on {model.sessions} sessions, "
-                f"{final.epochs_trained} epochs in {final.train_seconds:.0f} s (early stopping on {model.holdout_sessions})."
+                f"Final model of {searched.child_id}{marked}: trained on "
+                f"{model.sessions} sessions, {final.epochs_trained} epochs in {final.train_seconds:.0f} s (early "
+                f"stopping on {model.holdout_sessions}, accuracy there {final.val_score:.4f})."
                 f"\n  search: validation accuracy {searched.val_score:.4f} (mean over its folds"
                 f"{'' if cap is None else f', at most {cap} sessions of each part'})"
                 f"\n  final:  test accuracy {test['accuracy']:.4f} (Keras, float32), "
@@ -228,10 +232,10 @@ class ModelListener(Listener):
                 search.say(f"{name} ({net.child_id}) was missing from {self.records.models_dir}: written again.")
 
     def final_trained(self, search, final_models):
-        """The best network's final model replaces the search's as the saved best."""
-        best = final_models[0] if final_models else None
-        if best is None or best.searched.child_id != search.absolute_best.child_id:
-            return  # its final training failed: the search's model stays saved
+        """The chosen finalist's final model replaces the search's as the saved best."""
+        best = chosen_final(search)
+        if best is None:
+            return  # every finalist's final training failed: the search's model stays saved
         self.records.save_model(best.final, self.saved_names["best"], search.i_gen,
                                 device_figures=self.device_figures(best.final), more={"final_training": final_record(best, search.settings["max_search_sessions"])})
         self.write_class_results(best.final, self.records.run_dir, "")
@@ -277,8 +281,8 @@ class ReportListener(Listener):
                               for figure in self.device_figures_shown])
 
     def final_trained(self, search, final_models):
-        if final_models and final_models[0].searched.child_id == search.absolute_best.child_id:
-            report.write_best_architecture(self.records.run_dir, final_models[0].final, self.device)
+        if chosen_final(search) is not None:
+            report.write_best_architecture(self.records.run_dir, chosen_final(search).final, self.device)
         report.write_summary(self.records.run_dir, search.clock.elapsed_seconds(), search.i_gen)
 
     def write_front(self, search):
@@ -291,6 +295,12 @@ class ReportListener(Listener):
         return rows
 
 
+def chosen_final(search):
+    """The final training's FinalModel (hwnas.search.final) the run saves as its best: the chosen
+    finalist (None: no final training, or every finalist's failed)."""
+    return next((model for model in search.final_models if model.chosen), None)
+
+
 def final_record(model, max_search_sessions):
     """What models/best_model.json and summary.json say of a final training (a hwnas.search.final.FinalModel):
     what it trained on and how long, its score on the held-out sessions, and the search's scores beside."""
@@ -298,6 +308,7 @@ def final_record(model, max_search_sessions):
     return {"sessions": model.sessions, "holdout_sessions": model.holdout_sessions,
             "epochs_trained": final.epochs_trained, "train_seconds": round(final.train_seconds or 0.0, 1),
             "holdout_val_accuracy": final.val_score, "search_val_accuracy": searched.val_score,
+            "child_id": searched.child_id, "n_finalists": model.n_finalists,
             "search_val_f1": (searched.val_metrics or {}).get("f1"), "max_search_sessions": max_search_sessions,
             "phase_seconds": {phase: round(seconds, 2) for phase, seconds in final.phase_seconds.items()}}
 
@@ -357,30 +368,39 @@ class RunDescription:
                          f"{len(folds[0][1])} and tested on {len(search.data.Y_test)} of the {len(self.data.Y_test)} test "
                          f"sessions (stratified samples, drawn once from the seed).")
         if settings["final_training"]:
-            lines.append(f"Final training: the best network{' and the Pareto front' * settings['save_pareto_models']} "
+            finalists = (f"the search's best {settings['final_candidates']} architectures (the best of them on a held-out "
+                         f"tenth is kept)" if settings["final_candidates"] > 1 else "the best network")
+            lines.append(f"Final training: {finalists}{' and the Pareto front' * settings['save_pareto_models']} "
                          f"trained again on every training session, at most {settings['final_epochs']} epochs, after "
                          f"the search{' (and its time budget)' if settings['time_budget_s'] else ''}.")
         return lines
 
     def summary_lines(self, search):
         best, trials, elapsed = search.absolute_best, search.trials, search.clock.elapsed_seconds()
-        figures = best.figures()
-        final = next((model.final for model in search.final_models if model.searched.child_id == best.child_id), None)
-        tested = final or best  # what the run saved as its best: the final model when there is one
+        chosen = chosen_final(search)
+        shown = best if chosen is None else chosen.searched  # the network whose model the run saved as its best
+        figures = shown.figures()
+        tested = best if chosen is None else chosen.final  # the final model when there is one
         test, deployed = tested.test_metrics, tested.deployed or {}
         lines = ["\n== Result ==",
                  f"Evaluated {trials.n_evaluated} networks ({trials.n_trained} trained, "
                  f"{trials.n_evaluated - trials.n_trained} reused) in {elapsed:.0f} s over {search.i_gen} generations "
                  f"({search.settings['search_strategy']}), {trials.n_trained * 3600 / max(elapsed, 1e-9):.0f} networks "
                  f"trained per hour.",
-                 f"Absolute best: {best.child_id}, {best.architecture_text()}",
-                 f"  params {figures.n_params}, max tensor {figures.max_tens} elements, FLOPs {figures.flops}",
-                 f"  validation accuracy {best.val_score:.4f} (mean over the trained folds)",
-                 *(["  final model (trained again on every training session): its figures below"] if final else []),
-                 f"  test accuracy {test['accuracy']:.4f}, precision {test['precision']:.4f}, "
-                 f"recall {test['recall']:.4f}, macro-F1 {test['f1']:.4f} (Keras, float32){over_classes(tested)}"]
+                 f"Absolute best: {best.child_id}, {best.architecture_text()}"]
+        if shown is not best:
+            lines += [f"  validation accuracy {best.val_score:.4f} (mean over the trained folds)",
+                      f"Final model: {shown.child_id}, {shown.architecture_text()}",
+                      f"  the best on the held-out sessions ({chosen.final.val_score:.4f}) of the {chosen.n_finalists} "
+                      f"finalists trained again on every training session"]
+        lines += [f"  params {figures.n_params}, max tensor {figures.max_tens} elements, FLOPs {figures.flops}",
+                  f"  validation accuracy {shown.val_score:.4f} (mean over the trained folds)",
+                  *(["  final model (trained again on every training session): its figures below"]
+                    if chosen is not None and shown is best else []),
+                  f"  test accuracy {test['accuracy']:.4f}, precision {test['precision']:.4f}, "
+                  f"recall {test['recall']:.4f}, macro-F1 {test['f1']:.4f} (Keras, float32){over_classes(tested)}"]
         if deployed:
-            lines += [f"  deployed as {best.deploy_precision} TFLite: flash {deployed['flash_bytes']} B measured "
+            lines += [f"  deployed as {shown.deploy_precision} TFLite: flash {deployed['flash_bytes']} B measured "
                       f"({figures.flash_size} B estimated), TFLM arena {deployed['arena_bytes']} B measured "
                       f"= {deployed['arena_activations']} activations + {deployed['arena_persistent']} persistent "
                       f"({figures.ram_size} B estimated)",
@@ -390,7 +410,7 @@ class RunDescription:
         if tested.trained:
             name = self.saved_names["best"]
             lines.append(f"  saved as {display_path(os.path.join(self.records.models_dir, name + '.keras'))} and "
-                         f"{name}_{best.deploy_precision}.tflite / .h beside it")
+                         f"{name}_{shown.deploy_precision}.tflite / .h beside it")
         lines.append(f"Pareto front over {', '.join(search.front_ranking.objectives.names)}: "
                      f"{len(search.front_members())} networks, in {display_path(self.records.pareto_path)}")
         return lines

@@ -37,7 +37,7 @@ class Search:
 
     def __init__(self, **pieces):
         self.__dict__.update(pieces)
-        self.final_models = []  # the final training's FinalModels, the best first
+        self.final_models = []  # the final training's FinalModels, the chosen finalist first
         self._folds_given = self.sampled_folds = None
         self.started_one = False  # whether a network of this session started (may_start)
         self.i_gen = 0

@@ -178,6 +178,7 @@ SETTINGS = {
     "verbose": Setting(0, verbosity, resumable=True),
     "final_training": Setting(True, flag, resumable=True, before_added=False, original=False),
     "final_epochs": Setting(30, count(1), resumable=True),
+    "final_candidates": Setting(5, count(1), resumable=True, before_added=1),
     "reference_forest": Setting(True, flag, resumable=True, before_added=False, original=False),
     # evaluation
     "executor": Setting("local", one_of(EXECUTORS), resumable=True),
