@@ -229,7 +229,7 @@ if best.deployed:
     print(f"  {best.deploy_precision} TFLite measured: flash {best.deployed['flash_bytes']} B, "
           f"TFLM arena {best.deployed['arena_bytes']} B, test accuracy {best.deployed['test_accuracy']:.4f}")
 final_text = "the final model's " if nas.search.final_models else ""
-print(f"  validation accuracy {nas.search.absolute_best.val_score:.4f} (search), {final_text}test accuracy "
+print(f"  validation accuracy {nas.best_searched.val_score:.4f} (search), {final_text}test accuracy "
       f"{best.test_metrics['accuracy']:.4f}")
 print(f"  NAS log: {display_path(nas.log_path)}")
 print(f"  Pareto front: {display_path(nas.pareto_path)}")

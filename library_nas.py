@@ -181,6 +181,13 @@ class NAS:
         chosen = chosen_final(self.search)
         return population[0], chosen.final if chosen is not None else self.search.absolute_best
 
+    @property
+    def best_searched(self):
+        """The search's network whose model the run saved as its best: the chosen finalist of the final
+        training, or without one the absolute best (its search scores: what the search saw of it)."""
+        chosen = chosen_final(self.search)
+        return self.search.absolute_best if chosen is None else chosen.searched
+
     def claim_run_folder(self, folds):
         """Makes this process the run folder's only writer, and checks a resumed run is given the
         data and split it was searched on (recorded in data.json at its start). Raises

@@ -51,9 +51,11 @@ def small_data(demo_subset_files):
 
 # Settings of the tiny real run shared by the end-to-end and robustness tests.
 # The specification's loop from scratch (its networks' ids are those the tests name); the GA of the
-# defaults, with inheritance and a predictor, is TINY_GA_RUN's and test_levers'.
+# defaults, with inheritance and a predictor, is TINY_GA_RUN's and test_levers'; the final training of
+# the best alone (the finalists are test_data_budget's).
 TINY_RUN = ("test_size=0.2", "num_folds=3", "num_selected_folds=1", "n_generations=2", "n_child=2", "epochs=2",
-            "final_epochs=2", "search_strategy=mutation", "inherit_weights=False", "proposal_pool=None")
+            "final_epochs=2", "final_candidates=1", "search_strategy=mutation", "inherit_weights=False",
+            "proposal_pool=None")
 
 
 def run_main(*overrides, timeout=900):

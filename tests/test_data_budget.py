@@ -17,7 +17,7 @@ from conftest import TINY_RUN, real_run, run_main
 from hwnas.data.metrics import compute_descriptors
 from hwnas.search.final import FinalModel, choose
 
-BUDGET_RUN = (*TINY_RUN, "max_search_sessions=60", "final_epochs=2")
+BUDGET_RUN = (*TINY_RUN, "max_search_sessions=60", "final_epochs=2", "final_candidates=5")
 
 
 def test_a_stratified_sample_keeps_every_class_in_proportion_and_is_drawn_from_the_seed():

@@ -82,7 +82,7 @@ def main():
         int8 = (final.deployed or {}).get("test_accuracy")
         results.append((rank, child_id, final.val_score, int8))
         print(f"| {rank} | {child_id} | {search_val:.4f} | {final.val_score:.4f} | {final.test_metrics['accuracy']:.4f} | "
-              f"{int8:.4f} | {final.epochs_trained} | {time.perf_counter() - started:.0f} | {texts[child_id]} |", flush=True)
+              f"{int8:.4f} | {final.epochs_trained} | {time.perf_counter() - started:.0f} | {texts[child_id].replace('|', '/')} |", flush=True)
     print("\nWhat the final training keeps with final_candidates = k (the best of the first k on the held-out tenth):")
     for k in range(1, len(results) + 1):
         rank, child_id, held_out, int8 = max(results[:k], key=lambda result: (result[2], -result[0]))
