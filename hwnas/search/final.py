@@ -86,9 +86,9 @@ class FinalTraining:
         return [best] + others[:self.settings["final_candidates"] - 1]
 
     def train(self, search, seconds_left=None):
-        """The final training of a search's best network (and with save_pareto_models, its front's
+        """The final training of a search's finalists (and with save_pareto_models, its front's
         others), when they were trained (a dry run has nothing to train again), within seconds_left of
-        the time budget (None: no limit). Returns their FinalModels."""
+        the time budget (None: no limit). Returns their FinalModels, the chosen finalist first."""
         finalists = [network for network in self.finalists(search) if network.trained]
         if not finalists:
             self.say("No final training: no network of the search was trained (a dry run).")
@@ -106,7 +106,8 @@ class FinalTraining:
 
     def run(self, networks, seconds_left=None):
         """Trains each of networks (evaluated Nets of the search, trained) again on every training
-        session; returns their FinalModels, in order (a network whose final training failed: none)."""
+        session; returns (index in networks, FinalModel) of each, in order (a network whose final training
+        failed: none)."""
         train, holdout = self.folds[0]
         results = {}
         for index, network in enumerate(networks):
@@ -126,7 +127,6 @@ class FinalTraining:
                      f"training sessions (early stopping on a stratified {len(holdout)} held out), at most "
                      f"{self.settings['final_epochs']} epochs{limit} each, {workers} at a time on {threads} "
                      f"thread{'s' * (threads > 1)} each.")
-        if tasks:
             evaluator = self.make_evaluator(self.data, self.folds, workers, threads)
             try:
                 for index, result in evaluator.evaluate_all(tasks):
@@ -141,7 +141,8 @@ class FinalTraining:
         for index, network in enumerate(networks):
             result = results[index]
             if result.status != Status.OK:
-                self.say(f"Final training of {network.child_id} failed ({result.reason}); the search's model stays.")
+                self.say(f"Final training of {network.child_id} failed ({result.reason}); it is left out (when every "
+                         f"finalist's fails, the search's model stays).")
                 continue
             final = Net.from_state(result.state, None, self.data)  # (its child_id and mutation: the network's)
             final.parent_ids = network.parent_ids
