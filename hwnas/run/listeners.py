@@ -281,8 +281,9 @@ class ReportListener(Listener):
                               for figure in self.device_figures_shown])
 
     def final_trained(self, search, final_models):
-        if chosen_final(search) is not None:
-            report.write_best_architecture(self.records.run_dir, chosen_final(search).final, self.device)
+        chosen = chosen_final(search)
+        if chosen is not None:
+            report.write_best_architecture(self.records.run_dir, chosen.final, self.device)
         report.write_summary(self.records.run_dir, search.clock.elapsed_seconds(), search.i_gen)
 
     def write_front(self, search):
